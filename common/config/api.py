@@ -1,0 +1,34 @@
+"""Options of the ``[api]`` group: the Tornado REST API service."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+GROUP = "api"
+
+ALL_OPTS = [
+    cfg.HostAddressOpt(
+        "bind",
+        default="127.0.0.1",
+        help="Address the REST API listens on. Possible values: an IPv4 or "
+        "IPv6 address or a host name; 0.0.0.0 listens on every interface.",
+    ),
+    cfg.PortOpt(
+        "port",
+        default=8888,
+        help="TCP port of the REST API. Possible values: 0 (pick a free port) "
+        "to 65535.",
+    ),
+    cfg.IntOpt(
+        "max_body_size",
+        default=1048576,
+        min=1024,
+        help="Largest request body, in bytes, that the API reads at all; larger "
+        "requests are refused with 400 before they are parsed. Possible values: "
+        "an integer of at least 1024.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(ALL_OPTS, group=GROUP)

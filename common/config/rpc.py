@@ -1,0 +1,42 @@
+"""Options of the ``[rpc]`` group: how edge services call the storage workers."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+GROUP = "rpc"
+
+ALL_OPTS = [
+    cfg.FloatOpt(
+        "call_timeout",
+        default=10.0,
+        min=0.1,
+        help="Seconds an RPC call to the storage workers may take before the "
+        "request fails with 503. Possible values: a number >= 0.1.",
+    ),
+    cfg.IntOpt(
+        "call_retry",
+        default=1,
+        min=0,
+        help="How many times a call retries connecting to the broker before it "
+        "fails (never infinite, so a dead broker gives 503 instead of a hang). "
+        "Possible values: an integer >= 0.",
+    ),
+    cfg.IntOpt(
+        "client_threads",
+        default=32,
+        min=1,
+        help="Threads in each edge service's pool for blocking RPC calls, so the "
+        "Tornado event loop never blocks. Possible values: an integer >= 1.",
+    ),
+    cfg.StrOpt(
+        "topic",
+        default="herald-storage",
+        help="oslo.messaging topic the storage workers listen on. Possible "
+        "values: any topic name; every service of one deployment must agree.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(ALL_OPTS, group=GROUP)

@@ -1,0 +1,43 @@
+"""Options of the ``[storage]`` group: the storage workers and their database."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+GROUP = "storage"
+
+ALL_OPTS = [
+    cfg.StrOpt(
+        "connection",
+        default="sqlite:///data/herald.sqlite",
+        help="SQLAlchemy URL of the database. Possible values: "
+        "postgresql+psycopg://user:password@host:port/dbname (production) or "
+        "sqlite:///path/to/file.sqlite (embedded mode; relative to the working "
+        "directory).",
+    ),
+    cfg.IntOpt(
+        "pool_size",
+        default=16,
+        min=1,
+        help="Database connections each worker keeps open (PostgreSQL); size it "
+        "to the worker's RPC executor threads. Possible values: an integer >= 1.",
+    ),
+    cfg.IntOpt(
+        "gc_interval",
+        default=30,
+        min=1,
+        help="Seconds between two runs of the background job that deletes "
+        "expired messages and claims. Possible values: an integer >= 1.",
+    ),
+    cfg.BoolOpt(
+        "migrate_on_start",
+        default=True,
+        help="Run the database migrations (under a cluster-wide tooz lock) when a "
+        "storage worker starts. Possible values: true, false (then run "
+        "'herald db upgrade' yourself before starting workers).",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(ALL_OPTS, group=GROUP)

@@ -1,0 +1,14 @@
+"""RPC between the edge services (api, ws-gateway) and the storage workers.
+
+- ``storage_api``: the versioned storage RPC API, the one contract both sides
+  share (client proxy on the edge; the worker's endpoint implements it).
+- ``serializer``: the JSON serializer for contexts and payloads.
+- ``caller``: how a call crosses: over oslo.messaging (RabbitMQ) or through
+  the embedded in-process dispatcher, both off the Tornado event loop.
+- ``server``: the worker-side oslo.messaging RPC server with a lifecycle.
+"""
+
+STORAGE_TOPIC = "herald-storage"
+STORAGE_API_VERSION = "1.0"
+# Modules whose exceptions are rebuilt as the same class on the caller's side.
+ALLOWED_REMOTE_EXMODS = ["herald.common.errors"]

@@ -1,0 +1,156 @@
+"""How a storage RPC call crosses from an edge service to a storage worker.
+
+Two callers implement ``Caller.call``:
+
+- ``OsloCaller``: oslo.messaging over the configured ``transport_url``
+  (RabbitMQ in production). oslo.messaging is blocking, so every call runs on
+  a dedicated thread pool, always with an explicit ``timeout`` and a finite
+  ``retry``: the default retries forever and would hang the service when the
+  broker is down.
+- ``InProcessCaller``: the embedded mode's dispatcher. It invokes the storage
+  endpoint in the same process, but still passes the context, the arguments,
+  the reply and any error through the JSON serializer and ``json`` itself, so
+  a payload that would not survive RabbitMQ fails here too. (Not oslo's
+  ``fake://`` driver: it polls, ~50 ms per call, and passes objects by
+  reference.)
+
+Both translate failures into ``herald.common.errors`` types: typed storage
+errors pass through, a timeout or unreachable broker becomes
+``ServiceUnavailable`` (503), anything else ``InternalError`` (500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+import json
+import logging
+from typing import Any, Protocol
+
+import oslo_messaging
+from oslo_config import cfg
+
+from herald.common import errors
+from herald.common.context import RequestContext
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION
+from herald.common.rpc.serializer import JsonSerializer
+
+LOG = logging.getLogger(__name__)
+
+
+class Caller(Protocol):
+    """Something that runs a storage RPC method and returns its decoded reply."""
+
+    async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+def _unavailable(what: str) -> errors.ServiceUnavailable:
+    return errors.ServiceUnavailable(f"{what} Please try again in a few seconds.")
+
+
+class OsloCaller:
+    """Calls the storage workers over oslo.messaging, off the event loop."""
+
+    def __init__(self, conf: cfg.ConfigOpts, transport: oslo_messaging.Transport | None = None):
+        self._conf = conf
+        self._transport = transport or oslo_messaging.get_rpc_transport(
+            conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
+        )
+        target = oslo_messaging.Target(topic=conf.rpc.topic, version=STORAGE_API_VERSION)
+        self._client = oslo_messaging.get_rpc_client(
+            self._transport,
+            target,
+            serializer=JsonSerializer(),
+            timeout=conf.rpc.call_timeout,
+            retry=conf.rpc.call_retry,
+        )
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=conf.rpc.client_threads, thread_name_prefix="rpc-call"
+        )
+
+    def _call_blocking(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+        try:
+            return self._client.call(ctxt, method, **kwargs)
+        except errors.HeraldError:
+            raise
+        except oslo_messaging.MessagingTimeout as exc:
+            LOG.warning("storage call %s timed out: %s", method, exc)
+            raise _unavailable("The storage service did not answer in time.") from exc
+        except oslo_messaging.RemoteError as exc:
+            LOG.error("storage call %s failed remotely: %s", method, exc.value)
+            raise errors.InternalError(exc.value or exc.exc_type) from exc
+        except oslo_messaging.MessagingException as exc:
+            LOG.warning("storage call %s could not be delivered: %s", method, exc)
+            raise _unavailable("The message broker is unreachable.") from exc
+
+    async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call_blocking, ctxt, method, kwargs)
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._transport.cleanup()
+
+
+def _error_to_wire(exc: BaseException) -> dict[str, Any]:
+    cls = type(exc)
+    return {"module": cls.__module__, "class": cls.__name__, "args": list(exc.args)}
+
+
+def _error_from_wire(data: dict[str, Any]) -> BaseException:
+    if data["module"] in ALLOWED_REMOTE_EXMODS:
+        cls = getattr(importlib.import_module(data["module"]), data["class"], None)
+        if isinstance(cls, type) and issubclass(cls, errors.HeraldError):
+            return cls(*data["args"])
+    return errors.InternalError(" ".join(str(arg) for arg in data["args"]) or data["class"])
+
+
+class InProcessCaller:
+    """The embedded mode's dispatcher: same process, same serialization."""
+
+    def __init__(self, endpoint: Any, threads: int = 16) -> None:
+        self._endpoint = endpoint
+        self._serializer = JsonSerializer()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="rpc-inproc"
+        )
+
+    def _dispatch(self, wire_request: str) -> str:
+        request = json.loads(wire_request)
+        ctxt = self._serializer.deserialize_context(request["context"])
+        kwargs = self._serializer.deserialize_entity(ctxt, request["args"])
+        method = getattr(self._endpoint, request["method"], None)
+        if method is None or request["method"].startswith("_"):
+            reply = {"error": _error_to_wire(
+                errors.InternalError(f"Unknown storage method {request['method']}"))}
+        else:
+            try:
+                result = method(ctxt, **kwargs)
+                reply = {"result": self._serializer.serialize_entity(ctxt, result)}
+            except Exception as exc:  # every failure must cross like a reply
+                if not isinstance(exc, errors.HeraldError):
+                    LOG.exception("storage method %s failed", request["method"])
+                reply = {"error": _error_to_wire(exc)}
+        return json.dumps(reply)
+
+    async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        wire_request = json.dumps({
+            "context": self._serializer.serialize_context(ctxt),
+            "method": method,
+            "args": self._serializer.serialize_entity(ctxt, kwargs),
+        })
+        loop = asyncio.get_running_loop()
+        try:
+            wire_reply = await loop.run_in_executor(self._pool, self._dispatch, wire_request)
+        except RuntimeError as exc:  # pool shut down while stopping
+            raise _unavailable("The storage service is stopping.") from exc
+        reply = json.loads(wire_reply)
+        if "error" in reply:
+            raise _error_from_wire(reply["error"])
+        return self._serializer.deserialize_entity(ctxt, reply["result"])
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,174 @@
+"""The storage RPC API, version 1.0: the contract between edges and workers.
+
+The api and ws-gateway services call these coroutines; the storage worker's
+endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
+the same name taking ``(ctxt, **kwargs)``. The project always comes from
+``ctxt.project_id``. Arguments and replies are plain JSON values (see
+``serializer``). Times in replies are whole seconds (``age``) or ISO 8601
+strings (``created``). Failures are raised as ``herald.common.errors`` types.
+
+Shapes used below:
+
+``StoredMessage``::
+
+    {"id": str, "body": <any JSON>, "ttl": int, "age": int,
+     "claim_id": str | None,   # the live claim holding it, else None
+     "claim_count": int, "checksum": str | None,
+     "created": "YYYY-MM-DDTHH:MM:SSZ"}
+
+The edge turns a StoredMessage into the wire shape (href, no claim_count...).
+
+Adding a method or an optional argument is a minor version bump (1.x); the
+edge must not call a method the workers might not have yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herald.common.context import RequestContext
+from herald.common.rpc.caller import Caller
+
+
+class StorageAPI:
+    """Client-side proxy of the storage RPC API."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    async def _call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        return await self._caller.call(ctxt, method, **kwargs)
+
+    # -- health -----------------------------------------------------------
+
+    async def ping(self, ctxt: RequestContext) -> bool:
+        """True when the worker reaches its database (raises otherwise)."""
+        return await self._call(ctxt, "ping")
+
+    async def health(self, ctxt: RequestContext) -> dict[str, Any]:
+        """Detailed health: ``{"storage_reachable": bool, "workers": [member ids],
+        "message_volume": {"free", "claimed", "total"}, "operation_status": {...}}``."""
+        return await self._call(ctxt, "health")
+
+    # -- queues -----------------------------------------------------------
+
+    async def queue_create(self, ctxt: RequestContext, queue: str,
+                           metadata: dict[str, Any]) -> bool:
+        """Create the queue; True if new, False if it existed (metadata untouched)."""
+        return await self._call(ctxt, "queue_create", queue=queue, metadata=metadata)
+
+    async def queue_get_metadata(self, ctxt: RequestContext, queue: str) -> dict[str, Any] | None:
+        """The stored metadata (no defaults filled in), or None if no such queue."""
+        return await self._call(ctxt, "queue_get_metadata", queue=queue)
+
+    async def queue_set_metadata(self, ctxt: RequestContext, queue: str,
+                                 metadata: dict[str, Any]) -> None:
+        """Replace the metadata; raises QueueDoesNotExist."""
+        return await self._call(ctxt, "queue_set_metadata", queue=queue, metadata=metadata)
+
+    async def queue_delete(self, ctxt: RequestContext, queue: str) -> None:
+        """Delete the queue with its messages and claims (no-op if missing)."""
+        return await self._call(ctxt, "queue_delete", queue=queue)
+
+    async def queue_list(self, ctxt: RequestContext, marker: str | None, limit: int,
+                         detailed: bool, name: str | None,
+                         metadata_filters: dict[str, Any], with_count: bool) -> dict[str, Any]:
+        """``{"queues": [{"name": str[, "metadata": {stored}]}], "count": int | None}``.
+
+        Sorted by name, names > marker; ``name`` is a substring filter;
+        ``metadata_filters`` keeps queues whose metadata[key] == value;
+        ``count`` (all queues of the project) only when ``with_count``."""
+        return await self._call(ctxt, "queue_list", marker=marker, limit=limit,
+                                detailed=detailed, name=name,
+                                metadata_filters=metadata_filters, with_count=with_count)
+
+    async def queue_stats(self, ctxt: RequestContext, queue: str) -> dict[str, Any]:
+        """``{"free", "claimed", "total"[, "oldest", "newest"]}``; oldest/newest are
+        ``{"id", "age", "created"}`` and present only when total > 0. Zeros if missing."""
+        return await self._call(ctxt, "queue_stats", queue=queue)
+
+    async def queue_purge(self, ctxt: RequestContext, queue: str,
+                          resource_types: list[str]) -> None:
+        """Delete all messages and/or subscriptions of the queue."""
+        return await self._call(ctxt, "queue_purge", queue=queue,
+                                resource_types=resource_types)
+
+    # -- messages ---------------------------------------------------------
+
+    async def message_post(self, ctxt: RequestContext, queue: str,
+                           messages: list[dict[str, Any]], body_size: int) -> list[str]:
+        """Store ``messages`` (each ``{"body", "ttl": int|None[, "delay": raw]}``)
+        in one transaction, creating the queue if needed; returns ids in order.
+
+        The worker applies the queue's metadata: ``_default_message_ttl`` for a
+        None ttl, the ``_max_messages_post_size`` cap against ``body_size``
+        (raw request bytes), and ``_default_message_delay`` (a ``delay`` is only
+        honoured, and then validated, when the queue has one)."""
+        return await self._call(ctxt, "message_post", queue=queue, messages=messages,
+                                body_size=body_size)
+
+    async def message_list(self, ctxt: RequestContext, queue: str, marker: str | None,
+                           limit: int, echo: bool, include_claimed: bool,
+                           include_delayed: bool) -> dict[str, Any]:
+        """``{"messages": [StoredMessage], "marker": str | None}`` in posting order.
+
+        ``marker`` is opaque (the last message's position); an uninterpretable
+        one gives an empty page. Echo filtering uses ``ctxt.client_id``."""
+        return await self._call(ctxt, "message_list", queue=queue, marker=marker, limit=limit,
+                                echo=echo, include_claimed=include_claimed,
+                                include_delayed=include_delayed)
+
+    async def message_get(self, ctxt: RequestContext, queue: str,
+                          message_id: str) -> dict[str, Any]:
+        """One StoredMessage; raises MessageDoesNotExist."""
+        return await self._call(ctxt, "message_get", queue=queue, message_id=message_id)
+
+    async def message_get_many(self, ctxt: RequestContext, queue: str,
+                               message_ids: list[str]) -> list[dict[str, Any]]:
+        """The StoredMessages among ``message_ids`` that exist (maybe none)."""
+        return await self._call(ctxt, "message_get_many", queue=queue, message_ids=message_ids)
+
+    async def message_delete(self, ctxt: RequestContext, queue: str, message_id: str,
+                             claim_id: str | None) -> None:
+        """Delete one message honouring claims (MessageIsClaimed / ClaimMismatch)."""
+        return await self._call(ctxt, "message_delete", queue=queue, message_id=message_id,
+                                claim_id=claim_id)
+
+    async def message_delete_many(self, ctxt: RequestContext, queue: str,
+                                  message_ids: list[str],
+                                  claim_ids: list[str] | None) -> None:
+        """Delete the given messages regardless of claims; with ``claim_ids``
+        every claim id must hold one of the messages (else BadRequest)."""
+        return await self._call(ctxt, "message_delete_many", queue=queue,
+                                message_ids=message_ids, claim_ids=claim_ids)
+
+    async def message_pop(self, ctxt: RequestContext, queue: str,
+                          limit: int) -> list[dict[str, Any]]:
+        """Atomically remove and return up to ``limit`` unclaimed, visible
+        messages, oldest first (StoredMessages)."""
+        return await self._call(ctxt, "message_pop", queue=queue, limit=limit)
+
+    # -- claims -----------------------------------------------------------
+
+    async def claim_create(self, ctxt: RequestContext, queue: str, ttl: int, grace: int,
+                           limit: int) -> dict[str, Any]:
+        """``{"claim_id": str | None, "messages": [StoredMessage]}``; claim_id is
+        None (and messages empty) when nothing was claimable."""
+        return await self._call(ctxt, "claim_create", queue=queue, ttl=ttl, grace=grace,
+                                limit=limit)
+
+    async def claim_get(self, ctxt: RequestContext, queue: str,
+                        claim_id: str) -> dict[str, Any]:
+        """``{"id", "ttl", "age", "messages": [StoredMessage]}``; raises
+        ClaimDoesNotExist when unknown, expired, released or empty."""
+        return await self._call(ctxt, "claim_get", queue=queue, claim_id=claim_id)
+
+    async def claim_update(self, ctxt: RequestContext, queue: str, claim_id: str, ttl: int,
+                           grace: int) -> None:
+        """Renew a live claim; raises ClaimDoesNotExist."""
+        return await self._call(ctxt, "claim_update", queue=queue, claim_id=claim_id,
+                                ttl=ttl, grace=grace)
+
+    async def claim_delete(self, ctxt: RequestContext, queue: str, claim_id: str) -> None:
+        """Release the claim's messages (no-op if unknown)."""
+        return await self._call(ctxt, "claim_delete", queue=queue, claim_id=claim_id)

@@ -1,0 +1,1 @@
+"""The ``herald`` command: one entry point, one subcommand per service."""

@@ -1,0 +1,118 @@
+"""``herald`` console script: ``api``, ``storage``, ``ws-gateway``, ``run``, ``db upgrade``.
+
+Each subcommand loads the configuration (``--config-file``, the usual
+oslo.config search path, ``OS_<GROUP>__<OPTION>`` environment variables),
+sets up logging, starts its components in order and stops them in reverse
+order on SIGTERM or SIGINT (Ctrl-C). This module wires components together;
+it holds no service logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+from herald.common import config, coordination, log
+from herald.common.rpc.caller import InProcessCaller, OsloCaller
+from herald.common.rpc.storage_api import StorageAPI
+
+LOG = logging.getLogger("herald.cli")
+
+
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="herald", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the REST API, calling storage workers over RPC")
+    sub.add_parser("storage", help="run a storage worker (RPC server, SQL, background jobs)")
+    sub.add_parser("run", help="embedded mode: API and one storage worker in one process")
+    db = sub.add_parser("db", help="database administration")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply every migration")
+    # Everything argparse does not know (--config-file, --config-dir) goes to oslo.config.
+    return parser.parse_known_args(list(argv))
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    LOG.info("stop signal received, shutting down")
+
+
+async def _serve_api(conf: cfg.ConfigOpts, storage: StorageAPI) -> None:
+    from herald.api.service import APIService
+
+    api = APIService(conf, storage)
+    api.start()
+    try:
+        await _wait_for_signal()
+    finally:
+        await api.stop()
+
+
+def _cmd_api(conf: cfg.ConfigOpts, member_id: str) -> None:
+    caller = OsloCaller(conf)
+    try:
+        asyncio.run(_serve_api(conf, StorageAPI(caller)))
+    finally:
+        caller.stop()
+
+
+def _cmd_storage(conf: cfg.ConfigOpts, member_id: str) -> None:
+    from herald.storage.worker import StorageWorker
+
+    worker = StorageWorker(conf, member_id, serve_rpc=True)
+    worker.start()
+    try:
+        asyncio.run(_wait_for_signal())
+    finally:
+        worker.stop()
+
+
+def _cmd_run(conf: cfg.ConfigOpts, member_id: str) -> None:
+    from herald.storage.worker import StorageWorker
+
+    os.makedirs("data", exist_ok=True)
+    worker = StorageWorker(conf, member_id, serve_rpc=False)
+    worker.start()
+    caller = InProcessCaller(worker.endpoint, threads=conf.rpc.client_threads)
+    try:
+        asyncio.run(_serve_api(conf, StorageAPI(caller)))
+    finally:
+        caller.stop()
+        worker.stop()
+
+
+def _cmd_db_upgrade(conf: cfg.ConfigOpts, member_id: str) -> None:
+    from herald.storage import migrations
+
+    migrations.upgrade(conf.storage.connection)
+    LOG.info("database is at the latest schema revision")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = _parse(sys.argv[1:] if argv is None else argv)
+    conf = config.load(rest)
+    member_id = coordination.new_member_id()
+    service = "db" if args.command == "db" else args.command
+    log.setup(service, member_id, conf.log_format)
+    commands = {
+        "api": _cmd_api,
+        "storage": _cmd_storage,
+        "run": _cmd_run,
+        "db": _cmd_db_upgrade,
+    }
+    commands[args.command](conf, member_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
