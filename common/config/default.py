@@ -46,6 +46,9 @@ def _transport_url_opt() -> cfg.Opt:
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(ALL_OPTS)
+    # Registered by oslo.messaging only when a transport is built; tests and
+    # tools need to set it before that.
+    conf.register_opt(_transport_url_opt())
 
 
 def list_with_transport() -> list[cfg.Opt]:

@@ -85,6 +85,11 @@ class OsloCaller:
         except oslo_messaging.MessagingException as exc:
             LOG.warning("storage call %s could not be delivered: %s", method, exc)
             raise _unavailable("The message broker is unreachable.") from exc
+        except Exception as exc:
+            # Built-in exception types are rebuilt by oslo.messaging whatever
+            # allowed_remote_exmods says; they are storage bugs, not client errors.
+            LOG.error("storage call %s failed: %s", method, exc)
+            raise errors.InternalError(f"{type(exc).__name__}: {exc.args[0] if exc.args else ''}") from exc
 
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
