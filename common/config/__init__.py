@@ -23,11 +23,12 @@ from herald.common.config import (
     limits,
     rpc,
     storage,
+    ws_gateway,
 )
 
 CONF = cfg.CONF
 
-_GROUP_MODULES = (default, api, storage, coordination, limits, rpc)
+_GROUP_MODULES = (default, api, ws_gateway, storage, coordination, limits, rpc)
 
 
 def register_opts(conf: cfg.ConfigOpts = CONF) -> None:
