@@ -1,0 +1,323 @@
+"""Run Herald's services as real subprocesses for end-to-end tests.
+
+A ``Topology`` owns every process a test starts: each one runs
+``herald <command>`` (the console script next to ``sys.executable``, else
+``python -m herald.cli.main``) in the test's temporary directory, with its own
+environment and its stdout/stderr in a log file there. Configuration goes
+through ``OS_<GROUP>__<OPTION>`` variables only, and every process reads an
+empty ``--config-file``, so a developer's ``/etc/herald/herald.conf`` or
+``~/.herald/herald.conf`` never leaks into a test.
+
+``Topology.stop_all()`` (called by the ``topology`` fixture at teardown)
+stops every process still running: SIGTERM, then SIGKILL after a timeout.
+
+New kinds of processes (websocket gateways, notifier sinks...) are added
+with ``Topology.start(name, command, ...)`` plus a readiness check; the
+``storage()`` and ``api()`` helpers show the pattern.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+# How long a service may take to become ready. Python start-up plus the
+# imports of oslo.messaging, SQLAlchemy and tooz take 1-3 s on a loaded
+# 2-core CI machine; migrations add a little.
+READY_TIMEOUT = 45.0
+STOP_TIMEOUT = 10.0
+
+# Written by herald.common.rpc.server.RPCServer.start(): the worker consumes
+# from the storage topic from then on.
+STORAGE_READY_LINE = "RPC server listening on topic"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def herald_command() -> list[str]:
+    """How to start ``herald``: the installed script, as ``make run`` does."""
+    script = Path(sys.executable).with_name("herald")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "herald.cli.main"]
+
+
+def clean_environ() -> dict[str, str]:
+    """The test runner's environment without any Herald/oslo setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+
+
+@dataclass
+class Backends:
+    """Where a distributed topology's services meet: broker, database, tooz.
+
+    ``rpc_topic`` and the tooz namespace are unique per test, so concurrent
+    test runs and leftovers of killed ones never answer each other's calls.
+    """
+
+    transport_url: str
+    rpc_topic: str
+    database_url: str
+    coordination_url: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "OS_DEFAULT__TRANSPORT_URL": self.transport_url,
+            "OS_RPC__TOPIC": self.rpc_topic,
+            "OS_STORAGE__CONNECTION": self.database_url,
+            "OS_COORDINATION__BACKEND_URL": self.coordination_url,
+        }
+
+
+@dataclass
+class Service:
+    """One subprocess: its command, environment, log file and lifecycle."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log_path: Path
+    url: str | None = None  # the HTTP root, for services that serve HTTP
+    popen: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> Service:
+        assert self.popen is None or self.popen.poll() is not None, f"{self.name} is running"
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        log.write(f"==== {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+        log.flush()
+        try:
+            # A session of its own: a Ctrl-C on the test runner's terminal
+            # does not reach the services, and teardown can kill the group.
+            self.popen = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        finally:
+            log.close()  # the child holds its own descriptor
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def send(self, signum: int) -> None:
+        if self.running():
+            assert self.popen is not None
+            self.popen.send_signal(signum)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None if still running after ``timeout`` seconds."""
+        assert self.popen is not None
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Ask the process to stop; SIGKILL its whole group if it does not."""
+        if self.popen is None:
+            return None
+        if self.running():
+            self.send(signum)
+            if self.wait(timeout) is None:
+                self.kill()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(STOP_TIMEOUT)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, ready: Callable[[], bool], what: str,
+                 timeout: float = READY_TIMEOUT) -> None:
+        """Poll ``ready()`` until true; fail early if the process died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise AssertionError(
+                    f"{self.name} exited with {self.popen and self.popen.returncode} "
+                    f"before {what}; log:\n{tail(self.log())}"
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name}: no {what} within {timeout:.0f} s; "
+                             f"log:\n{tail(self.log())}")
+
+    def wait_for_log(self, text: str, timeout: float = READY_TIMEOUT, after: int = 0) -> None:
+        """Wait until ``text`` appears in the log past offset ``after``."""
+        self.wait_for(lambda: text in self.log()[after:], f"log line {text!r}", timeout)
+
+    def wait_for_http(self, statuses: tuple[int, ...] = (204,),
+                      timeout: float = READY_TIMEOUT) -> None:
+        """Wait until ``GET /v2/ping`` answers with one of ``statuses``.
+
+        204 means the API is up *and* reached a storage worker; pass
+        ``(204, 503)`` to wait only for the API to listen.
+        """
+        assert self.url, f"{self.name} serves no HTTP"
+        self.wait_for(lambda: ping_status(self.url) in statuses,
+                      f"GET /v2/ping in {statuses}", timeout)
+
+
+def ping_status(url: str) -> int | None:
+    try:
+        return requests.get(f"{url}/v2/ping", timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
+def tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Topology:
+    """Every Herald process of one test, started in ``workdir``."""
+
+    def __init__(self, workdir: Path, backends: Backends | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.backends = backends
+        self.services: dict[str, Service] = {}
+        self._extra_env = dict(env or {})
+        # Read by every process instead of the default search path.
+        self.config_file = workdir / "empty-herald.conf"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("# settings come from OS_<GROUP>__<OPTION>\n")
+
+    # -- generic ---------------------------------------------------------
+
+    def environment(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = clean_environ()
+        env["PYTHONUNBUFFERED"] = "1"  # log lines reach the file as they happen
+        if self.backends is not None:
+            env.update(self.backends.env())
+        env.update(self._extra_env)
+        env.update(overrides or {})
+        return env
+
+    def start(self, name: str, command: list[str], env: Mapping[str, str] | None = None,
+              cwd: Path | None = None, url: str | None = None) -> Service:
+        """Start ``herald <command>`` as the service ``name`` (unique)."""
+        assert name not in self.services or not self.services[name].running(), name
+        service = Service(
+            name=name,
+            argv=[*herald_command(), *command, "--config-file", str(self.config_file)],
+            env=self.environment(env),
+            cwd=cwd or self.workdir,
+            log_path=self.workdir / f"{name}.log",
+            url=url,
+        )
+        self.services[name] = service
+        return service.start()
+
+    def run_once(self, name: str, command: list[str], env: Mapping[str, str] | None = None,
+                 timeout: float = 120.0) -> None:
+        """Run a one-shot command (e.g. ``db upgrade``); fail with its log."""
+        service = self.start(name, command, env)
+        code = service.wait(timeout)
+        if code is None:
+            service.kill()
+        assert code == 0, f"herald {' '.join(command)} exited with {code}:\n{tail(service.log())}"
+
+    def stop_all(self) -> None:
+        # SIGTERM everyone first so they shut down in parallel, then wait.
+        running = [s for s in self.services.values() if s.running()]
+        for service in running:
+            service.send(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for service in running:
+            if service.wait(max(0.1, deadline - time.monotonic())) is None:
+                service.kill()
+
+    def logs(self) -> dict[str, str]:
+        return {name: s.log() for name, s in self.services.items()}
+
+    # -- Herald's services ----------------------------------------------
+
+    def storage(self, name: str = "storage", env: Mapping[str, str] | None = None,
+                wait: bool = True) -> Service:
+        """A storage worker (``herald storage``) consuming the test's topic."""
+        service = self.start(name, ["storage"], env)
+        if wait:
+            service.wait_for_log(STORAGE_READY_LINE)
+        return service
+
+    def api(self, name: str = "api", env: Mapping[str, str] | None = None,
+            ready_statuses: tuple[int, ...] | None = (204,)) -> Service:
+        """A REST API (``herald api``) on a free port.
+
+        ``ready_statuses=(204,)`` waits until it reaches a storage worker;
+        ``(204, 503)`` only until it listens; ``None`` does not wait.
+        """
+        port = free_port()
+        overrides = {"OS_API__BIND": "127.0.0.1", "OS_API__PORT": str(port), **(env or {})}
+        service = self.start(name, ["api"], overrides, url=f"http://127.0.0.1:{port}")
+        if ready_statuses:
+            service.wait_for_http(ready_statuses)
+        return service
+
+    def embedded(self, name: str = "run", cwd: Path | None = None,
+                 env: Mapping[str, str] | None = None, port: int | None = None,
+                 wait: bool = True) -> Service:
+        """``herald run`` as ``make run`` starts it, in ``cwd`` (./data lives there)."""
+        port = port or free_port()
+        overrides = {"OS_API__PORT": str(port), **(env or {})}
+        service = self.start(name, ["run"], overrides, cwd=cwd or self.workdir / "embedded",
+                             url=f"http://127.0.0.1:{port}")
+        if wait:
+            service.wait_for_http((204,))
+        return service
+
+    def distributed(self, storage_workers: int = 2, apis: int = 1,
+                    env: Mapping[str, str] | None = None,
+                    migrate_first: bool = True) -> list[Service]:
+        """The production shape: (db upgrade,) N storage workers, M APIs.
+
+        With ``migrate_first`` the schema is created by ``herald db upgrade``
+        and the workers are told not to migrate, which proves the operator's
+        command is enough on its own. Without it, the workers race to migrate
+        at start-up under their tooz lock.
+        """
+        env = dict(env or {})
+        if migrate_first:
+            self.run_once("db-upgrade", ["db", "upgrade"], env)
+            env.setdefault("OS_STORAGE__MIGRATE_ON_START", "false")
+        workers = [self.storage(f"storage-{i}", env, wait=False)
+                   for i in range(1, storage_workers + 1)]
+        for worker in workers:
+            worker.wait_for_log(STORAGE_READY_LINE)
+        apis_started = [self.api(f"api-{i}" if apis > 1 else "api", env)
+                        for i in range(1, apis + 1)]
+        return [*workers, *apis_started]
+
