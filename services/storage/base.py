@@ -1,0 +1,127 @@
+"""Helpers shared by the storage controllers: row codecs and queue rows.
+
+Holds what the queue, message and claim controllers all need: encoding of
+message bodies and metadata for the Text columns, Client-ID normalization,
+the StoredMessage shape of the RPC contract, the "live" SQL predicates, and
+the lazy queue upsert. It must not open transactions of its own: callers pass
+the connection of the transaction they are in.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from herald.common import timeutils
+from herald.common.rpc import serializer
+from herald.storage.schema import messages, queues
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+# Columns a StoredMessage is built from (never SELECT * : keeps rows small).
+MESSAGE_COLUMNS = (
+    messages.c.seq, messages.c.id, messages.c.body, messages.c.ttl, messages.c.created,
+    messages.c.claim_id, messages.c.claim_expires, messages.c.claim_count,
+    messages.c.checksum,
+)
+
+
+def dump_body(body: Any) -> str:
+    # Bodies arrive decoded (bytes from msgpack clients included); store the
+    # serializer's JSON-safe form so the Text column holds plain JSON.
+    return json.dumps(serializer.encode(body))
+
+
+def load_body(text: str) -> Any:
+    return serializer.decode(json.loads(text))
+
+
+def dump_metadata(metadata: dict[str, Any] | None) -> str:
+    return json.dumps(metadata or {})
+
+
+def load_metadata(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def normalize_client_id(client_id: str | None) -> str:
+    """One spelling per client: UUIDs as 32 hex digits (dashed == undashed)."""
+    if not client_id:
+        return ""
+    try:
+        return uuid.UUID(client_id).hex
+    except (ValueError, AttributeError, TypeError):
+        return client_id
+
+
+def live(now: float) -> sa.ColumnElement[bool]:
+    """The message has not expired."""
+    return messages.c.expires > now
+
+
+def unclaimed(now: float) -> sa.ColumnElement[bool]:
+    """The message is not held by an unexpired claim (expired claims count as released)."""
+    return sa.or_(messages.c.claim_id.is_(None), messages.c.claim_expires <= now)
+
+
+def claimed(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(messages.c.claim_id.is_not(None), messages.c.claim_expires > now)
+
+
+def visible(now: float) -> sa.ColumnElement[bool]:
+    """Out of its delay window."""
+    return messages.c.visible_at <= now
+
+
+def in_queue(project: str, queue: str) -> sa.ColumnElement[bool]:
+    return sa.and_(messages.c.project == project, messages.c.queue == queue)
+
+
+def stored_message(row: Row[Any] | Any, now: float) -> dict[str, Any]:
+    """The contract's StoredMessage from a row with MESSAGE_COLUMNS."""
+    live_claim = row.claim_id if (row.claim_id and (row.claim_expires or 0) > now) else None
+    return {
+        "id": row.id,
+        "body": load_body(row.body),
+        "ttl": int(row.ttl),
+        "age": timeutils.age(row.created, now),
+        "claim_id": live_claim,
+        "claim_count": int(row.claim_count or 0),
+        "checksum": row.checksum or None,
+        "created": timeutils.isotime(row.created),
+    }
+
+
+def _insert_for(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def ensure_queue(conn: Connection, project: str, name: str, metadata: dict[str, Any] | None,
+                 now: float) -> bool:
+    """Create the queue unless it exists (race-free); True if this call created it."""
+    stmt = _insert_for(conn)(queues).values(
+        project=project, name=name, metadata=dump_metadata(metadata), created=now,
+    ).on_conflict_do_nothing(index_elements=["project", "name"])
+    return conn.execute(stmt).rowcount == 1
+
+
+def queue_metadata(conn: Connection, project: str, name: str,
+                   lock: bool = False) -> dict[str, Any] | None:
+    """The queue's stored metadata, or None when it does not exist.
+
+    ``lock`` (PostgreSQL) holds the queue row until commit. Posters take it so
+    that message positions are committed in the order they were allocated:
+    a reader paging with a marker can then never skip a message that was
+    allocated a lower position but committed later.
+    """
+    stmt = sa.select(queues.c.metadata).where(queues.c.project == project,
+                                              queues.c.name == name)
+    if lock:
+        stmt = stmt.with_for_update()
+    text = conn.execute(stmt).scalar_one_or_none()
+    return None if text is None else load_metadata(text)

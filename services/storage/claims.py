@@ -1,0 +1,220 @@
+"""Claim controller: create, read, renew, release (semantics.md §5, §7).
+
+The database decides who gets a message. A claim selects the oldest
+claimable rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL: two
+claimers lock disjoint rows, neither waits) and updates them in the same
+transaction; on SQLite the write transaction is ``BEGIN IMMEDIATE``, so
+claimers run one after the other. A message is thus never in two live
+claims. Dead-letter moves happen during that selection, in that transaction.
+Must not rely on tooz for any of this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from herald.common import errors, ids
+from herald.storage import base, clock
+from herald.storage.engine import Database
+from herald.storage.schema import claims, messages
+from oslo_config import cfg
+
+_ALL_MESSAGE_COLUMNS = tuple(messages.c)
+
+
+def _int_setting(metadata: dict[str, Any], key: str) -> int | None:
+    value = metadata.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+class ClaimController:
+    def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
+        self._db = db
+        self._conf = conf
+
+    def create(self, project: str, queue: str, ttl: int, grace: int,
+               limit: int) -> dict[str, Any]:
+        now = clock.now()
+        claim_id = ids.new_id()
+        claim_expires = now + ttl
+        with self._db.write() as conn:
+            metadata = base.queue_metadata(conn, project, queue)
+            if metadata is None:
+                # Lazy queues: nothing can be claimed from a queue never created.
+                return {"claim_id": None, "messages": []}
+            max_claims = _int_setting(metadata, "_max_claim_count")
+            dlq = metadata.get("_dead_letter_queue")
+            dlq_enabled = max_claims is not None and isinstance(dlq, str) and bool(dlq)
+            candidates = conn.execute(
+                sa.select(*_ALL_MESSAGE_COLUMNS)
+                .where(base.in_queue(project, queue), base.live(now),
+                       base.unclaimed(now), base.visible(now))
+                .order_by(messages.c.seq)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if dlq_enabled:
+                to_move = [row for row in candidates if row.claim_count >= max_claims]
+                to_claim = [row.seq for row in candidates if row.claim_count < max_claims]
+                if to_move:
+                    self._move_to_dlq(conn, project, dlq, to_move, metadata, now)
+            else:
+                to_move, to_claim = [], [row.seq for row in candidates]
+            if not to_claim:
+                return {"claim_id": None, "messages": []}
+            conn.execute(sa.insert(claims).values(
+                id=claim_id, project=project, queue=queue, ttl=ttl, grace=grace,
+                updated=now, expires=claim_expires,
+            ))
+            values: dict[str, Any] = {"claim_id": claim_id, "claim_expires": claim_expires}
+            # The counter only matters (and is only kept) where a DLQ is set up;
+            # elsewhere it stays 0, as the reference shows it.
+            if dlq_enabled:
+                values["claim_count"] = messages.c.claim_count + 1
+            conn.execute(sa.update(messages).where(messages.c.seq.in_(to_claim)).values(**values))
+            self._extend_lifetimes(conn, claim_id, now, ttl, grace)
+            rows = conn.execute(
+                sa.select(*base.MESSAGE_COLUMNS)
+                .where(messages.c.seq.in_(to_claim))
+                .order_by(messages.c.seq)
+            ).all()
+        return {"claim_id": claim_id, "messages": [base.stored_message(r, now) for r in rows]}
+
+    @staticmethod
+    def _extend_lifetimes(conn: sa.Connection, claim_id: str, now: float, ttl: int,
+                          grace: int) -> None:
+        # A message must outlive its claim: one that would expire before the
+        # claim does now lives until claim expiry + grace, and reports
+        # ttl = claim ttl + grace (reference quirk, kept).
+        conn.execute(
+            sa.update(messages)
+            .where(messages.c.claim_id == claim_id, messages.c.expires < now + ttl)
+            .values(expires=now + ttl + grace, ttl=ttl + grace)
+        )
+
+    @staticmethod
+    def _move_to_dlq(conn: sa.Connection, project: str, dlq: str, rows: list[Any],
+                     metadata: dict[str, Any], now: float) -> None:
+        """Move over-claimed messages to the dead-letter queue (semantics.md §7).
+
+        They keep id, body, poster and creation time, and get a new position
+        at the DLQ's end (re-inserted, so a reader paging the DLQ with a
+        marker sees them). They arrive unclaimed with a fresh counter; with
+        ``_dead_letter_queue_messages_ttl`` their expiry restarts from now.
+        """
+        base.ensure_queue(conn, project, dlq, None, now)
+        # Same ordering lock as posters take (see base.queue_metadata).
+        base.queue_metadata(conn, project, dlq, lock=conn.dialect.name == "postgresql")
+        dlq_ttl = _int_setting(metadata, "_dead_letter_queue_messages_ttl")
+        conn.execute(sa.delete(messages).where(messages.c.seq.in_([row.seq for row in rows])))
+        moved = []
+        for row in rows:
+            ttl, expires = (dlq_ttl, now + dlq_ttl) if dlq_ttl else (row.ttl, row.expires)
+            moved.append({
+                "id": row.id, "project": project, "queue": dlq, "body": row.body,
+                "ttl": ttl, "created": row.created, "expires": expires,
+                "visible_at": row.visible_at, "client_id": row.client_id,
+                "claim_id": None, "claim_expires": None, "claim_count": 0,
+                "checksum": row.checksum,
+            })
+        conn.execute(sa.insert(messages), moved)
+
+    def _live_claim(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
+                    now: float, lock: bool = False) -> Any:
+        stmt = sa.select(claims).where(claims.c.id == claim_id, claims.c.project == project,
+                                       claims.c.queue == queue, claims.c.expires > now)
+        if lock:
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).one_or_none()
+
+    def get(self, project: str, queue: str, claim_id: str) -> dict[str, Any]:
+        if not ids.is_valid_id(claim_id):
+            raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+        now = clock.now()
+        with self._db.read() as conn:
+            claim = self._live_claim(conn, project, queue, claim_id, now)
+            rows = [] if claim is None else conn.execute(
+                sa.select(*base.MESSAGE_COLUMNS)
+                .where(base.in_queue(project, queue), base.live(now),
+                       messages.c.claim_id == claim_id)
+                .order_by(messages.c.seq)
+            ).all()
+        if not rows:
+            # Unknown, expired, released and emptied claims all look the same.
+            raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+        return {
+            "id": claim_id,
+            "ttl": int(claim.ttl),
+            "age": max(0, int(now - claim.updated)),
+            "messages": [base.stored_message(row, now) for row in rows],
+        }
+
+    def update(self, project: str, queue: str, claim_id: str, ttl: int, grace: int) -> None:
+        if not ids.is_valid_id(claim_id):
+            raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+        now = clock.now()
+        with self._db.write() as conn:
+            claim = self._live_claim(conn, project, queue, claim_id, now, lock=True)
+            held = claim is not None and conn.execute(
+                sa.select(sa.func.count()).select_from(messages)
+                .where(base.in_queue(project, queue), base.live(now),
+                       messages.c.claim_id == claim_id)
+            ).scalar_one()
+            if not held:
+                raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+            conn.execute(
+                sa.update(claims).where(claims.c.id == claim_id)
+                .values(ttl=ttl, grace=grace, updated=now, expires=now + ttl)
+            )
+            conn.execute(
+                sa.update(messages).where(messages.c.claim_id == claim_id)
+                .values(claim_expires=now + ttl)
+            )
+            self._extend_lifetimes(conn, claim_id, now, ttl, grace)
+
+    def delete(self, project: str, queue: str, claim_id: str) -> None:
+        if not ids.is_valid_id(claim_id):
+            return
+        with self._db.write() as conn:
+            conn.execute(
+                sa.update(messages)
+                .where(base.in_queue(project, queue), messages.c.claim_id == claim_id)
+                .values(claim_id=None, claim_expires=None)
+            )
+            conn.execute(sa.delete(claims).where(claims.c.id == claim_id,
+                                                 claims.c.project == project,
+                                                 claims.c.queue == queue))
+
+    def collect_garbage(self, project: str, queue: str) -> int:
+        """Delete the queue's expired messages and claims; returns messages deleted.
+
+        Correctness never depends on this (reads filter by expiry); it only
+        keeps tables and indexes small.
+        """
+        now = clock.now()
+        with self._db.write() as conn:
+            deleted = conn.execute(
+                sa.delete(messages).where(base.in_queue(project, queue),
+                                          messages.c.expires <= now)
+            ).rowcount
+            conn.execute(sa.delete(claims).where(claims.c.project == project,
+                                                 claims.c.queue == queue,
+                                                 claims.c.expires <= now))
+        return deleted
+
+    def expired_queues(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """(project, queue) pairs that hold expired messages or claims."""
+        now = clock.now()
+        with self._db.read() as conn:
+            pairs = set(conn.execute(
+                sa.select(messages.c.project, messages.c.queue)
+                .where(messages.c.expires <= now).distinct().limit(limit)
+            ).tuples())
+            pairs.update(conn.execute(
+                sa.select(claims.c.project, claims.c.queue)
+                .where(claims.c.expires <= now).distinct().limit(limit)
+            ).tuples())
+        return sorted(pairs)

@@ -1,0 +1,206 @@
+"""The storage RPC endpoint: StorageAPI 1.0 (``herald.common.rpc.storage_api``).
+
+One public method per StorageAPI method, ``(self, ctxt, **kwargs)``, served
+by oslo.messaging's threading executor or the embedded in-process
+dispatcher. The project always comes from ``ctxt.project_id``. This layer
+only adapts: it sets the request id for log lines, delegates to the
+controllers, retries a transaction the database aborted to break a deadlock
+or a lock timeout, and turns an unreachable database into ServiceUnavailable
+(typed ``herald.common.errors`` pass through unchanged). Any attribute not
+starting with ``_`` is callable over RPC, so helpers must stay private.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import oslo_messaging
+import tenacity
+from herald.common import errors
+from herald.common.context import RequestContext, set_current_request_id
+from herald.storage.claims import ClaimController
+from herald.storage.engine import Database
+from herald.storage.messages import MessageController
+from herald.storage.queues import QueueController
+from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
+
+LOG = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# PostgreSQL SQLSTATEs worth retrying the whole transaction for.
+_RETRYABLE_PG = {"40001", "40P01", "55P03"}
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if not isinstance(exc, sa_exc.OperationalError | sa_exc.DBAPIError):
+        return False
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_PG:
+        return True
+    return "database is locked" in str(orig or "")
+
+
+def _rpc(what: str) -> Callable[[F], F]:
+    """Wrap an endpoint method; ``what`` names the operation in 503 messages."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(self: StorageEndpoint, ctxt: RequestContext, **kwargs: Any) -> Any:
+            set_current_request_id(getattr(ctxt, "request_id", "-") or "-")
+            retrying = tenacity.Retrying(
+                retry=tenacity.retry_if_exception(_is_retryable),
+                stop=tenacity.stop_after_attempt(4),
+                wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
+                reraise=True,
+            )
+            try:
+                return retrying(func, self, ctxt, **kwargs)
+            except errors.HeraldError:
+                raise
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                LOG.warning("storage operation %s failed: %s", func.__name__, exc)
+                raise errors.ServiceUnavailable(
+                    f"{what} Please try again in a few seconds.") from exc
+            except Exception:
+                LOG.exception("storage operation %s failed", func.__name__)
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class StorageEndpoint:
+    target = oslo_messaging.Target(version="1.0")
+
+    def __init__(self, db: Database, conf: cfg.ConfigOpts,
+                 members: Callable[[], list[str]] | None = None) -> None:
+        self._db = db
+        self._conf = conf
+        self._members = members or (lambda: [])
+        self._queues = QueueController(db, conf)
+        self._messages = MessageController(db, conf)
+        self._claims = ClaimController(db, conf)
+
+    # -- health -----------------------------------------------------------
+
+    @_rpc("The storage is not reachable.")
+    def ping(self, ctxt: RequestContext) -> bool:
+        return self._db.ping()
+
+    @_rpc("Health could not be checked.")
+    def health(self, ctxt: RequestContext) -> dict[str, Any]:
+        started = time.monotonic()
+        reachable = self._db.ping()
+        return {
+            "storage_reachable": reachable,
+            "workers": sorted(self._members()),
+            "message_volume": self._queues.volume(),
+            "operation_status": {
+                "ping": {"succeeded": reachable,
+                         "seconds": round(time.monotonic() - started, 4), "ref": None},
+            },
+        }
+
+    # -- queues -----------------------------------------------------------
+
+    @_rpc("Queue could not be created.")
+    def queue_create(self, ctxt: RequestContext, queue: str,
+                     metadata: dict[str, Any] | None = None) -> bool:
+        return self._queues.create(ctxt.project_id, queue, metadata)
+
+    @_rpc("Queue metadata could not be read.")
+    def queue_get_metadata(self, ctxt: RequestContext, queue: str) -> dict[str, Any] | None:
+        return self._queues.get_metadata(ctxt.project_id, queue)
+
+    @_rpc("Queue metadata could not be updated.")
+    def queue_set_metadata(self, ctxt: RequestContext, queue: str,
+                           metadata: dict[str, Any]) -> None:
+        self._queues.set_metadata(ctxt.project_id, queue, metadata)
+
+    @_rpc("Queue could not be deleted.")
+    def queue_delete(self, ctxt: RequestContext, queue: str) -> None:
+        self._queues.delete(ctxt.project_id, queue)
+
+    @_rpc("Queues could not be listed.")
+    def queue_list(self, ctxt: RequestContext, marker: str | None = None, limit: int = 10,
+                   detailed: bool = False, name: str | None = None,
+                   metadata_filters: dict[str, Any] | None = None,
+                   with_count: bool = False) -> dict[str, Any]:
+        return self._queues.list(ctxt.project_id, marker, limit, detailed, name,
+                                 metadata_filters, with_count)
+
+    @_rpc("Queue stats could not be read.")
+    def queue_stats(self, ctxt: RequestContext, queue: str) -> dict[str, Any]:
+        return self._queues.stats(ctxt.project_id, queue)
+
+    @_rpc("Queue could not be purged.")
+    def queue_purge(self, ctxt: RequestContext, queue: str,
+                    resource_types: list[str] | None = None) -> None:
+        types = ["messages", "subscriptions"] if resource_types is None else resource_types
+        self._queues.purge(ctxt.project_id, queue, types)
+
+    # -- messages ---------------------------------------------------------
+
+    @_rpc("Messages could not be enqueued.")
+    def message_post(self, ctxt: RequestContext, queue: str, messages: list[dict[str, Any]],
+                     body_size: int = 0) -> list[str]:
+        return self._messages.post(ctxt.project_id, queue, messages, body_size,
+                                   ctxt.client_id)
+
+    @_rpc("Messages could not be listed.")
+    def message_list(self, ctxt: RequestContext, queue: str, marker: str | None = None,
+                     limit: int = 10, echo: bool = False, include_claimed: bool = False,
+                     include_delayed: bool = False) -> dict[str, Any]:
+        return self._messages.list(ctxt.project_id, queue, marker, limit, echo,
+                                   include_claimed, include_delayed, ctxt.client_id)
+
+    @_rpc("Message could not be retrieved.")
+    def message_get(self, ctxt: RequestContext, queue: str, message_id: str) -> dict[str, Any]:
+        return self._messages.get(ctxt.project_id, queue, message_id)
+
+    @_rpc("Messages could not be retrieved.")
+    def message_get_many(self, ctxt: RequestContext, queue: str,
+                         message_ids: list[str]) -> list[dict[str, Any]]:
+        return self._messages.get_many(ctxt.project_id, queue, message_ids)
+
+    @_rpc("Unable to delete message.")
+    def message_delete(self, ctxt: RequestContext, queue: str, message_id: str,
+                       claim_id: str | None = None) -> None:
+        self._messages.delete(ctxt.project_id, queue, message_id, claim_id)
+
+    @_rpc("Messages could not be deleted.")
+    def message_delete_many(self, ctxt: RequestContext, queue: str, message_ids: list[str],
+                            claim_ids: list[str] | None = None) -> None:
+        self._messages.delete_many(ctxt.project_id, queue, message_ids, claim_ids)
+
+    @_rpc("Messages could not be popped.")
+    def message_pop(self, ctxt: RequestContext, queue: str, limit: int) -> list[dict[str, Any]]:
+        return self._messages.pop(ctxt.project_id, queue, limit)
+
+    # -- claims -----------------------------------------------------------
+
+    @_rpc("Claim could not be created.")
+    def claim_create(self, ctxt: RequestContext, queue: str, ttl: int, grace: int,
+                     limit: int = 10) -> dict[str, Any]:
+        return self._claims.create(ctxt.project_id, queue, ttl, grace, limit)
+
+    @_rpc("Claim could not be queried.")
+    def claim_get(self, ctxt: RequestContext, queue: str, claim_id: str) -> dict[str, Any]:
+        return self._claims.get(ctxt.project_id, queue, claim_id)
+
+    @_rpc("Claim could not be updated.")
+    def claim_update(self, ctxt: RequestContext, queue: str, claim_id: str, ttl: int,
+                     grace: int) -> None:
+        self._claims.update(ctxt.project_id, queue, claim_id, ttl, grace)
+
+    @_rpc("Claim could not be deleted.")
+    def claim_delete(self, ctxt: RequestContext, queue: str, claim_id: str) -> None:
+        self._claims.delete(ctxt.project_id, queue, claim_id)

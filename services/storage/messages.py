@@ -1,0 +1,249 @@
+"""Message controller: post, list, get, delete, pop (semantics.md §3, §6, §11).
+
+Everything a message read returns is filtered by expiry in SQL at the time
+of the call, so an expired message is invisible at once, whatever the
+garbage collector has done. Positions (``seq``) come from the database; a
+post is one INSERT of all its rows in the same transaction as the lazy queue
+creation. Validation here is only what needs the queue's metadata (post size
+cap, delays); everything else is checked by the edge before the call.
+Must not create claims (see ``claims``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from herald.common import errors, ids
+from herald.common.rpc import serializer
+from herald.storage import base, clock
+from herald.storage.engine import Database
+from herald.storage.schema import messages
+from oslo_config import cfg
+
+
+def checksum(body: Any) -> str | None:
+    """``MD5:<hex>`` of ``json.dumps(body)`` (default separators); None for a null body."""
+    if body is None:
+        return None
+    text = json.dumps(serializer.encode(body))
+    return "MD5:" + hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def parse_marker(marker: str | None) -> int | None:
+    """The position a marker names; -1 for one that cannot be interpreted."""
+    if marker is None or marker == "":
+        return None
+    if not marker.isdigit() or not marker.isascii() or len(marker) > 19:
+        return -1
+    return int(marker)
+
+
+class MessageController:
+    def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
+        self._db = db
+        self._conf = conf
+
+    # -- posting ----------------------------------------------------------
+
+    def _check_size(self, metadata: dict[str, Any], body_size: int) -> None:
+        limit = self._conf.limits.max_messages_post_size
+        queue_limit = metadata.get("_max_messages_post_size")
+        if queue_limit and isinstance(queue_limit, int) and not isinstance(queue_limit, bool):
+            effective = min(queue_limit, limit)
+            if body_size > effective:
+                raise errors.BadRequest(
+                    "Message collection size is too large. The max size for current "
+                    f"queue is {effective}. It is calculated by max size = "
+                    f"min(max_messages_post_size_config: {limit}, "
+                    f"max_messages_post_size_queue: {queue_limit})."
+                )
+        if body_size > limit:
+            raise errors.BadRequest(f"Message collection size is too large. Max size {limit}")
+
+    def _delay(self, message: dict[str, Any], queue_delay: Any) -> int:
+        # Quirk kept (semantics.md §6): a per-message delay only counts on a
+        # queue with a truthy _default_message_delay.
+        if not queue_delay:
+            return 0
+        delay = message.get("delay")
+        if delay is None:
+            delay = queue_delay
+        if not isinstance(delay, int):
+            raise errors.InvalidBody('The value of the "delay" field must be a int.')
+        maximum = self._conf.limits.max_message_delay
+        if not 0 <= int(delay) <= maximum:
+            raise errors.BadRequest(
+                f"The Delay TTL for a message may not exceed {maximum} seconds, "
+                "and must be at least 0 seconds long."
+            )
+        return int(delay)
+
+    def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
+             client_id: str) -> list[str]:
+        now = clock.now()
+        client = base.normalize_client_id(client_id)
+        with_checksum = self._conf.enable_checksum
+        with self._db.write() as conn:
+            base.ensure_queue(conn, project, queue, None, now)
+            metadata = base.queue_metadata(conn, project, queue,
+                                           lock=self._db.is_postgres) or {}
+            self._check_size(metadata, body_size or 0)
+            queue_ttl = metadata.get("_default_message_ttl")
+            default_ttl = (queue_ttl if queue_ttl and isinstance(queue_ttl, int)
+                           else self._conf.limits.default_message_ttl)
+            queue_delay = metadata.get("_default_message_delay")
+            rows = []
+            for item in items:
+                body = item.get("body")
+                ttl = item.get("ttl")
+                ttl = default_ttl if ttl is None else int(ttl)
+                delay = self._delay(item, queue_delay)
+                rows.append({
+                    "id": ids.new_id(),
+                    "project": project,
+                    "queue": queue,
+                    "body": base.dump_body(body),
+                    "ttl": ttl,
+                    "created": now,
+                    "expires": now + ttl,
+                    "visible_at": now + delay,
+                    "client_id": client,
+                    "claim_id": None,
+                    "claim_expires": None,
+                    "claim_count": 0,
+                    "checksum": checksum(body) if with_checksum else None,
+                })
+            if rows:
+                # One statement for the whole batch; rows get consecutive
+                # positions in list order, inside the queue lock above.
+                conn.execute(sa.insert(messages), rows)
+        return [row["id"] for row in rows]
+
+    # -- reading ----------------------------------------------------------
+
+    def list(self, project: str, queue: str, marker: str | None, limit: int, echo: bool,
+             include_claimed: bool, include_delayed: bool, client_id: str) -> dict[str, Any]:
+        position = parse_marker(marker)
+        if position == -1:
+            return {"messages": [], "marker": None}
+        now = clock.now()
+        stmt = (sa.select(*base.MESSAGE_COLUMNS)
+                .where(base.in_queue(project, queue), base.live(now))
+                .order_by(messages.c.seq)
+                .limit(limit))
+        if position is not None:
+            stmt = stmt.where(messages.c.seq > position)
+        if not include_claimed:
+            stmt = stmt.where(base.unclaimed(now))
+        if not include_delayed:
+            stmt = stmt.where(base.visible(now))
+        client = base.normalize_client_id(client_id)
+        if not echo and client:
+            stmt = stmt.where(messages.c.client_id != client)
+        with self._db.read() as conn:
+            rows = conn.execute(stmt).all()
+        return {"messages": [base.stored_message(row, now) for row in rows],
+                "marker": str(rows[-1].seq) if rows else None}
+
+    def get(self, project: str, queue: str, message_id: str) -> dict[str, Any]:
+        found = self.get_many(project, queue, [message_id])
+        if not found:
+            raise errors.MessageDoesNotExist.of(message_id, queue, project)
+        return found[0]
+
+    def get_many(self, project: str, queue: str, message_ids: list[str]) -> list[dict[str, Any]]:
+        wanted = [mid for mid in dict.fromkeys(message_ids or []) if ids.is_valid_id(mid)]
+        if not wanted:
+            return []
+        now = clock.now()
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(*base.MESSAGE_COLUMNS)
+                .where(base.in_queue(project, queue), base.live(now),
+                       messages.c.id.in_(wanted))
+                .order_by(messages.c.seq)
+            ).all()
+        return [base.stored_message(row, now) for row in rows]
+
+    # -- deleting ---------------------------------------------------------
+
+    def delete(self, project: str, queue: str, message_id: str, claim_id: str | None) -> None:
+        # rest-v2.md §4 table. A malformed claim id is refused before anything
+        # else, even for a missing message (reference order).
+        if claim_id is not None and not ids.is_valid_id(claim_id):
+            raise errors.ClaimMismatch("The specified claim does not exist or has expired.")
+        if not ids.is_valid_id(message_id):
+            return
+        now = clock.now()
+        with self._db.write() as conn:
+            row = conn.execute(
+                sa.select(messages.c.seq, messages.c.claim_id, messages.c.claim_expires)
+                .where(base.in_queue(project, queue), base.live(now),
+                       messages.c.id == message_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return
+            is_claimed = row.claim_id is not None and (row.claim_expires or 0) > now
+            if claim_id is None:
+                if is_claimed:
+                    raise errors.MessageIsClaimed(
+                        "This message is claimed; it cannot be deleted without a valid "
+                        "claim ID.")
+            elif row.claim_id != claim_id:
+                if is_claimed:
+                    raise errors.MessageIsClaimed(
+                        "This message is claimed; it cannot be deleted without a valid "
+                        "claim ID.")
+                raise errors.ClaimMismatch(
+                    "A claim was specified, but the message is not currently claimed.")
+            # Matching claim id: deleted even if that claim just expired.
+            conn.execute(sa.delete(messages).where(messages.c.seq == row.seq))
+
+    def delete_many(self, project: str, queue: str, message_ids: list[str],
+                    claim_ids: list[str] | None) -> None:
+        wanted = [mid for mid in dict.fromkeys(message_ids or []) if ids.is_valid_id(mid)]
+        with self._db.write() as conn:
+            if claim_ids:
+                holders: set[str] = set()
+                if wanted:
+                    holders = {cid for cid in conn.execute(
+                        sa.select(messages.c.claim_id)
+                        .where(base.in_queue(project, queue), messages.c.id.in_(wanted))
+                    ).scalars() if cid}
+                for cid in claim_ids:
+                    if cid not in holders:
+                        raise errors.BadRequest(
+                            f"Claim {cid} does not exist in queue {queue} for project "
+                            f"{project}")
+            if wanted:
+                conn.execute(sa.delete(messages).where(base.in_queue(project, queue),
+                                                       messages.c.id.in_(wanted)))
+
+    def pop(self, project: str, queue: str, limit: int) -> list[dict[str, Any]]:
+        now = clock.now()
+        # SKIP LOCKED: concurrent poppers and claimers take disjoint rows
+        # instead of queueing behind each other (rendered only on PostgreSQL;
+        # SQLite's immediate transaction already serializes them).
+        chosen = (sa.select(messages.c.seq)
+                  .where(base.in_queue(project, queue), base.live(now),
+                         base.unclaimed(now), base.visible(now))
+                  .order_by(messages.c.seq)
+                  .limit(limit)
+                  .with_for_update(skip_locked=True))
+        with self._db.write() as conn:
+            rows = conn.execute(
+                sa.delete(messages)
+                .where(messages.c.seq.in_(chosen))
+                .returning(*base.MESSAGE_COLUMNS)
+            ).all()
+        rows.sort(key=lambda row: row.seq)
+        result = []
+        for row in rows:
+            item = base.stored_message(row, now)
+            item["claim_id"] = None
+            result.append(item)
+        return result

@@ -1,0 +1,146 @@
+"""Queue controller: lazy queues, metadata, listing, stats and purge.
+
+Implements semantics.md §2, §8 and §9 storage side: a queue row exists after
+an explicit create or a first post; reading a missing queue is not an error
+(None / zeros). Stored metadata is returned as stored: filling in the
+reserved keys' defaults is the edge's job. Validation of metadata values is
+the edge's job too. Must not touch subscriptions (not stored yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from herald.common import errors, timeutils
+from herald.storage import base, clock
+from herald.storage.engine import Database
+from herald.storage.schema import claims, messages, queues
+from oslo_config import cfg
+
+# How many rows a metadata-filtered listing reads per round when most queues
+# do not match (the filter runs in Python on the decoded JSON, portable
+# across SQLite and PostgreSQL).
+_FILTER_BATCH = 200
+
+
+class QueueController:
+    def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
+        self._db = db
+        self._conf = conf
+
+    def create(self, project: str, queue: str, metadata: dict[str, Any] | None) -> bool:
+        with self._db.write() as conn:
+            return base.ensure_queue(conn, project, queue, metadata, clock.now())
+
+    def get_metadata(self, project: str, queue: str) -> dict[str, Any] | None:
+        with self._db.read() as conn:
+            return base.queue_metadata(conn, project, queue)
+
+    def set_metadata(self, project: str, queue: str, metadata: dict[str, Any]) -> None:
+        with self._db.write() as conn:
+            result = conn.execute(
+                sa.update(queues)
+                .where(queues.c.project == project, queues.c.name == queue)
+                .values(metadata=base.dump_metadata(metadata))
+            )
+            if result.rowcount == 0:
+                raise errors.QueueDoesNotExist.of(queue, project)
+
+    def delete(self, project: str, queue: str) -> None:
+        with self._db.write() as conn:
+            conn.execute(sa.delete(messages).where(base.in_queue(project, queue)))
+            conn.execute(sa.delete(claims).where(claims.c.project == project,
+                                                 claims.c.queue == queue))
+            conn.execute(sa.delete(queues).where(queues.c.project == project,
+                                                 queues.c.name == queue))
+
+    def purge(self, project: str, queue: str, resource_types: list[str]) -> None:
+        if "messages" in resource_types:
+            # All messages, claimed ones included (semantics.md quirk 8: we purge all).
+            with self._db.write() as conn:
+                conn.execute(sa.delete(messages).where(base.in_queue(project, queue)))
+                conn.execute(sa.delete(claims).where(claims.c.project == project,
+                                                     claims.c.queue == queue))
+        # "subscriptions": there is no subscription store in this worker yet,
+        # so there is nothing to delete.
+
+    def list(self, project: str, marker: str | None, limit: int, detailed: bool,
+             name: str | None, metadata_filters: dict[str, Any] | None,
+             with_count: bool) -> dict[str, Any]:
+        filters = metadata_filters or {}
+        result: list[dict[str, Any]] = []
+        with self._db.read() as conn:
+            last = marker
+            while len(result) < limit:
+                stmt = (sa.select(queues.c.name, queues.c.metadata)
+                        .where(queues.c.project == project)
+                        .order_by(queues.c.name))
+                if last is not None:
+                    stmt = stmt.where(queues.c.name > last)
+                if name:
+                    stmt = stmt.where(queues.c.name.contains(name, autoescape=True))
+                batch = limit - len(result) if not filters else _FILTER_BATCH
+                rows = conn.execute(stmt.limit(batch)).all()
+                for row in rows:
+                    meta = base.load_metadata(row.metadata)
+                    if any(meta.get(key, _MISSING) != value for key, value in filters.items()):
+                        continue
+                    item: dict[str, Any] = {"name": row.name}
+                    if detailed:
+                        item["metadata"] = meta
+                    result.append(item)
+                    if len(result) == limit:
+                        break
+                if len(rows) < batch:
+                    break
+                last = rows[-1].name
+            count = None
+            if with_count:
+                count = conn.execute(
+                    sa.select(sa.func.count()).select_from(queues)
+                    .where(queues.c.project == project)
+                ).scalar_one()
+        return {"queues": result, "count": count}
+
+    def stats(self, project: str, queue: str) -> dict[str, Any]:
+        now = clock.now()
+        with self._db.read() as conn:
+            agg = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(sa.case((base.claimed(now), 1), else_=0)), 0),
+                    sa.func.min(messages.c.seq),
+                    sa.func.max(messages.c.seq),
+                ).where(base.in_queue(project, queue), base.live(now))
+            ).one()
+            total, claimed_count, oldest_seq, newest_seq = agg
+            stats: dict[str, Any] = {"claimed": int(claimed_count),
+                                     "free": int(total) - int(claimed_count),
+                                     "total": int(total)}
+            if total:
+                rows = {row.seq: row for row in conn.execute(
+                    sa.select(messages.c.seq, messages.c.id, messages.c.created)
+                    .where(messages.c.seq.in_([oldest_seq, newest_seq]))
+                )}
+                for key, seq in (("oldest", oldest_seq), ("newest", newest_seq)):
+                    row = rows[seq]
+                    stats[key] = {"id": row.id, "age": timeutils.age(row.created, now),
+                                  "created": timeutils.isotime(row.created)}
+        return stats
+
+    def volume(self) -> dict[str, int]:
+        """Message totals over every project (for the health report)."""
+        now = clock.now()
+        with self._db.read() as conn:
+            total, claimed_count = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(sa.case((base.claimed(now), 1), else_=0)), 0),
+                ).where(base.live(now))
+            ).one()
+        return {"free": int(total) - int(claimed_count), "claimed": int(claimed_count),
+                "total": int(total)}
+
+
+_MISSING = object()

@@ -1,0 +1,70 @@
+"""SQLAlchemy Core tables of the storage workers (the current schema).
+
+This is what the controllers query; the Alembic migrations in
+``herald.storage.migrations`` create the same tables and must be kept in step
+with it by hand (a migration never imports this module: migrations are frozen
+history, this module moves on). Times are float epoch seconds
+(``herald.common.timeutils``), compared in SQL with parameters from
+``herald.storage.clock``. No behaviour lives here.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata_obj = sa.MetaData()
+
+# BIGINT on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" aliases the rowid
+# (and is 64-bit anyway), so the variant keeps autoincrement working there.
+BigSeq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+queues = sa.Table(
+    "queues",
+    metadata_obj,
+    sa.Column("project", sa.String(256), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    # JSON text (json.dumps of the stored object): portable and byte-exact.
+    sa.Column("metadata", sa.Text, nullable=False, default="{}"),
+    sa.Column("created", sa.Float(precision=53), nullable=False),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata_obj,
+    # The posting position and the listing marker. Monotonic: on SQLite the
+    # table is AUTOINCREMENT so a deleted newest row's number is never reused
+    # (a reused number would hide the new message behind an old marker).
+    sa.Column("seq", BigSeq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    # json.dumps(serializer.encode(body)): Text so that a JSON null body survives.
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("ttl", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float(precision=53), nullable=False),
+    sa.Column("expires", sa.Float(precision=53), nullable=False),
+    sa.Column("visible_at", sa.Float(precision=53), nullable=False),
+    sa.Column("client_id", sa.String(256), nullable=False, default=""),
+    sa.Column("claim_id", sa.String(32), nullable=True),
+    sa.Column("claim_expires", sa.Float(precision=53), nullable=True),
+    sa.Column("claim_count", sa.Integer, nullable=False, default=0),
+    sa.Column("checksum", sa.String(64), nullable=True),
+    sa.Index("ix_messages_project_queue_seq", "project", "queue", "seq"),
+    sa.Index("ix_messages_expires", "expires"),
+    sa.Index("ix_messages_claim_id", "claim_id"),
+    sqlite_autoincrement=True,
+)
+
+claims = sa.Table(
+    "claims",
+    metadata_obj,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("ttl", sa.Integer, nullable=False),
+    sa.Column("grace", sa.Integer, nullable=False),
+    sa.Column("updated", sa.Float(precision=53), nullable=False),
+    sa.Column("expires", sa.Float(precision=53), nullable=False),
+    sa.Index("ix_claims_project_queue", "project", "queue"),
+    sa.Index("ix_claims_expires", "expires"),
+)

@@ -1,0 +1,154 @@
+"""A storage worker: database, tooz membership, background jobs, RPC server.
+
+``StorageWorker.start()`` brings the pieces up in dependency order (database
+reachable, coordinator, migrations under the cluster-wide ``herald-db-migrate``
+lock, partitioned group ``herald.storage``, background thread, RPC server);
+``stop()`` takes them down in reverse, finishing in-flight RPC calls first.
+The background thread runs tooz watchers so the partition ring follows
+workers joining and leaving, and garbage-collects expired rows only for the
+queues this member owns. tooz spreads work; it never decides correctness
+(every read filters by expiry itself). Must not contain query logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import tenacity
+from herald.common import coordination
+from herald.common.rpc.server import RPCServer
+from herald.storage import migrations
+from herald.storage.claims import ClaimController
+from herald.storage.endpoint import StorageEndpoint
+from herald.storage.engine import Database, engine_from_conf
+from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
+
+LOG = logging.getLogger(__name__)
+
+MIGRATION_LOCK = b"herald-db-migrate"
+
+
+class StorageWorker:
+    def __init__(self, conf: cfg.ConfigOpts, member_id: str, serve_rpc: bool) -> None:
+        self._conf = conf
+        self.member_id = member_id
+        self._serve_rpc = serve_rpc
+        self._db = Database(engine_from_conf(conf))
+        self._coordinator: Any = None
+        self._partitioner: Any = None
+        self._rpc: RPCServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._started = False
+        self._gc = ClaimController(self._db, conf)
+        # Available right after construction: the embedded mode builds its
+        # in-process caller from it.
+        self.endpoint = StorageEndpoint(self._db, conf, members=self.members)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        self._wait_for_database()
+        self._coordinator = coordination.start_coordinator(self._conf, self.member_id)
+        if self._conf.storage.migrate_on_start:
+            with self._coordinator.get_lock(MIGRATION_LOCK):
+                migrations.upgrade(self._conf.storage.connection)
+        self._partitioner = self._coordinator.join_partitioned_group(
+            coordination.STORAGE_GROUP.encode())
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._background, name="storage-background",
+                                        daemon=True)
+        self._thread.start()
+        if self._serve_rpc:
+            self._rpc = RPCServer(self._conf, self._conf.rpc.topic, self.member_id,
+                                  [self.endpoint])
+            self._rpc.start()
+        self._started = True
+        LOG.info("storage worker %s started", self.member_id)
+
+    def stop(self) -> None:
+        """Stop everything started, in reverse order; safe to call twice."""
+        if self._rpc is not None:
+            rpc, self._rpc = self._rpc, None
+            _quietly("RPC server stop", rpc.stop)
+        self._stopping.set()
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            thread.join(timeout=30)
+        if self._partitioner is not None and self._coordinator is not None:
+            partitioner, self._partitioner = self._partitioner, None
+            _quietly("group leave", self._coordinator.leave_partitioned_group, partitioner)
+        if self._coordinator is not None:
+            coordinator, self._coordinator = self._coordinator, None
+            _quietly("coordinator stop", coordinator.stop)
+        if self._started:
+            LOG.info("storage worker %s stopped", self.member_id)
+        self._started = False
+        self._db.dispose()
+
+    # -- membership -------------------------------------------------------
+
+    def members(self) -> list[str]:
+        """Live member ids of the storage group (empty before start)."""
+        coordinator = self._coordinator
+        if coordinator is None:
+            return []
+        ids = coordinator.get_members(coordination.STORAGE_GROUP.encode()).get()
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in ids)
+
+    # -- internals --------------------------------------------------------
+
+    def _wait_for_database(self) -> None:
+        # In compose the database may still be starting: wait a bounded time.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(sa_exc.OperationalError),
+            stop=tenacity.stop_after_delay(60),
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+            before_sleep=lambda state: LOG.warning(
+                "database not reachable yet (%s), retrying", state.outcome.exception()),
+            reraise=True,
+        )
+        if self._db.is_sqlite:
+            return  # a file: nothing to wait for
+        retrying(self._db.ping)
+
+    def _background(self) -> None:
+        interval = self._conf.coordination.heartbeat_interval
+        gc_interval = self._conf.storage.gc_interval
+        next_gc = time.monotonic() + gc_interval
+        while not self._stopping.wait(interval):
+            coordinator = self._coordinator
+            if coordinator is None:
+                return
+            _quietly("run_watchers", coordinator.run_watchers)
+            if time.monotonic() >= next_gc:
+                next_gc = time.monotonic() + gc_interval
+                _quietly("expiry GC", self.collect_garbage)
+
+    def collect_garbage(self) -> int:
+        """Delete expired messages and claims of the queues this member owns."""
+        partitioner = self._partitioner
+        deleted = 0
+        for project, queue in self._gc.expired_queues():
+            if self._stopping.is_set():
+                break
+            if partitioner is not None and not partitioner.belongs_to_self(
+                    f"{project}/{queue}"):
+                continue
+            deleted += self._gc.collect_garbage(project, queue)
+        if deleted:
+            LOG.info("expiry GC deleted %d messages", deleted)
+        return deleted
+
+
+def _quietly(what: str, func: Any, *args: Any) -> None:
+    # Background and shutdown steps must not kill the worker or skip the
+    # remaining steps; they log and carry on.
+    try:
+        func(*args)
+    except Exception:
+        LOG.exception("%s failed", what)
