@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from herald.common import config
+from oslo_config import cfg
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR_CONF = REPO / "etc" / "herald-config-generator.conf"
@@ -67,3 +68,16 @@ def test_sample_documents_every_group() -> None:
         assert f"[{group}]" in text
         for opt in opts:
             assert f"#{opt.dest} =" in text, f"[{group}] {opt.dest} missing from the sample"
+
+
+def test_deploy_example_sets_only_known_options() -> None:
+    """deploy/herald.conf must not carry typos that oslo.config would ignore."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    cfg.ConfigParser(str(REPO / "deploy" / "herald.conf"), sections).parse()
+    known = {(group, opt.dest) for group, opts in config.list_opts() for opt in opts}
+    unknown = [f"[{group}] {key}" for group, values in sections.items() for key in values
+               if (group, key) not in known]
+    assert not unknown, f"deploy/herald.conf sets unknown options: {unknown}"
+    assert sections["storage"]["connection"][0].startswith("postgresql+psycopg://")
+    assert sections["DEFAULT"]["transport_url"][0].startswith("rabbit://")
+    assert sections["coordination"]["backend_url"][0].startswith("redis://")
