@@ -106,8 +106,9 @@ def ensure_queue(conn: Connection, project: str, name: str, metadata: dict[str, 
     """Create the queue unless it exists (race-free); True if this call created it."""
     stmt = _insert_for(conn)(queues).values(
         project=project, name=name, metadata=dump_metadata(metadata), created=now,
-    ).on_conflict_do_nothing(index_elements=["project", "name"])
-    return conn.execute(stmt).rowcount == 1
+    ).on_conflict_do_nothing(index_elements=["project", "name"]).returning(queues.c.name)
+    # RETURNING, not rowcount: INSERT rowcounts are not reliable across drivers.
+    return conn.execute(stmt).first() is not None
 
 
 def queue_metadata(conn: Connection, project: str, name: str,
