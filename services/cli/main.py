@@ -31,7 +31,10 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the REST API, calling storage workers over RPC")
     sub.add_parser("storage", help="run a storage worker (RPC server, SQL, background jobs)")
-    sub.add_parser("run", help="embedded mode: API and one storage worker in one process")
+    sub.add_parser("ws-gateway",
+                   help="serve the WebSocket API, calling storage workers over RPC")
+    sub.add_parser("run", help="embedded mode: API, WebSocket gateway and one storage "
+                   "worker in one process")
     db = sub.add_parser("db", help="database administration")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply every migration")
     # Everything argparse does not know (--config-file, --config-dir) goes to oslo.config.
@@ -58,10 +61,46 @@ async def _serve_api(conf: cfg.ConfigOpts, storage: StorageAPI) -> None:
         await api.stop()
 
 
+async def _serve_ws_gateway(conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str) -> None:
+    from herald.ws_gateway.service import WSGatewayService
+
+    gateway = WSGatewayService(conf, storage, member_id)
+    try:
+        await gateway.start()
+        await _wait_for_signal()
+    finally:
+        # Graceful: in-flight requests finish, connections close with 1001,
+        # the gateway leaves the herald.ws group.
+        await gateway.stop()
+
+
+async def _serve_embedded(conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str) -> None:
+    from herald.api.service import APIService
+    from herald.ws_gateway.service import WSGatewayService
+
+    api = APIService(conf, storage)
+    gateway = WSGatewayService(conf, storage, member_id)
+    api.start()
+    try:
+        await gateway.start()
+        await _wait_for_signal()
+    finally:
+        await gateway.stop()
+        await api.stop()
+
+
 def _cmd_api(conf: cfg.ConfigOpts, member_id: str) -> None:
     caller = OsloCaller(conf)
     try:
         asyncio.run(_serve_api(conf, StorageAPI(caller)))
+    finally:
+        caller.stop()
+
+
+def _cmd_ws_gateway(conf: cfg.ConfigOpts, member_id: str) -> None:
+    caller = OsloCaller(conf)
+    try:
+        asyncio.run(_serve_ws_gateway(conf, StorageAPI(caller), member_id))
     finally:
         caller.stop()
 
@@ -85,7 +124,7 @@ def _cmd_run(conf: cfg.ConfigOpts, member_id: str) -> None:
     worker.start()
     caller = InProcessCaller(worker.endpoint, threads=conf.rpc.client_threads)
     try:
-        asyncio.run(_serve_api(conf, StorageAPI(caller)))
+        asyncio.run(_serve_embedded(conf, StorageAPI(caller), member_id))
     finally:
         caller.stop()
         worker.stop()
@@ -107,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "api": _cmd_api,
         "storage": _cmd_storage,
+        "ws-gateway": _cmd_ws_gateway,
         "run": _cmd_run,
         "db": _cmd_db_upgrade,
     }

@@ -1,0 +1,326 @@
+"""Websocket action handlers: queues, messages and claims (websocket.md §5).
+
+Each handler validates its body fields (``herald.common.validation``), calls
+the storage RPC API once or twice and returns ``(status, body)`` in the
+websocket shapes, which are NOT the REST shapes (no ``href``, message
+objects ``{"id", "claim_id", "ttl", "age", "body"}``, strings as bodies of
+some 201/204 replies).
+
+Errors: a handler raises ``herald.common.errors`` types; ``error_reply``
+turns them into the reference's ``{"exception", "error"}`` bodies, with the
+per-action summary the reference uses for storage failures (503).
+
+Handlers never touch the connection or the frame encoding; the schema has
+already checked field types, so handlers only check values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from oslo_config import cfg
+
+from herald.common import errors, validation
+from herald.common.context import RequestContext
+from herald.common.rpc.storage_api import StorageAPI
+from herald.ws_gateway import codec
+
+Reply = tuple[int, Any]
+
+PURGEABLE = ("messages", "subscriptions")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionRequest:
+    """One validated request: its context and its (defaulted) body and headers."""
+
+    action: str
+    ctxt: RequestContext
+    body: dict[str, Any]
+    headers: dict[str, Any]
+
+
+class ActionError(Exception):
+    """A handler's own error reply (status and body chosen by the handler)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+
+
+def _ws_message(stored: dict[str, Any], claim_id: str | None = None) -> dict[str, Any]:
+    """StoredMessage -> websocket message object (no href, no checksum)."""
+    return {
+        "id": stored["id"],
+        "claim_id": claim_id,
+        "ttl": stored["ttl"],
+        "age": stored["age"],
+        "body": stored["body"],
+    }
+
+
+class Actions:
+    """The handlers, bound to one storage API and the ``[limits]`` options."""
+
+    def __init__(self, storage: StorageAPI, conf: cfg.ConfigOpts) -> None:
+        self._storage = storage
+        self._conf = conf
+        self._limits = conf.limits
+        self.handlers: dict[str, Callable[[ActionRequest], Awaitable[Reply]]] = {
+            "queue_list": self.queue_list,
+            "queue_create": self.queue_create,
+            "queue_get": self.queue_get,
+            "queue_delete": self.queue_delete,
+            "queue_get_stats": self.queue_get_stats,
+            "queue_purge": self.queue_purge,
+            "message_list": self.message_list,
+            "message_get": self.message_get,
+            "message_get_many": self.message_get_many,
+            "message_post": self.message_post,
+            "message_delete": self.message_delete,
+            "message_delete_many": self.message_delete_many,
+            "claim_create": self.claim_create,
+            "claim_get": self.claim_get,
+            "claim_update": self.claim_update,
+            "claim_delete": self.claim_delete,
+        }
+
+    # -- queues -----------------------------------------------------------
+
+    async def queue_list(self, req: ActionRequest) -> Reply:
+        limit = req.body.get("limit", 10)
+        validation.queue_listing_limit(limit, self._limits)
+        detailed = req.body.get("detailed", False)
+        result = await self._storage.queue_list(
+            req.ctxt, marker=req.body.get("marker"), limit=limit, detailed=detailed,
+            name=None, metadata_filters={}, with_count=False,
+        )
+        queues = []
+        for queue in result["queues"]:
+            item = {"name": queue["name"]}
+            if detailed:
+                # Raw stored metadata: the websocket shows no reserved defaults.
+                item["metadata"] = queue.get("metadata") or {}
+            queues.append(item)
+        return 200, {"queues": queues}
+
+    async def queue_create(self, req: ActionRequest) -> Reply:
+        name = req.body["queue_name"]
+        metadata = req.body.get("metadata", {})
+        validation.queue_identification(name, req.ctxt.project_id)
+        top = self._limits.max_queue_metadata
+        if codec.json_size(metadata) > top:
+            raise errors.BadRequest(f"Queue metadata is too large. Max size: {top}")
+        validation.queue_metadata(metadata, self._limits)
+        created = await self._storage.queue_create(req.ctxt, name, metadata)
+        return (201 if created else 204), f"Queue {name} created."
+
+    async def queue_get(self, req: ActionRequest) -> Reply:
+        metadata = await self._storage.queue_get_metadata(req.ctxt, req.body["queue_name"])
+        return 200, metadata or {}
+
+    async def queue_delete(self, req: ActionRequest) -> Reply:
+        name = req.body["queue_name"]
+        await self._storage.queue_delete(req.ctxt, name)
+        return 204, f"Queue {name} removed."
+
+    async def queue_get_stats(self, req: ActionRequest) -> Reply:
+        name = req.body["queue_name"]
+        stats = await self._storage.queue_stats(req.ctxt, name)
+        if not stats.get("total"):
+            # Only an empty result can mean "no such queue" (websocket: 404,
+            # unlike REST); one more call tells an empty queue from a missing one.
+            if await self._storage.queue_get_metadata(req.ctxt, name) is None:
+                raise ActionError(404, {"messages": {"claimed": 0, "free": 0, "total": 0}})
+        return 200, {"messages": stats}
+
+    async def queue_purge(self, req: ActionRequest) -> Reply:
+        types = req.body.get("resource_types", list(PURGEABLE))
+        if not all(isinstance(t, str) and t in PURGEABLE for t in types):
+            raise errors.BadRequest(
+                f"Resource types must be a sub set of {sorted(PURGEABLE)}."
+            )
+        await self._storage.queue_purge(req.ctxt, req.body["queue_name"], list(types))
+        return 204, {}
+
+    # -- messages ---------------------------------------------------------
+
+    async def message_list(self, req: ActionRequest) -> Reply:
+        validation.client_id(req.ctxt.client_id, self._limits)
+        limit = req.body.get("limit", 10)
+        validation.message_listing_limit(limit, self._limits)
+        result = await self._storage.message_list(
+            req.ctxt, req.body["queue_name"], marker=req.body.get("marker"), limit=limit,
+            echo=req.body.get("echo", False),
+            include_claimed=req.body.get("include_claimed", False),
+            include_delayed=req.body.get("include_delayed", False),
+        )
+        # No links and no next marker: the websocket API cannot paginate (spec).
+        return 200, {"messages": [_ws_message(m) for m in result["messages"]]}
+
+    async def message_get(self, req: ActionRequest) -> Reply:
+        stored = await self._storage.message_get(
+            req.ctxt, req.body["queue_name"], req.body["message_id"])
+        # One object under the plural key: the reference's shape.
+        return 200, {"messages": _ws_message(stored)}
+
+    async def message_get_many(self, req: ActionRequest) -> Reply:
+        ids = req.body["message_ids"]
+        validation.message_listing_limit(len(ids), self._limits)
+        # A non-string id can never name a message: skipped like an unknown one.
+        wanted = [i for i in ids if isinstance(i, str)]
+        found = await self._storage.message_get_many(req.ctxt, req.body["queue_name"], wanted)
+        return 200, {"messages": [_ws_message(m) for m in found]}
+
+    async def message_post(self, req: ActionRequest) -> Reply:
+        name = req.body["queue_name"]
+        messages = req.body["messages"]
+        # The queue is created if missing, so its name must be valid.
+        validation.queue_identification(name, req.ctxt.project_id)
+        size = codec.json_size(messages)
+        validation.messages_post_size(size, self._limits)
+        cleaned = []
+        for message in messages:
+            if not isinstance(message, dict):
+                raise errors.BadRequest("Bad request. Document type not supported.")
+            if "body" not in message:
+                raise errors.BadRequest('Bad request. Missing "body" field.')
+            ttl = message.get("ttl")
+            if ttl is not None and not isinstance(ttl, int):
+                raise errors.BadRequest('Bad request. The value of the "ttl" field must be a int.')
+            # ``delay`` is never honoured over the websocket (spec quirk): dropped.
+            cleaned.append({"body": message["body"], "ttl": ttl})
+        validation.client_id(req.ctxt.client_id, self._limits)
+        if not cleaned:
+            raise errors.BadRequest("No messages to enqueu.")
+        for message in cleaned:
+            if message["ttl"] is not None:
+                validation.message_ttl(message["ttl"], self._limits)
+        ids = await self._storage.message_post(req.ctxt, name, cleaned, body_size=size)
+        return 201, {"message_ids": ids}
+
+    async def message_delete(self, req: ActionRequest) -> Reply:
+        try:
+            await self._storage.message_delete(
+                req.ctxt, req.body["queue_name"], req.body["message_id"],
+                claim_id=req.body.get("claim_id"))
+        except errors.ClaimMismatch as exc:
+            # The storage's description is the reference's summary for both
+            # cases ("not currently claimed" / "does not exist or has expired").
+            raise ActionError(400, {"exception": exc.description,
+                                    "error": exc.description}) from exc
+        except errors.MessageIsClaimed as exc:
+            raise ActionError(403, {
+                "exception": exc.description,
+                "error": "This message is claimed; it cannot be deleted without a valid "
+                         "claim ID.",
+            }) from exc
+        except errors.MessageDoesNotExist:
+            pass  # deleting a missing message is a success (204)
+        return 204, {}
+
+    async def message_delete_many(self, req: ActionRequest) -> Reply:
+        ids = req.body.get("message_ids")
+        pop = req.body.get("pop")
+        # As the reference: claim_ids are only read when the option requires them.
+        claim_ids = (req.body.get("claim_ids")
+                     if self._limits.message_delete_with_claim_id else None)
+        validation.message_deletion(ids, pop, claim_ids, self._limits)
+        name = req.body["queue_name"]
+        if pop:
+            popped = await self._storage.message_pop(req.ctxt, name, pop)
+            return 200, {"messages": [
+                {"id": m["id"], "age": m["age"], "ttl": m["ttl"], "claim_count": 0,
+                 "body": m["body"], "claim_id": None}
+                for m in popped
+            ]}
+        wanted = [i for i in ids if isinstance(i, str)]
+        claims = None if claim_ids is None else [c for c in claim_ids if isinstance(c, str)]
+        await self._storage.message_delete_many(req.ctxt, name, wanted, claims)
+        return 204, {}
+
+    # -- claims -----------------------------------------------------------
+
+    async def claim_create(self, req: ActionRequest) -> Reply:
+        limit = req.body.get("limit", 10)
+        ttl = req.body.get("ttl", self._limits.default_claim_ttl)
+        grace = req.body.get("grace", self._limits.default_claim_grace)
+        validation.claim_creation(ttl, grace, limit, self._limits)
+        result = await self._storage.claim_create(
+            req.ctxt, req.body["queue_name"], ttl=ttl, grace=grace, limit=limit)
+        claim_id = result["claim_id"]
+        if claim_id is None:
+            return 204, {"claim_id": None}
+        return 201, {"claim_id": claim_id,
+                     "messages": [_ws_message(m, claim_id) for m in result["messages"]]}
+
+    async def claim_get(self, req: ActionRequest) -> Reply:
+        claim_id = req.body["claim_id"]
+        try:
+            claim = await self._storage.claim_get(req.ctxt, req.body["queue_name"], claim_id)
+        except errors.NotFound as exc:
+            raise _claim_not_found(claim_id, exc) from exc
+        return 200, {"age": claim["age"], "ttl": claim["ttl"],
+                     "messages": [_ws_message(m, claim_id) for m in claim["messages"]]}
+
+    async def claim_update(self, req: ActionRequest) -> Reply:
+        claim_id = req.body["claim_id"]
+        # Quirk (kept): a missing ttl/grace is reset to the default, as REST.
+        ttl = req.body.get("ttl", self._limits.default_claim_ttl)
+        grace = req.body.get("grace", self._limits.default_claim_grace)
+        validation.claim_ttl(ttl, self._limits)
+        try:
+            await self._storage.claim_update(req.ctxt, req.body["queue_name"], claim_id,
+                                             ttl=ttl, grace=grace)
+        except errors.NotFound as exc:
+            raise _claim_not_found(claim_id, exc) from exc
+        return 204, f"Claim {claim_id} updated."
+
+    async def claim_delete(self, req: ActionRequest) -> Reply:
+        claim_id = req.body["claim_id"]
+        await self._storage.claim_delete(req.ctxt, req.body["queue_name"], claim_id)
+        return 204, f"Claim {claim_id} deleted."
+
+
+def _claim_not_found(claim_id: str, exc: errors.HeraldError) -> ActionError:
+    return ActionError(404, {"exception": exc.description,
+                             "error": f"Claim {claim_id} does not exist."})
+
+
+# What the reference says when storage fails (503) during each action.
+FAILURE_SUMMARIES = {
+    "queue_list": "Queues could not be listed.",
+    "queue_create": "Queue could not be created.",
+    "queue_get": "Queue metadata could not be retrieved.",
+    "queue_delete": "Queue could not be deleted.",
+    "queue_get_stats": "Queue stats could not be read.",
+    "queue_purge": "Queue could not be purged.",
+    "message_list": "Messages could not be listed.",
+    "message_get": "Message could not be retrieved.",
+    "message_get_many": "Messages could not be listed.",
+    "message_post": "Messages could not be enqueued.",
+    "message_delete": "Message could not be deleted.",
+    "message_delete_many": "Messages could not be deleted.",
+    "claim_create": "Claim could not be created.",
+    "claim_get": "Claim could not be queried.",
+    "claim_update": "Claim could not be updated.",
+    "claim_delete": "Claim could not be deleted.",
+}
+
+
+def error_reply(action: str, exc: BaseException) -> Reply:
+    """The reply for an exception raised by the handler of ``action``."""
+    if isinstance(exc, ActionError):
+        return exc.status, exc.body
+    if isinstance(exc, errors.ServiceUnavailable):
+        return 503, {"exception": exc.description,
+                     "error": FAILURE_SUMMARIES.get(action, "Service temporarily unavailable.")}
+    if isinstance(exc, errors.HeraldError) and not isinstance(exc, errors.InternalError):
+        # Validation (400), not found (404), conflicts (409), ...: the storage
+        # or validation text, no summary.
+        return exc.status, {"exception": exc.description, "error": None}
+    text = exc.description if isinstance(exc, errors.HeraldError) else str(exc)
+    return 500, {"exception": text, "error": "Unexpected error."}

@@ -1,0 +1,79 @@
+"""Frame codec: websocket frames <-> Python values, JSON text or msgpack binary.
+
+A text frame carries JSON, a binary frame carries MessagePack (str keys,
+``raw=False``); a reply is encoded in the kind of its request. Decoding
+failures raise ``DecodeError`` whose text is the reference's error wording.
+
+This module knows nothing of actions, envelopes or connections.
+
+Bytes: only msgpack can carry them. A binary message body posted over msgpack
+comes back as msgpack ``bin``, byte-identical. When such a body has to go
+out in a JSON frame (a JSON client lists a message a msgpack client posted),
+it is sent as the base64 text of the bytes: JSON has no bytes type, and
+failing the whole reply would hide the other messages from that client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import msgpack
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+class DecodeError(Exception):
+    """The frame could not be decoded; ``str()`` is the client-facing text."""
+
+
+def _parse_int(text: str) -> int:
+    # JSON integers are limited to the signed 64-bit range on input (semantics
+    # §1); msgpack cannot even express larger ones.
+    value = int(text)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError("JSON contains integer that is too large.")
+    return value
+
+
+def decode(frame: str | bytes) -> Any:
+    """Decode one frame: ``str`` is JSON text, ``bytes`` is msgpack."""
+    if isinstance(frame, str):
+        try:
+            return json.loads(frame, parse_int=_parse_int)
+        except (ValueError, RecursionError) as exc:
+            raise DecodeError(
+                f"Can't decode text (JSON) request. {type(exc).__name__}: {exc}"
+            ) from exc
+    try:
+        return msgpack.unpackb(frame, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise DecodeError(
+            f"Can't decode binary (MessagePack) request. {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encode(value: Any, binary: bool) -> str | bytes:
+    """Encode a reply for a binary (msgpack) or text (JSON) frame."""
+    if binary:
+        return msgpack.packb(value, use_bin_type=True)
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def json_size(value: Any) -> int:
+    """Length of ``value`` serialized as JSON (bytes counted as their base64).
+
+    Used for the size limits that the reference measures on the serialized
+    form of a request field (queue metadata, posted messages), whatever the
+    frame kind, so a msgpack client meets the same limit as a JSON one.
+    """
+    # Default separators: closest to the reference, which measures str(value).
+    return len(json.dumps(value, default=_json_default))

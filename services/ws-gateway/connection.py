@@ -1,0 +1,198 @@
+"""One websocket connection: concurrent requests, bounded outbound queue.
+
+Each request frame is handled in its own asyncio task, so a slow storage call
+delays neither the other connections nor the other requests of this one;
+replies go out in completion order (each echoes its request, which is how a
+client matches them). At most ``max_inflight_requests`` run at once per
+connection: at the limit ``on_message`` waits, and Tornado does not read the
+next frame until it returns (TCP back-pressure on a client that floods).
+
+Replies wait in a per-connection outbound queue written by one writer task,
+one frame at a time, each write awaited. So Tornado's own stream buffer
+holds at most one frame, and everything else that waits is counted here. A
+client that stops reading fills its socket, the writer stalls, the queue
+grows; when it exceeds ``outbound_queue_size`` frames or
+``outbound_max_bytes`` bytes, or one frame waits longer than
+``write_timeout``, the gateway drops the queue, logs one line and closes
+with **1008** (policy violation: the peer broke the contract of reading its
+replies; 1011/1013 would blame the server). Tornado aborts the TCP connection
+if the close handshake does not finish within 5 s, so memory is released
+even when the peer never reads again.
+
+Frames larger than ``max_frame_size`` never reach this class: Tornado closes
+with 1009 (message too big) while reading them.
+
+This module does not decode, validate or route requests (``dispatch``) and
+knows nothing of the process lifecycle (``service``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import tornado.websocket
+from tornado.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from herald.ws_gateway.service import WSGatewayService
+
+LOG = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+
+
+class Connection(tornado.websocket.WebSocketHandler):
+    """Tornado handler of one websocket; also serves ``GET /health`` without upgrade."""
+
+    def initialize(self, gateway: WSGatewayService) -> None:
+        self.gateway = gateway
+        self.connection_id = uuid.uuid4().hex
+        limits = gateway.conf.ws_gateway
+        self._queue_size: int = limits.outbound_queue_size
+        self._max_bytes: int = limits.outbound_max_bytes
+        self._write_timeout: float = limits.write_timeout
+        self._slots = asyncio.Semaphore(limits.max_inflight_requests)
+        self._outbox: collections.deque[tuple[str | bytes, bool]] = collections.deque()
+        self._pending_bytes = 0  # queued + the frame being written
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.close_reason_logged: str | None = None
+
+    # -- HTTP side ----------------------------------------------------------
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Any path upgrades to a websocket (clients use "/"); a plain GET of
+        # /health is the operator's detailed health check.
+        if (self.request.headers.get("Upgrade", "").lower() != "websocket"
+                and self.request.path == "/health"):
+            report = await self.gateway.health()
+            self.set_status(200 if report["storage_reachable"] else 503)
+            self.set_header("Content-Type", "application/json")
+            self.finish(report)
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        # Browsers on any origin may connect, as with the reference server;
+        # requests carry their project and client ids, there are no cookies.
+        return True
+
+    # -- websocket lifecycle -------------------------------------------------
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        if self.gateway.stopping:
+            self.close(CLOSE_GOING_AWAY, "Gateway is shutting down.")
+            return
+        self.gateway.connections.add(self)
+        self._writer = asyncio.create_task(self._write_loop())
+        LOG.info("ws connection %s opened from %s", self.connection_id, self.request.remote_ip)
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self._closing or self.gateway.stopping:
+            return  # a stopping gateway finishes what it has, takes nothing new
+        # Waiting here stops Tornado from reading further frames (back-pressure).
+        await self._slots.acquire()
+        if self._closing:
+            self._slots.release()
+            return
+        task = asyncio.create_task(self._serve(message))
+        self._tasks.add(task)
+        self.gateway.inflight.add(task)
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.gateway.inflight.discard(task)
+        self._slots.release()
+
+    async def _serve(self, message: str | bytes) -> None:
+        try:
+            reply = await self.gateway.dispatcher.handle(message)
+        except Exception:  # dispatch turns errors into replies; this is a bug
+            LOG.exception("ws connection %s: request crashed", self.connection_id)
+            return
+        self.send(reply, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        self._closing = True
+        self.gateway.connections.discard(self)
+        self._drop_outbox()
+        if self._writer is not None:
+            self._writer.cancel()
+        LOG.info("ws connection %s closed (code %s)", self.connection_id, self.close_code)
+
+    # -- outbound queue -------------------------------------------------------
+
+    def send(self, frame: str | bytes, binary: bool) -> bool:
+        """Queue one frame; False if the connection is gone or was just dropped."""
+        if self._closing:
+            return False
+        size = len(frame)
+        if len(self._outbox) >= self._queue_size or (
+            self._pending_bytes and self._pending_bytes + size > self._max_bytes
+        ):
+            self.disconnect_slow_reader(
+                f"{len(self._outbox)} frames / {self._pending_bytes} bytes waiting")
+            return False
+        self._outbox.append((frame, binary))
+        self._pending_bytes += size
+        self._wakeup.set()
+        return True
+
+    @property
+    def pending(self) -> tuple[int, int]:
+        """(frames queued, bytes queued or being written) — for tests and health."""
+        return len(self._outbox), self._pending_bytes
+
+    async def _write_loop(self) -> None:
+        while True:
+            while not self._outbox:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            frame, binary = self._outbox.popleft()
+            try:
+                write = self.write_message(frame, binary=binary)
+                await asyncio.wait_for(write, self._write_timeout)
+            except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+                return
+            except TimeoutError:
+                self.disconnect_slow_reader(
+                    f"one frame not accepted in {self._write_timeout:g}s")
+                return
+            finally:
+                self._pending_bytes = max(0, self._pending_bytes - len(frame))
+
+    def disconnect_slow_reader(self, detail: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        LOG.warning("ws connection %s: client is not reading its replies (%s); "
+                    "closing with %d", self.connection_id, detail, CLOSE_POLICY_VIOLATION)
+        self.close_reason_logged = detail
+        self._drop_outbox()
+        self.close(CLOSE_POLICY_VIOLATION, "Client is not reading its replies.")
+
+    def _drop_outbox(self) -> None:
+        self._outbox.clear()
+        self._pending_bytes = 0
+        self._wakeup.set()
+
+    # -- shutdown ---------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every queued reply was handed to the socket (or timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._pending_bytes and not self._closing and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    def going_away(self) -> None:
+        self._closing = True
+        self.close(CLOSE_GOING_AWAY, "Gateway is shutting down.")

@@ -1,0 +1,101 @@
+"""Request envelope handling: decode, validate, authenticate, route, reply.
+
+``Dispatcher.handle(frame)`` turns one incoming frame into the one reply
+frame the spec requires (websocket.md §1-4), in the request's frame kind,
+with the response envelope::
+
+    {"request": {"action", "body", "headers", "api": "v2"},
+     "headers": {"status": <int>}, "body": <action-specific>}
+
+Order of checks (it decides which error wins): decode -> object check ->
+schema (unknown action / schema failure) -> authentication -> handler.
+
+Authentication: Herald has no auth strategy yet (no Keystone option), so
+every action is processed without authentication and ``authenticate`` is
+answered 200 "Authentified." (the reference would send nothing, which hangs
+python-zaqarclient). Nothing here holds per-connection state, which is what
+keeps gateways interchangeable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from oslo_config import cfg
+
+from herald.common.context import RequestContext, new_request_id, set_current_request_id
+from herald.common.rpc.storage_api import StorageAPI
+from herald.ws_gateway import codec, schemas
+from herald.ws_gateway.actions import ActionRequest, Actions, error_reply
+
+LOG = logging.getLogger(__name__)
+
+_NULL_REQUEST = {"action": None, "body": {}, "headers": {}, "api": "v2"}
+
+
+def envelope(request: dict[str, Any], status: int, body: Any) -> dict[str, Any]:
+    return {"request": request, "headers": {"status": status}, "body": body}
+
+
+class Dispatcher:
+    """Stateless: one instance serves every connection of a gateway."""
+
+    def __init__(self, storage: StorageAPI, conf: cfg.ConfigOpts) -> None:
+        self._actions = Actions(storage, conf)
+
+    async def handle(self, frame: str | bytes) -> str | bytes:
+        """The encoded reply frame for one request frame."""
+        binary = isinstance(frame, bytes)
+        reply = await self.handle_payload(frame)
+        return codec.encode(reply, binary)
+
+    async def handle_payload(self, frame: str | bytes) -> dict[str, Any]:
+        try:
+            payload = codec.decode(frame)
+        except codec.DecodeError as exc:
+            return envelope(dict(_NULL_REQUEST), 400, {"error": str(exc)})
+        if not isinstance(payload, dict):
+            return envelope(dict(_NULL_REQUEST), 400,
+                            {"error": "Unexpected body type. Expected dict or dict like."})
+
+        action = payload.get("action")
+        request = {
+            "action": action,
+            "body": payload.get("body", {}),
+            "headers": payload.get("headers", {}),
+            "api": "v2",
+        }
+        try:
+            schemas.validate(payload)
+        except (schemas.InvalidAction, schemas.SchemaValidationFailed) as exc:
+            return envelope(request, 400, {"error": str(exc)})
+
+        if action == "authenticate":
+            # No auth strategy configured: accept (see module docstring). The
+            # reference echoes an empty request for this reply.
+            return envelope({"action": "authenticate", "body": {}, "headers": {}, "api": "v2"},
+                            200, {"message": "Authentified."})
+
+        handler = self._actions.handlers.get(action)
+        if handler is None:
+            # Known to the schema but without behaviour here (pools, flavors,
+            # home doc, health, ping; subscriptions until storage has them).
+            return envelope(request, 400, {"error": f"{action} is not a valid action"})
+
+        headers = request["headers"]
+        ctxt = RequestContext(project_id=headers["X-Project-ID"],
+                              client_id=headers["Client-ID"],
+                              request_id=new_request_id())
+        # Each request runs in its own asyncio task, hence its own copy of the
+        # context: setting the request id here cannot leak into other requests.
+        set_current_request_id(ctxt.request_id)
+        try:
+            status, body = await handler(ActionRequest(action, ctxt, request["body"], headers))
+        except Exception as exc:  # every failure becomes a reply, never a dead socket
+            status, body = error_reply(action, exc)
+            if status >= 500:
+                LOG.error("ws %s failed with %s: %s", action, status, body.get("exception"),
+                          exc_info=status == 500)
+        LOG.info("ws %s project=%s -> %s", action, ctxt.project_id, status)
+        return envelope(request, status, body)
