@@ -42,6 +42,20 @@ STOP_TIMEOUT = 10.0
 STORAGE_READY_LINE = "RPC server listening on topic"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the test runner dies.
+
+    Teardown stops every service, but a test runner that is itself killed
+    (a CI timeout, a second Ctrl-C) runs no teardown; without this its
+    services would live on, holding ports and consuming RPC calls.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -108,6 +122,7 @@ class Service:
             self.popen = subprocess.Popen(
                 self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()  # the child holds its own descriptor
