@@ -209,12 +209,12 @@ class ClaimController:
         """(project, queue) pairs that hold expired messages or claims."""
         now = clock.now()
         with self._db.read() as conn:
-            pairs = set(conn.execute(
+            pairs = {(row.project, row.queue) for row in conn.execute(
                 sa.select(messages.c.project, messages.c.queue)
                 .where(messages.c.expires <= now).distinct().limit(limit)
-            ).tuples())
-            pairs.update(conn.execute(
+            )}
+            pairs.update((row.project, row.queue) for row in conn.execute(
                 sa.select(claims.c.project, claims.c.queue)
                 .where(claims.c.expires <= now).distinct().limit(limit)
-            ).tuples())
+            ))
         return sorted(pairs)

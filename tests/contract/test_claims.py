@@ -1,0 +1,186 @@
+"""Contract: claims and dead-letter queues (semantics.md §5, §7) on every backend."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from herald.common import errors
+
+
+def post(endpoint, ctxt, bodies, queue="q", ttl=300):
+    return endpoint.message_post(ctxt, queue=queue, body_size=1,
+                                 messages=[{"body": b, "ttl": ttl} for b in bodies])
+
+
+def claim(endpoint, ctxt, queue="q", ttl=60, grace=60, limit=10):
+    return endpoint.claim_create(ctxt, queue=queue, ttl=ttl, grace=grace, limit=limit)
+
+
+def test_nothing_to_claim(endpoint, ctxt):
+    assert claim(endpoint, ctxt, queue="missing") == {"claim_id": None, "messages": []}
+    endpoint.queue_create(ctxt, queue="q", metadata={})
+    assert claim(endpoint, ctxt) == {"claim_id": None, "messages": []}
+    post(endpoint, ctxt, [1])
+    assert claim(endpoint, ctxt)["claim_id"]
+    assert claim(endpoint, ctxt) == {"claim_id": None, "messages": []}
+
+
+def test_create_takes_oldest_up_to_limit_including_own(endpoint, ctxt):
+    ids = post(endpoint, ctxt, range(15))
+    first = claim(endpoint, ctxt)  # default limit 10; no echo filtering
+    assert [m["id"] for m in first["messages"]] == ids[:10]
+    assert all(m["claim_id"] == first["claim_id"] for m in first["messages"])
+    second = claim(endpoint, ctxt, limit=3)
+    assert [m["id"] for m in second["messages"]] == ids[10:13]
+    assert first["claim_id"] != second["claim_id"]
+
+
+def test_get(endpoint, ctxt, clock):
+    ids = post(endpoint, ctxt, range(3))
+    cid = claim(endpoint, ctxt, ttl=100, limit=2)["claim_id"]
+    clock.advance(7)
+    got = endpoint.claim_get(ctxt, queue="q", claim_id=cid)
+    assert (got["id"], got["ttl"], got["age"]) == (cid, 100, 7)
+    assert [m["id"] for m in got["messages"]] == ids[:2]
+    for queue, bad in [("q", uuid.uuid4().hex), ("q", "nonsense"), ("other", cid)]:
+        with pytest.raises(errors.ClaimDoesNotExist) as info:
+            endpoint.claim_get(ctxt, queue=queue, claim_id=bad)
+        assert info.value.description == (
+            f"Claim {bad} does not exist in queue {queue} for project p1")
+
+
+def test_claim_without_messages_does_not_exist(endpoint, ctxt):
+    ids = post(endpoint, ctxt, range(2))
+    cid = claim(endpoint, ctxt)["claim_id"]
+    endpoint.message_delete_many(ctxt, queue="q", message_ids=ids, claim_ids=None)
+    with pytest.raises(errors.ClaimDoesNotExist):
+        endpoint.claim_get(ctxt, queue="q", claim_id=cid)
+    with pytest.raises(errors.ClaimDoesNotExist):
+        endpoint.claim_update(ctxt, queue="q", claim_id=cid, ttl=60, grace=60)
+
+
+def test_expiry_releases(endpoint, ctxt, clock):
+    ids = post(endpoint, ctxt, range(2), ttl=3600)
+    cid = claim(endpoint, ctxt, ttl=60)["claim_id"]
+    clock.advance(60)
+    with pytest.raises(errors.ClaimDoesNotExist):
+        endpoint.claim_get(ctxt, queue="q", claim_id=cid)
+    with pytest.raises(errors.ClaimDoesNotExist):
+        endpoint.claim_update(ctxt, queue="q", claim_id=cid, ttl=60, grace=60)
+    assert [m["claim_id"] for m in endpoint.message_get_many(
+        ctxt, queue="q", message_ids=ids)] == [None, None]
+    assert len(endpoint.message_list(ctxt, queue="q", marker=None, limit=10, echo=True,
+                                     include_claimed=False,
+                                     include_delayed=False)["messages"]) == 2
+    again = claim(endpoint, ctxt)
+    assert [m["id"] for m in again["messages"]] == ids
+
+
+def test_claim_extends_short_lived_messages(endpoint, ctxt, clock):
+    ids = post(endpoint, ctxt, ["short"], ttl=60) + post(endpoint, ctxt, ["long"], ttl=1000)
+    result = claim(endpoint, ctxt, ttl=120, grace=30)
+    ttls = {m["id"]: m["ttl"] for m in result["messages"]}
+    # Quirk 7: the extended message reports claim ttl + grace; the other is untouched.
+    assert ttls == {ids[0]: 150, ids[1]: 1000}
+    clock.advance(149)
+    assert endpoint.message_get(ctxt, queue="q", message_id=ids[0])["ttl"] == 150
+    clock.advance(1)
+    with pytest.raises(errors.MessageDoesNotExist):
+        endpoint.message_get(ctxt, queue="q", message_id=ids[0])
+
+
+def test_update_renews_and_reextends(endpoint, ctxt, clock):
+    ids = post(endpoint, ctxt, [1], ttl=60)
+    cid = claim(endpoint, ctxt, ttl=60, grace=60)["claim_id"]
+    clock.advance(50)
+    endpoint.claim_update(ctxt, queue="q", claim_id=cid, ttl=300, grace=100)
+    got = endpoint.claim_get(ctxt, queue="q", claim_id=cid)
+    assert (got["ttl"], got["age"]) == (300, 0)
+    assert got["messages"][0]["ttl"] == 400
+    clock.advance(299)
+    assert endpoint.message_get(ctxt, queue="q", message_id=ids[0])["claim_id"] == cid
+    assert claim(endpoint, ctxt)["claim_id"] is None
+    clock.advance(1)
+    assert endpoint.message_get(ctxt, queue="q", message_id=ids[0])["claim_id"] is None
+    for bad in ("nonsense", uuid.uuid4().hex):
+        with pytest.raises(errors.ClaimDoesNotExist):
+            endpoint.claim_update(ctxt, queue="q", claim_id=bad, ttl=60, grace=60)
+
+
+def test_release(endpoint, ctxt):
+    ids = post(endpoint, ctxt, range(3))
+    cid = claim(endpoint, ctxt, limit=2)["claim_id"]
+    endpoint.claim_delete(ctxt, queue="q", claim_id=cid)
+    endpoint.claim_delete(ctxt, queue="q", claim_id=cid)  # unknown now: no-op
+    endpoint.claim_delete(ctxt, queue="q", claim_id="nonsense")
+    with pytest.raises(errors.ClaimDoesNotExist):
+        endpoint.claim_get(ctxt, queue="q", claim_id=cid)
+    assert [m["id"] for m in claim(endpoint, ctxt)["messages"]] == ids
+
+
+def test_counter_only_on_dlq_queues(endpoint, ctxt):
+    post(endpoint, ctxt, [1])
+    cid = claim(endpoint, ctxt)["claim_id"]
+    endpoint.claim_delete(ctxt, queue="q", claim_id=cid)
+    assert claim(endpoint, ctxt)["messages"][0]["claim_count"] == 0
+
+
+def test_dead_letter_queue_tempest_scenario(endpoint, ctxt, clock):
+    endpoint.queue_create(ctxt, queue="q", metadata={
+        "_max_claim_count": 2, "_dead_letter_queue": "dlq",
+        "_dead_letter_queue_messages_ttl": 7799})
+    ids = post(endpoint, ctxt, ["poison"], ttl=300)
+    for expected_count in (1, 2):
+        result = claim(endpoint, ctxt, ttl=60, grace=60, limit=1)
+        assert [m["id"] for m in result["messages"]] == ids
+        assert result["messages"][0]["claim_count"] == expected_count
+        clock.advance(61)  # the claim expires naturally
+    assert endpoint.queue_get_metadata(ctxt, queue="dlq") is None
+    assert claim(endpoint, ctxt, ttl=60, grace=60, limit=1) == {"claim_id": None,
+                                                                 "messages": []}
+    assert endpoint.queue_get_metadata(ctxt, queue="dlq") == {}  # created lazily
+    assert endpoint.queue_stats(ctxt, queue="q")["total"] == 0
+    moved = endpoint.message_list(ctxt, queue="dlq", marker=None, limit=10, echo=True,
+                                  include_claimed=False, include_delayed=False)["messages"]
+    assert [(m["id"], m["body"], m["ttl"], m["claim_id"]) for m in moved] == \
+        [(ids[0], "poison", 7799, None)]
+    clock.advance(7798)
+    assert endpoint.message_get(ctxt, queue="dlq", message_id=ids[0])["body"] == "poison"
+    assert claim(endpoint, ctxt, queue="dlq")["messages"][0]["id"] == ids[0]
+
+
+def test_dead_letter_move_keeps_lifetime_without_dlq_ttl(endpoint, ctxt, clock):
+    endpoint.queue_create(ctxt, queue="q", metadata={"_max_claim_count": 1,
+                                                     "_dead_letter_queue": "dlq"})
+    post(endpoint, ctxt, ["a"], ttl=1000)
+    first = post(endpoint, ctxt, ["b"], ttl=1000)
+    # "b" will be claimed once and then moved; "c" posted later stays claimable.
+    cid = claim(endpoint, ctxt, limit=2)["claim_id"]
+    endpoint.claim_delete(ctxt, queue="q", claim_id=cid)
+    fresh = post(endpoint, ctxt, ["c"], ttl=1000)
+    post(endpoint, ctxt, ["d"], queue="dlq")  # the DLQ already has a message
+    result = claim(endpoint, ctxt, limit=10)
+    assert [m["id"] for m in result["messages"]] == fresh
+    moved = endpoint.message_list(ctxt, queue="dlq", marker=None, limit=10, echo=True,
+                                  include_claimed=False, include_delayed=False)["messages"]
+    # moved messages go to the end of the DLQ (a reader paging it sees them)
+    assert [m["body"] for m in moved] == ["d", "a", "b"]
+    assert moved[2]["id"] == first[0] and moved[2]["ttl"] == 1000
+
+
+def test_garbage_collection(endpoint, database, conf, ctxt, clock):
+    from herald.storage.claims import ClaimController
+
+    gc = ClaimController(database, conf)
+    post(endpoint, ctxt, ["old"], ttl=60)
+    post(endpoint, ctxt, ["new"], ttl=600)
+    post(endpoint, ctxt, ["other"], ttl=60, queue="q2")
+    claim(endpoint, ctxt, queue="q2", ttl=60, grace=60)
+    assert gc.expired_queues() == []
+    clock.advance(200)
+    assert gc.expired_queues() == [("p1", "q"), ("p1", "q2")]
+    assert gc.collect_garbage("p1", "q") == 1
+    assert gc.collect_garbage("p1", "q2") == 1
+    assert gc.expired_queues() == []
+    assert endpoint.queue_stats(ctxt, queue="q")["total"] == 1
