@@ -1,0 +1,44 @@
+"""The Tornado application: the route table of the REST API (rest-v2.md §0.1, §12).
+
+Routes take any non-slash segment as ``queue_name`` so that a bad name gets
+the pipeline's 400 rather than a 404. Unknown paths (and, for now,
+subscriptions, share, pools, flavors and topics) fall to the 404 handler.
+This module wires handlers; it holds no request logic.
+"""
+
+from __future__ import annotations
+
+import tornado.web
+from herald.api.handlers import base, claims, health, home, messages, queues
+from herald.common.rpc.storage_api import StorageAPI
+from oslo_config import cfg
+
+_SEGMENT = r"[^/]+"
+_QUEUE = rf"/v2/queues/(?P<queue_name>{_SEGMENT})"
+
+
+def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
+             in_flight: base.InFlight | None = None) -> tornado.web.Application:
+    """Build the application; handlers read ``conf`` per request, so overrides
+    (admin_mode, limits) take effect without rebuilding it."""
+    deps = {"conf": conf, "storage": storage, "in_flight": in_flight or base.InFlight()}
+    routes = [
+        (r"/", home.VersionsHandler),
+        (r"/v2/?", home.HomeHandler),
+        (r"/v2/ping", health.PingHandler),
+        (r"/v2/health", health.HealthHandler),
+        (r"/v2/queues", queues.QueueCollectionHandler),
+        (_QUEUE, queues.QueueHandler),
+        (rf"{_QUEUE}/stats", queues.QueueStatsHandler),
+        (rf"{_QUEUE}/purge", queues.QueuePurgeHandler),
+        (rf"{_QUEUE}/messages", messages.MessageCollectionHandler),
+        (rf"{_QUEUE}/messages/(?P<message_id>{_SEGMENT})", messages.MessageHandler),
+        (rf"{_QUEUE}/claims", claims.ClaimCollectionHandler),
+        (rf"{_QUEUE}/claims/(?P<claim_id>{_SEGMENT})", claims.ClaimHandler),
+    ]
+    return tornado.web.Application(
+        [tornado.web.url(pattern, handler, deps) for pattern, handler in routes],
+        default_handler_class=base.NotFoundHandler,
+        default_handler_args=deps,
+        compress_response=False,
+    )

@@ -1,0 +1,346 @@
+"""The request pipeline shared by every handler (rest-v2.md §0.1-0.5).
+
+``BaseHandler.prepare`` runs, in the spec's order: routing checks (405 with
+``Allow``), form content type (400), ``Accept`` (406), Client-ID (400),
+project header (400), queue name (400), policy (403), and builds the
+``RequestContext``. ``write_error`` turns every exception into the Zaqar error
+body: ``HeraldError`` → its status and body; anything else → 500 with the
+traceback logged. Handlers only implement the verbs they serve.
+
+No resource logic here, and no direct storage access except through the
+``StorageAPI`` given to the application.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import tornado.web
+from herald.api import errors as api_errors
+from herald.api.validation.body import parse_json
+from herald.api.validation.query import QueryParams
+from herald.common import errors
+from herald.common.context import RequestContext, new_request_id, set_current_request_id
+from herald.common.rpc.storage_api import StorageAPI
+from oslo_config import cfg
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+REQUEST_ID_HEADER = "X-Openstack-Request-Id"
+# An incoming request id is reused (so a caller can follow its own id through
+# the logs) only when it is short and made of safe characters: it is echoed in
+# a response header and written into every log line.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
+MAX_QUEUE_NAME = 64
+MAX_PROJECT_ID = 256
+_UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
+_PROJECT_HEADERS = ("X-Project-ID", "X-Tenant-Id", "X-Tenant")
+_ACCEPTABLE = frozenset({"*/*", "application/*", "application/json"})
+
+
+class InFlight:
+    """Counts requests being handled, so a stopping service can let them finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def is_uuid(value: str) -> bool:
+    """A UUID as Zaqar accepts it: 32 hex digits, case-insensitive, with hyphens,
+    surrounding braces and a ``urn:uuid:`` prefix tolerated."""
+    text = value.strip().lower()
+    if text.startswith("urn:uuid:"):
+        text = text[len("urn:uuid:"):]
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1]
+    return _UUID_HEX.match(text.replace("-", "")) is not None
+
+
+def accepts_json(accept: str) -> bool:
+    """Whether an ``Accept`` header admits ``application/json`` (with q > 0)."""
+    for media_range in accept.split(","):
+        media, *params = media_range.split(";")
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and media.strip().lower() in _ACCEPTABLE:
+            return True
+    return False
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Pipeline, JSON replies and error mapping for every route."""
+
+    #: HTTP methods the route implements (OPTIONS is always answered).
+    ALLOWED: tuple[str, ...] = ()
+    #: False only for the versions document at "/": no Client-ID or project.
+    UNDER_V2 = True
+    #: Served only when ``[DEFAULT] admin_mode`` is on (404 otherwise).
+    ADMIN_MODE_ONLY = False
+    #: Policy: the caller needs the ``admin`` role (403 otherwise).
+    ADMIN_ROLE = False
+
+    conf: cfg.ConfigOpts
+    storage: StorageAPI
+
+    def initialize(self, conf: cfg.ConfigOpts, storage: StorageAPI,
+                   in_flight: InFlight) -> None:
+        self.conf = conf
+        self.storage = storage
+        self._in_flight = in_flight
+        self._counted = False
+        self._ctx: RequestContext | None = None
+        self._query: QueryParams | None = None
+
+    # -- plumbing -----------------------------------------------------------
+
+    @property
+    def request_id(self) -> str:
+        # set_default_headers() runs before initialize(), so compute lazily.
+        rid = getattr(self, "_request_id", None)
+        if rid is None:
+            incoming = self.request.headers.get(REQUEST_ID_HEADER, "")
+            rid = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
+            self._request_id = rid
+        return rid
+
+    def set_default_headers(self) -> None:
+        # Called again by send_error's clear(), so errors carry the id too.
+        self.set_header(REQUEST_ID_HEADER, self.request_id)
+        self.set_header("Content-Type", "application/json")
+
+    def compute_etag(self) -> str | None:
+        # No ETag / If-None-Match 304s: Zaqar has none, and a cached listing
+        # page or claim would hide state that changes without the URL changing.
+        return None
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        # Tornado's default raises a bare 400 on invalid UTF-8 in the path; a
+        # replacement character instead lets the queue-name check (400 with
+        # the right title) or the not-found path (404) answer.
+        return value.decode("utf-8", errors="replace")
+
+    def _enter(self) -> None:
+        if not self._counted:
+            self._counted = True
+            self._in_flight.count += 1
+
+    def _leave(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._in_flight.count -= 1
+
+    def on_finish(self) -> None:
+        self._leave()
+
+    def on_connection_close(self) -> None:
+        self._leave()
+
+    @property
+    def ctx(self) -> RequestContext:
+        assert self._ctx is not None, "prepare() builds the context"
+        return self._ctx
+
+    @property
+    def query(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams.parse(self.request.query)
+        return self._query
+
+    @property
+    def queue_name(self) -> str:
+        return self.path_kwargs["queue_name"]
+
+    def body_length(self) -> int:
+        return len(self.request.body)
+
+    def has_body(self) -> bool:
+        return bool(self.request.body)
+
+    def json_body(self) -> Any:
+        return parse_json(self.request.body)
+
+    def allowed_methods(self) -> list[str]:
+        return [*self.ALLOWED, "OPTIONS"]
+
+    # -- pipeline -----------------------------------------------------------
+
+    def prepare(self) -> None:
+        set_current_request_id(self.request_id)
+        self._enter()
+        if self.ADMIN_MODE_ONLY and not self.conf.admin_mode:
+            raise api_errors.route_not_found()
+        method = self.request.method or ""
+        if method == "OPTIONS":
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+            self.clear_header("Content-Type")
+            self.set_status(200)
+            self.finish()
+            return
+        if method not in self.ALLOWED:
+            raise api_errors.method_not_allowed(self.allowed_methods())
+        self._check_form_content_type()
+        self._check_accept()
+        client_id, project_id = "", ""
+        if self.UNDER_V2:
+            client_id = self._check_client_id()
+            project_id = self._check_project()
+            if "queue_name" in self.path_kwargs:
+                self._check_queue_name(self.path_kwargs["queue_name"], project_id)
+        roles = tuple(role.strip() for role in self.request.headers.get("X-Roles", "").split(",")
+                      if role.strip())
+        self._ctx = RequestContext(project_id=project_id, client_id=client_id,
+                                   request_id=self.request_id, roles=roles)
+        if self.ADMIN_ROLE and not self._ctx.is_admin:
+            raise errors.Forbidden("You are not authorized to complete this action.")
+
+    def _check_form_content_type(self) -> None:
+        headers = self.request.headers
+        has_length = "Content-Length" in headers or "Transfer-Encoding" in headers
+        content_type = headers.get("Content-Type", "")
+        if has_length and content_type.lower() == "application/x-www-form-urlencoded":
+            raise api_errors.APIError(
+                400, "Invalid Content-Type",
+                "Content-Type: application/x-www-form-urlencoded is not supported.")
+
+    def _check_accept(self) -> None:
+        accept = self.request.headers.get("Accept", "").strip()
+        if accept and not accepts_json(accept):
+            raise api_errors.APIError(
+                406, "406 Not Acceptable",
+                'Endpoint only serves `application/json`; specify client-side media type '
+                'support with the "Accept" header.',
+                extra={"link": {
+                    "text": "14.1 Accept",
+                    "href": "http://www.w3.org/Protocols/rfc2616/rfc2616-sec14.html#sec14.1",
+                    "rel": "help",
+                }})
+
+    def _check_client_id(self) -> str:
+        client_id = self.request.headers.get("Client-ID")
+        if client_id is None:
+            raise api_errors.APIError(400, "Missing header value",
+                                      'The "Client-Id" header is required.')
+        limits = self.conf.limits
+        if limits.client_id_uuid_safe == "strict":
+            if not is_uuid(client_id):
+                raise api_errors.APIError(400, "Wrong UUID value", "Malformed hexadecimal UUID.")
+        else:
+            low, high = limits.min_length_client_id, limits.max_length_client_id
+            if not low <= len(client_id) <= high:
+                raise api_errors.APIError(
+                    400, f"Length of client id must be at least {low} and no greater "
+                         f"than {high}.")
+        return client_id
+
+    def _check_project(self) -> str:
+        for header in _PROJECT_HEADERS:
+            project_id = self.request.headers.get(header)
+            if project_id is None:
+                continue
+            if project_id == "":
+                raise api_errors.APIError(
+                    400, "Empty project header not allowed",
+                    "X-PROJECT-ID cannot be an empty string. Specify the right header "
+                    "X-PROJECT-ID and retry.")
+            return project_id
+        raise api_errors.APIError(400, "Project-Id Missing",
+                                  "The header X-PROJECT-ID was missing")
+
+    def _check_queue_name(self, name: str, project_id: str) -> None:
+        if (len(project_id) > MAX_PROJECT_ID or len(name) > MAX_QUEUE_NAME
+                or not _QUEUE_NAME.match(name)):
+            raise api_errors.APIError(
+                400, "Invalid queue identification",
+                "The format of the submitted queue name or project id is not valid.")
+
+    # -- replies ------------------------------------------------------------
+
+    def reply_json(self, document: Any, status: int = 200,
+                   content_type: str = "application/json") -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", content_type)
+        self.finish(json.dumps(document))
+
+    def reply_empty(self, status: int = 204) -> None:
+        self.set_status(status)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    async def storage_call(self, failure: str, call: Awaitable[T]) -> T:
+        """Await a storage call; an unavailable storage becomes a 503 that says
+        what failed (``failure`` is a sentence such as ``Queue could not be created.``)."""
+        try:
+            return await call
+        except errors.ServiceUnavailable as exc:
+            LOG.warning("storage unavailable: %s", exc.description)
+            raise errors.ServiceUnavailable(
+                f"{failure} Please try again in a few seconds.") from exc
+
+    # -- errors ---------------------------------------------------------------
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        if isinstance(value, errors.HeraldError) and value.status < 500:
+            LOG.debug("%s %s -> %s %s", self.request.method, self.request.path,
+                      value.status, value.title)
+        elif isinstance(value, errors.HeraldError) and not isinstance(
+                value, errors.InternalError):
+            LOG.warning("%s %s -> %s %s: %s", self.request.method, self.request.path,
+                        value.status, value.title, value.description)
+        elif isinstance(value, tornado.web.HTTPError):
+            LOG.info("%s %s -> %s", self.request.method, self.request.path, value.status_code)
+        else:
+            LOG.error("%s %s failed", self.request.method, self.request.path,
+                      exc_info=(typ, value, tb))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        headers: dict[str, str] = {}
+        if isinstance(exc, errors.HeraldError):
+            status, body = exc.status, exc.to_body()
+            headers = getattr(exc, "headers", {})
+        elif isinstance(exc, tornado.web.HTTPError):
+            status = exc.status_code
+            if status == 405:
+                headers = {"Allow": ", ".join(self.allowed_methods())}
+            body = {"title": f"{status} {exc.reason or self._reason}"}
+        elif exc is not None:
+            status = 500
+            body = {"title": "Internal server error", "description": str(exc)}
+        else:
+            status = status_code
+            body = {"title": f"{status} {self._reason}"}
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+class _AnyMethod(tuple):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown path: 404 ``{"title": "404 Not Found"}`` whatever the method."""
+
+    # Even methods Tornado does not know (TRACE, FOO) get the 404, not a 405.
+    SUPPORTED_METHODS = _AnyMethod()  # type: ignore[assignment]
+
+    def prepare(self) -> None:
+        set_current_request_id(self.request_id)
+        self._enter()
+        raise api_errors.route_not_found()

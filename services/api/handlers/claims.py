@@ -1,0 +1,62 @@
+"""Claim resources (rest-v2.md §5): create, get, renew, release.
+
+Validation order and defaults live in ``validation.claims``; this module maps
+the storage replies to the wire shapes (message hrefs carry ``?claim_id=``).
+"""
+
+from __future__ import annotations
+
+from herald.api import wire
+from herald.api.handlers.base import BaseHandler
+from herald.api.validation import claims as validate
+from herald.common import errors
+
+
+class ClaimCollectionHandler(BaseHandler):
+    ALLOWED = ("POST",)
+
+    async def post(self, queue_name: str) -> None:
+        limit = self.query.get_int("limit")
+        document = self.json_body() if self.has_body() else None
+        ttl, grace, limit = validate.validate_create(document, limit, self.conf.limits)
+        result = await self.storage_call(
+            "Messages could not be claimed.",
+            self.storage.claim_create(self.ctx, queue_name, ttl=ttl, grace=grace, limit=limit))
+        claim_id = result.get("claim_id")
+        if not claim_id or not result.get("messages"):
+            self.reply_empty(204)
+            return
+        messages = [wire.message_object(queue_name, {**m, "claim_id": claim_id})
+                    for m in result["messages"]]
+        self.set_header("Location", wire.claim_href(queue_name, claim_id))
+        self.reply_json({"messages": messages}, status=201)
+
+
+class ClaimHandler(BaseHandler):
+    ALLOWED = ("GET", "PATCH", "DELETE")
+
+    async def get(self, queue_name: str, claim_id: str) -> None:
+        claim = await self.storage_call(
+            "Claim could not be queried.",
+            self.storage.claim_get(self.ctx, queue_name, claim_id))
+        self.reply_json({
+            "age": claim["age"],
+            "ttl": claim["ttl"],
+            "href": wire.claim_href(queue_name, claim_id),
+            "messages": [wire.message_object(queue_name, {**m, "claim_id": claim_id})
+                         for m in claim["messages"]],
+        })
+
+    async def patch(self, queue_name: str, claim_id: str) -> None:
+        if not self.has_body():
+            raise errors.InvalidBody("Request body can not be empty")
+        ttl, grace = validate.validate_update(self.json_body(), self.conf.limits)
+        await self.storage_call(
+            "Claim could not be updated.",
+            self.storage.claim_update(self.ctx, queue_name, claim_id, ttl=ttl, grace=grace))
+        self.reply_empty(204)
+
+    async def delete(self, queue_name: str, claim_id: str) -> None:
+        await self.storage_call("Claim could not be deleted.",
+                                self.storage.claim_delete(self.ctx, queue_name, claim_id))
+        self.reply_empty(204)

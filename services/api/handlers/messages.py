@@ -1,0 +1,124 @@
+"""Message resources (rest-v2.md §4): post, list, get by ids, bulk delete, pop,
+get one, delete one.
+
+Per-queue rules that need the queue's metadata (post size cap, default ttl,
+delays) are applied by the storage worker; everything that depends only on
+the request is checked here, before any storage call.
+"""
+
+from __future__ import annotations
+
+from herald.api import wire
+from herald.api.handlers.base import BaseHandler
+from herald.api.validation import messages as validate
+from herald.api.validation.query import render_query
+from herald.common import errors, ids
+
+DEFAULT_PAGE = 10
+
+
+class MessageCollectionHandler(BaseHandler):
+    ALLOWED = ("GET", "POST", "DELETE")
+
+    async def post(self, queue_name: str) -> None:
+        limits = self.conf.limits
+        size = self.body_length()
+        validate.check_post_size(size, limits)
+        messages = validate.validate_post(self.json_body(), limits)
+        message_ids = await self.storage_call(
+            "Messages could not be enqueued.",
+            self.storage.message_post(self.ctx, queue_name, messages, size))
+        self.set_header("Location",
+                        f"/v2/queues/{queue_name}/messages?ids={','.join(message_ids)}")
+        self.reply_json(
+            {"resources": [wire.message_href(queue_name, mid) for mid in message_ids]},
+            status=201)
+
+    async def get(self, queue_name: str) -> None:
+        message_ids = self.query.get_list("ids")
+        if message_ids is not None:
+            await self._get_many(queue_name, message_ids)
+        else:
+            await self._list(queue_name)
+
+    async def _get_many(self, queue_name: str, message_ids: list[str]) -> None:
+        validate.validate_get_many(message_ids, self.conf.limits)
+        found = await self.storage_call(
+            "Messages could not be listed.",
+            self.storage.message_get_many(self.ctx, queue_name, message_ids))
+        if not found:
+            raise errors.NotFound(
+                f"No messages with IDs: {message_ids} found in the queue {queue_name} "
+                f"for project {self.ctx.project_id}.")
+        self.reply_json({"messages": [wire.message_object(queue_name, m) for m in found]})
+
+    async def _list(self, queue_name: str) -> None:
+        query = self.query
+        marker = query.get_str("marker")
+        limit = query.get_int("limit")
+        echo = query.get_bool("echo")
+        include_claimed = query.get_bool("include_claimed")
+        include_delayed = query.get_bool("include_delayed")
+        if limit is not None:
+            validate.validate_list_limit(limit, self.conf.limits)
+        result = await self.storage_call(
+            "Messages could not be listed.",
+            self.storage.message_list(
+                self.ctx, queue_name, marker=marker,
+                limit=DEFAULT_PAGE if limit is None else limit,
+                echo=bool(echo), include_claimed=bool(include_claimed),
+                include_delayed=bool(include_delayed)))
+        messages = [wire.message_object(queue_name, m) for m in result["messages"]]
+        links = []
+        if messages:
+            params: list[tuple[str, object]] = [
+                (key, value) for key, value in (
+                    ("limit", limit), ("echo", echo), ("include_claimed", include_claimed),
+                    ("include_delayed", include_delayed))
+                if value is not None]
+            next_marker = result.get("marker") or marker
+            if next_marker is not None:
+                params.append(("marker", next_marker))
+            links.append({"rel": "next", "href": f"{self.request.path}?{render_query(params)}"})
+        self.reply_json({"messages": messages, "links": links})
+
+    async def delete(self, queue_name: str) -> None:
+        query = self.query
+        message_ids = query.get_list("ids")
+        pop = query.get_int("pop")
+        claim_ids = query.get_list("claim_ids")
+        validate.validate_bulk_delete(message_ids, pop, claim_ids, self.conf.limits)
+        if pop is not None:
+            popped = await self.storage_call(
+                "Messages could not be popped.",
+                self.storage.message_pop(self.ctx, queue_name, pop))
+            self.reply_json({"messages": [wire.popped_object(m) for m in popped]})
+            return
+        assert message_ids is not None  # validate_bulk_delete guarantees one of them
+        if not self.conf.limits.message_delete_with_claim_id:
+            claim_ids = None  # only meaningful (and checked) in that mode
+        await self.storage_call(
+            "Messages could not be deleted.",
+            self.storage.message_delete_many(self.ctx, queue_name, message_ids, claim_ids))
+        self.reply_empty(204)
+
+
+class MessageHandler(BaseHandler):
+    ALLOWED = ("GET", "DELETE")
+
+    async def get(self, queue_name: str, message_id: str) -> None:
+        # A ?claim_id= on GET is ignored, as in the reference.
+        stored = await self.storage_call(
+            "Message could not be retrieved.",
+            self.storage.message_get(self.ctx, queue_name, message_id))
+        self.reply_json(wire.message_object(queue_name, stored))
+
+    async def delete(self, queue_name: str, message_id: str) -> None:
+        claim_id = self.query.get_str("claim_id")
+        if claim_id is not None and not ids.is_valid_id(claim_id):
+            # Decided before any lookup: 400 even when the message does not exist.
+            raise errors.ClaimMismatch("The specified claim does not exist or has expired.")
+        await self.storage_call(
+            "Message could not be deleted.",
+            self.storage.message_delete(self.ctx, queue_name, message_id, claim_id))
+        self.reply_empty(204)

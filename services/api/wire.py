@@ -1,0 +1,71 @@
+"""Wire shapes of the REST API: hrefs and the JSON objects built from the
+storage RPC replies (``StoredMessage`` etc., see ``storage_api``).
+
+Message objects carry exactly the keys python-zaqarclient accepts; never add
+others. Every href is a relative path starting with ``/v2/``. Pure functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def queue_href(queue: str) -> str:
+    return f"/v2/queues/{queue}"
+
+
+def message_href(queue: str, message_id: str, claim_id: str | None = None) -> str:
+    href = f"/v2/queues/{queue}/messages/{message_id}"
+    return f"{href}?claim_id={claim_id}" if claim_id else href
+
+
+def claim_href(queue: str, claim_id: str) -> str:
+    return f"/v2/queues/{queue}/claims/{claim_id}"
+
+
+def message_object(queue: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """``{id, href, ttl, age, body[, checksum]}`` from a StoredMessage."""
+    obj = {
+        "id": stored["id"],
+        "href": message_href(queue, stored["id"], stored.get("claim_id")),
+        "ttl": stored["ttl"],
+        "age": stored["age"],
+        "body": stored["body"],
+    }
+    if stored.get("checksum"):
+        obj["checksum"] = stored["checksum"]
+    return obj
+
+
+def popped_object(stored: dict[str, Any]) -> dict[str, Any]:
+    """A popped message: no href, and it is no longer claimed by anyone."""
+    obj = {
+        "id": stored["id"],
+        "ttl": stored["ttl"],
+        "age": stored["age"],
+        "body": stored["body"],
+        "claim_count": 0,
+        "claim_id": None,
+    }
+    if stored.get("checksum"):
+        obj["checksum"] = stored["checksum"]
+    return obj
+
+
+def stats_object(queue: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """``{"messages": {free, claimed, total[, oldest, newest]}}`` with hrefs."""
+    messages: dict[str, Any] = {
+        "free": stats.get("free", 0),
+        "claimed": stats.get("claimed", 0),
+        "total": stats.get("total", 0),
+    }
+    if messages["total"]:
+        for key in ("oldest", "newest"):
+            edge = stats.get(key)
+            if edge:
+                messages[key] = {
+                    "href": message_href(queue, edge["id"]),
+                    "age": edge["age"],
+                    "created": edge["created"],
+                }
+    return {"messages": messages}
