@@ -191,8 +191,9 @@ class Actions:
             ttl = message.get("ttl")
             if ttl is not None and not isinstance(ttl, int):
                 raise errors.BadRequest('Bad request. The value of the "ttl" field must be a int.')
-            # ``delay`` is never honoured over the websocket (spec quirk): dropped.
-            cleaned.append({"body": message["body"], "ttl": ttl})
+            # ``delay`` is never honoured over the websocket (spec quirk), not
+            # even the queue's default: an explicit 0 says "visible at once".
+            cleaned.append({"body": message["body"], "ttl": ttl, "delay": 0})
         validation.client_id(req.ctxt.client_id, self._limits)
         if not cleaned:
             raise errors.BadRequest("No messages to enqueu.")
