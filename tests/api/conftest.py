@@ -36,12 +36,14 @@ class FaultyCaller:
 
     def __init__(self, inner: InProcessCaller) -> None:
         self._inner = inner
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[RequestContext, str, dict[str, Any]]] = []
+        #: When set, every call fails as an unreachable storage would.
+        self.all_down = False
 
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
-        self.calls.append((method, kwargs))
+        self.calls.append((ctxt, method, kwargs))
         queue = str(kwargs.get("queue", ""))
-        if queue.startswith("down-"):
+        if queue.startswith("down-") or self.all_down:
             raise errors.ServiceUnavailable(
                 "The storage service did not answer in time. Please try again in a few seconds.")
         if queue.startswith("bug-"):
@@ -198,6 +200,7 @@ def api(stack: Stack) -> Iterator[Client]:
         yield client
     finally:
         stack.reset_overrides()
+        stack.caller.all_down = False
         client.session.close()
 
 
