@@ -37,7 +37,6 @@ def conf() -> Iterator[Any]:
     conf = config.load([])
     yield conf
     conf.clear_override("enable_checksum")
-    conf.reset()
 
 
 @pytest.fixture
