@@ -89,7 +89,8 @@ class OsloCaller:
             # Built-in exception types are rebuilt by oslo.messaging whatever
             # allowed_remote_exmods says; they are storage bugs, not client errors.
             LOG.error("storage call %s failed: %s", method, exc)
-            raise errors.InternalError(f"{type(exc).__name__}: {exc.args[0] if exc.args else ''}") from exc
+            detail = exc.args[0] if exc.args else ""
+            raise errors.InternalError(f"{type(exc).__name__}: {detail}") from exc
 
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -2,22 +2,50 @@
 
 A storage worker listens on the storage topic twice over: as one of the pool
 (``topic`` only: calls are spread among workers by the broker) and under its
-own ``server`` name (for calls aimed at one worker). Calls run on the
-``threading`` executor, so endpoint methods are plain blocking functions.
+own ``server`` name (for calls aimed at one worker). Calls run on
+oslo.messaging's threading executor (its only non-deprecated one), so
+endpoint methods are plain blocking functions.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import oslo_messaging
 from oslo_config import cfg
 
+from herald.common.errors import HeraldError
 from herald.common.rpc import ALLOWED_REMOTE_EXMODS
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
+
+
+class _TypedErrorsAreReplies:
+    """Endpoint proxy: a ``HeraldError`` is an answer for the client, not a
+    server failure. Re-raised as oslo.messaging's ``ExpectedException`` it is
+    still sent back as the typed error, but without an ERROR log line and a
+    traceback for every 404."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self._endpoint = endpoint
+        self.target = getattr(endpoint, "target", None)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._endpoint, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except HeraldError:
+                raise oslo_messaging.ExpectedException() from None
+
+        return call
 
 
 class RPCServer:
@@ -30,8 +58,7 @@ class RPCServer:
         self._server = oslo_messaging.get_rpc_server(
             self._transport,
             target,
-            endpoints,
-            executor="threading",
+            [_TypedErrorsAreReplies(endpoint) for endpoint in endpoints],
             serializer=JsonSerializer(),
         )
         self._topic = topic

@@ -14,11 +14,12 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
 from herald.common import timeutils
 from herald.common.rpc import serializer
 from herald.storage.schema import messages, queues
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row
 
 # Columns a StoredMessage is built from (never SELECT * : keeps rows small).
 MESSAGE_COLUMNS = (

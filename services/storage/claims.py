@@ -14,11 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from oslo_config import cfg
+
 from herald.common import errors, ids
 from herald.storage import base, clock
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages
-from oslo_config import cfg
 
 _ALL_MESSAGE_COLUMNS = tuple(messages.c)
 

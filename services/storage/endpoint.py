@@ -20,14 +20,15 @@ from typing import Any, TypeVar
 
 import oslo_messaging
 import tenacity
+from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
+
 from herald.common import errors
 from herald.common.context import RequestContext, set_current_request_id
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
 from herald.storage.messages import MessageController
 from herald.storage.queues import QueueController
-from oslo_config import cfg
-from sqlalchemy import exc as sa_exc
 
 LOG = logging.getLogger(__name__)
 

@@ -16,12 +16,13 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from oslo_config import cfg
+
 from herald.common import errors, ids
 from herald.common.rpc import serializer
 from herald.storage import base, clock
 from herald.storage.engine import Database
 from herald.storage.schema import messages
-from oslo_config import cfg
 
 
 def checksum(body: Any) -> str | None:

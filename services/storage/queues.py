@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from oslo_config import cfg
+
 from herald.common import errors, timeutils
 from herald.storage import base, clock
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
-from oslo_config import cfg
 
 # How many rows a metadata-filtered listing reads per round when most queues
 # do not match (the filter runs in Python on the decoded JSON, portable

@@ -18,14 +18,15 @@ import time
 from typing import Any
 
 import tenacity
+from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
+
 from herald.common import coordination
 from herald.common.rpc.server import RPCServer
 from herald.storage import migrations
 from herald.storage.claims import ClaimController
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, engine_from_conf
-from oslo_config import cfg
-from sqlalchemy import exc as sa_exc
 
 LOG = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from herald.common import config
 from herald.common.context import RequestContext
 from herald.storage import clock as storage_clock

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+
 from herald.common import errors
 
 from .conftest import make_ctxt

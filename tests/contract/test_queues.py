@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald.common import errors
 
 from .conftest import make_ctxt

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from herald.common import config, coordination, errors
 from herald.common.context import RequestContext
 from herald.common.rpc.caller import OsloCaller
