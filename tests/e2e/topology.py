@@ -11,9 +11,9 @@ empty ``--config-file``, so a developer's ``/etc/herald/herald.conf`` or
 ``Topology.stop_all()`` (called by the ``topology`` fixture at teardown)
 stops every process still running: SIGTERM, then SIGKILL after a timeout.
 
-New kinds of processes (websocket gateways, notifier sinks...) are added
-with ``Topology.start(name, command, ...)`` plus a readiness check; the
-``storage()`` and ``api()`` helpers show the pattern.
+New kinds of processes (notifier sinks...) are added with
+``Topology.start(name, command, ...)`` plus a readiness check; the
+``storage()``, ``api()`` and ``ws_gateway()`` helpers show the pattern.
 """
 
 from __future__ import annotations
@@ -205,11 +205,30 @@ class Service:
                       f"GET /v2/ping in {statuses}", timeout)
 
 
+def ws_url(service: Service) -> str:
+    """The websocket URL of a gateway started by ``Topology.ws_gateway``."""
+    assert service.url, f"{service.name} serves no HTTP"
+    return service.url.replace("http://", "ws://", 1) + "/"
+
+
+# Like every /v2 request, ping needs a Client-ID and a project.
+PING_HEADERS = {"Client-ID": "8c9e9b4e-6c1e-4a8e-9a55-0d1f2b3c4d5e", "X-Project-ID": "e2e-ping"}
+
+
 def ping_status(url: str) -> int | None:
     try:
-        return requests.get(f"{url}/v2/ping", timeout=5).status_code
+        return requests.get(f"{url}/v2/ping", headers=PING_HEADERS, timeout=5).status_code
     except requests.RequestException:
         return None
+
+
+def gateway_health(url: str) -> dict | None:
+    """``GET /health`` of a websocket gateway (None while it does not answer)."""
+    try:
+        response = requests.get(f"{url}/health", timeout=5)
+    except requests.RequestException:
+        return None
+    return response.json() if response.status_code in (200, 503) else None
 
 
 def tail(text: str, lines: int = 60) -> str:
@@ -302,12 +321,37 @@ class Topology:
             service.wait_for_http(ready_statuses)
         return service
 
+    def ws_gateway(self, name: str = "ws-gateway", env: Mapping[str, str] | None = None,
+                   wait: bool = True) -> Service:
+        """A websocket gateway (``herald ws-gateway``) on a free port.
+
+        ``service.url`` is its HTTP root (``GET /health``); clients connect
+        to ``ws_url(service)``. With ``wait`` it returns once the gateway
+        is in the ``herald.ws`` group and reaches a storage worker.
+        """
+        port = free_port()
+        overrides = {"OS_WS_GATEWAY__BIND": "127.0.0.1", "OS_WS_GATEWAY__PORT": str(port),
+                     **(env or {})}
+        service = self.start(name, ["ws-gateway"], overrides, url=f"http://127.0.0.1:{port}")
+        if wait:
+            def ready() -> bool:
+                report = gateway_health(f"http://127.0.0.1:{port}")
+                return bool(report and report.get("storage_reachable")
+                            and report["gateway"] in (report.get("gateways") or []))
+            service.wait_for(ready, "GET /health: in herald.ws and storage reachable")
+        return service
+
     def embedded(self, name: str = "run", cwd: Path | None = None,
                  env: Mapping[str, str] | None = None, port: int | None = None,
-                 wait: bool = True) -> Service:
-        """``herald run`` as ``make run`` starts it, in ``cwd`` (./data lives there)."""
+                 wait: bool = True, ws_port: int | None = None) -> Service:
+        """``herald run`` as ``make run`` starts it, in ``cwd`` (./data lives there).
+
+        Its websocket gateway gets a free port too (``ws_port``), so embedded
+        runs never fight over the default 9000.
+        """
         port = port or free_port()
-        overrides = {"OS_API__PORT": str(port), **(env or {})}
+        overrides = {"OS_API__PORT": str(port),
+                     "OS_WS_GATEWAY__PORT": str(ws_port or free_port()), **(env or {})}
         service = self.start(name, ["run"], overrides, cwd=cwd or self.workdir / "embedded",
                              url=f"http://127.0.0.1:{port}")
         if wait:
