@@ -9,9 +9,10 @@ This module wires handlers; it holds no request logic.
 from __future__ import annotations
 
 import tornado.web
+from oslo_config import cfg
+
 from herald.api.handlers import base, claims, health, home, messages, queues
 from herald.common.rpc.storage_api import StorageAPI
-from oslo_config import cfg
 
 _SEGMENT = r"[^/]+"
 _QUEUE = rf"/v2/queues/(?P<queue_name>{_SEGMENT})"

@@ -14,10 +14,11 @@ import socket
 
 import tornado.httpserver
 import tornado.netutil
+from oslo_config import cfg
+
 from herald.api.app import make_app
 from herald.api.handlers.base import InFlight
 from herald.common.rpc.storage_api import StorageAPI
-from oslo_config import cfg
 
 LOG = logging.getLogger(__name__)
 

@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 import requests
+from oslo_config import cfg
+
 from herald.api.service import APIService
 from herald.common import config, coordination, errors
 from herald.common.context import RequestContext
 from herald.common.rpc.caller import InProcessCaller
 from herald.common.rpc.storage_api import StorageAPI
 from herald.storage import clock as storage_clock
-from oslo_config import cfg
 
 
 class FaultyCaller:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald.api.validation.body import (
     INT64_MAX,
     INT64_MIN,

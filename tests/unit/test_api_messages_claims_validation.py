@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from oslo_config import cfg
+
 from herald.api.validation import claims, messages
 from herald.common import config
 from herald.common.errors import BadRequest, InvalidBody
-from oslo_config import cfg
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald.api.errors import APIError
 from herald.api.validation.query import QueryParams, render_query
 

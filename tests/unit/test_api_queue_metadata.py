@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from oslo_config import cfg
+
 from herald.api.validation import queue_metadata as qm
 from herald.common import config
 from herald.common.errors import BadRequest, Conflict, InvalidBody
-from oslo_config import cfg
 
 
 @pytest.fixture(scope="module")

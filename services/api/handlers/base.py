@@ -20,13 +20,14 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import tornado.web
+from oslo_config import cfg
+
 from herald.api import errors as api_errors
 from herald.api.validation.body import parse_json
 from herald.api.validation.query import QueryParams
 from herald.common import errors
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
 from herald.common.rpc.storage_api import StorageAPI
-from oslo_config import cfg
 
 LOG = logging.getLogger(__name__)
 
