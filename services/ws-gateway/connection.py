@@ -152,14 +152,19 @@ class Connection(tornado.websocket.WebSocketHandler):
         return len(self._outbox), self._pending_bytes
 
     async def _write_loop(self) -> None:
-        while True:
-            while not self._outbox:
+        # Exits on its own once the connection is closing (``_drop_outbox``
+        # wakes it), not only through cancellation.
+        while not self._closing:
+            if not self._outbox:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                continue
             frame, binary = self._outbox.popleft()
             try:
-                write = self.write_message(frame, binary=binary)
-                await asyncio.wait_for(write, self._write_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races with the write completing.
+                async with asyncio.timeout(self._write_timeout):
+                    await self.write_message(frame, binary=binary)
             except (tornado.websocket.WebSocketClosedError, StreamClosedError):
                 return
             except TimeoutError:

@@ -436,3 +436,13 @@ def test_storage_unavailable_gives_503_with_summary(client: WSClient) -> None:
 def test_storage_bug_gives_500(client: WSClient) -> None:
     assert client.status_body("queue_get", {"queue_name": "bug-1"}) == (
         500, {"exception": "KeyError: 'oops'", "error": "Unexpected error."})
+
+
+def test_message_post_honours_the_queue_post_size(client: WSClient) -> None:
+    client.status_body("queue_create", {"queue_name": "capped",
+                                        "metadata": {"_max_messages_post_size": 100}})
+    assert post(client, "capped", "small")
+    status, body = client.status_body("message_post", {"queue_name": "capped",
+                                                       "messages": [{"body": "x" * 200}]})
+    assert status == 400 and body["error"] is None
+    assert body["exception"].startswith("Message collection size is too large.")
