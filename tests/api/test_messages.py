@@ -412,3 +412,22 @@ def test_post_body_round_trips_unicode(api: Client) -> None:
     data = json.dumps({"messages": [{"body": body}]}, ensure_ascii=False).encode()
     assert api.post("/v2/queues/q/messages", data=data).status_code == 201
     assert listing(api, "q", "?echo=true")["messages"][0]["body"] == body
+
+
+def test_deeply_nested_bodies(api: Client) -> None:
+    """The deepest accepted body survives the whole RPC round trip; deeper is a 400."""
+    from herald.api.validation.body import MAX_DEPTH
+
+    body: Any = "leaf"
+    for _ in range(MAX_DEPTH - 3):  # + envelope object, "messages" array, message object
+        body = [body]
+    resp = api.post("/v2/queues/q/messages", json_body={"messages": [{"body": body}]})
+    assert resp.status_code == 201, resp.text
+    assert listing(api, "q", "?echo=true")["messages"][0]["body"] == body
+    _, claimed = api.claim("q")
+    assert claimed[0]["body"] == body
+    resp = api.post("/v2/queues/q/messages", json_body={"messages": [{"body": [body]}]})
+    assert_error(resp, 400, "Invalid request body", "Request body could not be parsed.")
+    deep = {"a": body}
+    assert_error(api.put("/v2/queues/deep", json_body={"k": [[deep]]}), 400,
+                 "Invalid request body", "nested deeper")

@@ -7,6 +7,7 @@ import pytest
 from herald.api.validation.body import (
     INT64_MAX,
     INT64_MIN,
+    MAX_DEPTH,
     checked_int,
     parse_json,
     require_array,
@@ -73,3 +74,15 @@ def test_checked_int() -> None:
         checked_int({"ttl": 70.0}, "ttl", 300)
     with pytest.raises(InvalidBody, match='Missing "ttl" field.'):
         checked_int({}, "ttl", None)
+
+
+def test_nesting_depth_limit() -> None:
+    assert parse_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
+    deep_object = b'{"a": ' * MAX_DEPTH + b"1" + b"}" * MAX_DEPTH
+    assert parse_json(deep_object)
+    for raw in (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1),
+                b'{"a": ' * (MAX_DEPTH + 1) + b"1" + b"}" * (MAX_DEPTH + 1),
+                b'{"x": [1, {"y": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}]}"):
+        with pytest.raises(InvalidBody) as info:
+            parse_json(raw)
+        assert info.value.description.startswith("Request body could not be parsed.")

@@ -2,8 +2,10 @@
 
 Rules: the body must be valid UTF-8 and valid JSON (no NaN/Infinity, no
 non-finite floats), its top level must be an object or an array (a scalar
-counts as malformed), and every integer must fit in signed 64 bits. Anything
-else is a 400 -- never a 500, even for absurd nesting depth.
+counts as malformed), every integer must fit in signed 64 bits, and nesting
+is limited to ``MAX_DEPTH`` levels. Anything else is a 400, never a 500: the
+RPC serializer and the storage worker walk documents recursively, so a
+deeper document would parse here and then fail with a RecursionError later.
 
 No I/O and no knowledge of resources here; callers say which JSON type they
 expect and which fields they need.
@@ -19,11 +21,13 @@ from herald.common.errors import InvalidBody
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+MAX_DEPTH = 128
 
 EMPTY_BODY = "Request body can not be empty"
 UNPARSEABLE = "Request body could not be parsed."
 INT_TOO_LARGE = "JSON contains integer that is too large."
 DOC_TYPE = "Document type not supported."
+TOO_DEEP = f"Request body could not be parsed. JSON is nested deeper than {MAX_DEPTH} levels."
 
 
 class _IntegerOverflow(ValueError):
@@ -69,7 +73,24 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidBody(UNPARSEABLE) from exc
     if not isinstance(document, dict | list):
         raise InvalidBody(UNPARSEABLE)
+    if _depth_exceeds(document, MAX_DEPTH):
+        raise InvalidBody(TOO_DEEP)
     return document
+
+
+def _depth_exceeds(document: Any, limit: int) -> bool:
+    # Iterative on purpose: this check exists because recursion is unsafe here.
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values()
+                         if isinstance(item, dict | list))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
+    return False
 
 
 def require_object(document: Any) -> dict[str, Any]:
