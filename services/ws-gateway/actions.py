@@ -40,6 +40,7 @@ class ActionRequest:
     ctxt: RequestContext
     body: dict[str, Any]
     headers: dict[str, Any]
+    binary: bool = False  # came in a msgpack frame (size limits measure that form)
 
 
 class ActionError(Exception):
@@ -112,7 +113,7 @@ class Actions:
         metadata = req.body.get("metadata", {})
         validation.queue_identification(name, req.ctxt.project_id)
         top = self._limits.max_queue_metadata
-        if codec.json_size(metadata) > top:
+        if codec.serialized_size(metadata, req.binary) > top:
             raise errors.BadRequest(f"Queue metadata is too large. Max size: {top}")
         validation.queue_metadata(metadata, self._limits)
         created = await self._storage.queue_create(req.ctxt, name, metadata)
@@ -180,7 +181,7 @@ class Actions:
         messages = req.body["messages"]
         # The queue is created if missing, so its name must be valid.
         validation.queue_identification(name, req.ctxt.project_id)
-        size = codec.json_size(messages)
+        size = codec.serialized_size(messages, req.binary)
         validation.messages_post_size(size, self._limits)
         cleaned = []
         for message in messages:

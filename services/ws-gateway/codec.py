@@ -68,12 +68,15 @@ def encode(value: Any, binary: bool) -> str | bytes:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
-def json_size(value: Any) -> int:
-    """Length of ``value`` serialized as JSON (bytes counted as their base64).
+def serialized_size(value: Any, binary: bool) -> int:
+    """Length of ``value`` serialized as its request was: msgpack or JSON.
 
     Used for the size limits that the reference measures on the serialized
-    form of a request field (queue metadata, posted messages), whatever the
-    frame kind, so a msgpack client meets the same limit as a JSON one.
+    form of a request field (queue metadata, posted messages). For msgpack,
+    bytes count as themselves, so a binary client can post as many body bytes
+    as the limit says; for JSON, the default separators are used, closest to
+    the reference, which measures ``str(value)``.
     """
-    # Default separators: closest to the reference, which measures str(value).
+    if binary:
+        return len(msgpack.packb(value, use_bin_type=True))
     return len(json.dumps(value, default=_json_default))

@@ -45,10 +45,9 @@ class Dispatcher:
         self._actions = Actions(storage, conf)
 
     async def handle(self, frame: str | bytes) -> str | bytes:
-        """The encoded reply frame for one request frame."""
-        binary = isinstance(frame, bytes)
+        """The encoded reply frame for one request frame (same frame kind)."""
         reply = await self.handle_payload(frame)
-        return codec.encode(reply, binary)
+        return codec.encode(reply, isinstance(frame, bytes))
 
     async def handle_payload(self, frame: str | bytes) -> dict[str, Any]:
         try:
@@ -91,7 +90,8 @@ class Dispatcher:
         # context: setting the request id here cannot leak into other requests.
         set_current_request_id(ctxt.request_id)
         try:
-            status, body = await handler(ActionRequest(action, ctxt, request["body"], headers))
+            status, body = await handler(ActionRequest(action, ctxt, request["body"], headers,
+                                                       binary=isinstance(frame, bytes)))
         except Exception as exc:  # every failure becomes a reply, never a dead socket
             status, body = error_reply(action, exc)
             if status >= 500:

@@ -190,3 +190,16 @@ def test_stop_finishes_in_flight_requests_then_closes_with_1001(harness, gateway
         websocket.create_connection(ws_url(leaving), timeout=2)
     report = requests.get(f"http://127.0.0.1:{gateway.port}/health", timeout=10).json()
     assert leaving.member_id not in report["gateways"]
+
+
+def test_msgpack_post_size_counts_raw_bytes(gateway, project: str) -> None:
+    # 200 000 raw bytes fit the 262 144 limit in msgpack; as base64 JSON they
+    # would not, so the limit is measured on the request's own encoding.
+    with WSClient(ws_url(gateway), project, binary=True) as c:
+        status, body = c.status_body("message_post", {"queue_name": "rawsize", "messages": [
+            {"body": b"\xab" * 200000}]})
+        assert status == 201, body
+        status, body = c.status_body("message_post", {"queue_name": "rawsize", "messages": [
+            {"body": b"\xab" * 262144}]})
+        assert (status, body["exception"]) == (
+            400, "Message collection size is too large. Max size 262144")
