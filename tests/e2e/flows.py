@@ -35,7 +35,8 @@ def _stats(queue: Any) -> tuple[int, int, int]:
 
 
 def _queue_names(client: zaqar.Client) -> list[str]:
-    return [q.name for q in client.queues(limit=20)]
+    queues, _count = client.queues(limit=20)  # v2 returns (iterator, count)
+    return [q.name for q in queues]
 
 
 def client_flow(url: str, project: str | None = None) -> None:

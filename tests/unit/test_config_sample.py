@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from herald.common import config
 from oslo_config import cfg
+
+from herald.common import config
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR_CONF = REPO / "etc" / "herald-config-generator.conf"
