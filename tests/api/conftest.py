@@ -8,7 +8,8 @@ an asyncio loop in a background thread. Tests speak real HTTP with
 never see each other's queues.
 
 The caller is wrapped so that calls about queues named ``down-*`` fail as an
-unreachable storage would (503) and ``bug-*`` as a storage bug would (500).
+unreachable storage would (503), ``bug-*`` as a storage bug would (500),
+``crash-*`` with an untyped exception, and ``slow-*`` take ``SLOW_SECONDS``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from herald.common.rpc.caller import InProcessCaller
 from herald.common.rpc.storage_api import StorageAPI
 from herald.storage import clock as storage_clock
 
+SLOW_SECONDS = 0.5
+
 
 class FaultyCaller:
-    """Fails calls about ``down-*`` (503) and ``bug-*`` (500) queues; records calls."""
+    """Fails or delays calls about ``down-*``, ``bug-*``, ``crash-*`` and ``slow-*``
+    queues; records every call."""
 
     def __init__(self, inner: InProcessCaller) -> None:
         self._inner = inner
@@ -49,6 +53,10 @@ class FaultyCaller:
                 "The storage service did not answer in time. Please try again in a few seconds.")
         if queue.startswith("bug-"):
             raise errors.InternalError("KeyError: 'oops'")
+        if queue.startswith("crash-"):
+            raise RuntimeError("boom")
+        if queue.startswith("slow-"):
+            await asyncio.sleep(SLOW_SECONDS)
         return await self._inner.call(ctxt, method, **kwargs)
 
     def stop(self) -> None:

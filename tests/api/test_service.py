@@ -1,0 +1,106 @@
+"""APIService lifecycle and cross-cutting behaviour: graceful stop, 500s for
+unexpected exceptions, and request ids in log lines."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+import uuid
+
+import pytest
+import requests
+
+from herald.api.service import APIService
+from herald.common.context import current_request_id
+from tests.api.conftest import SLOW_SECONDS, Client, Stack, assert_error
+
+
+def test_unexpected_exception_is_500_with_its_text(api: Client,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="herald.api"):
+        resp = api.get("/v2/queues/crash-q/stats")
+    assert resp.json() == {"title": "Internal server error", "description": "boom"}
+    assert resp.status_code == 500
+    # The traceback is logged for operators.
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_log_lines_carry_the_request_id(api: Client) -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), current_request_id()))
+
+    handler = Capture(level=logging.DEBUG)
+    logger = logging.getLogger("herald.api")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        rid = f"req-{uuid.uuid4()}"
+        resp = api.get("/v2/queues/down-q/stats", headers={"X-Openstack-Request-Id": rid})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert resp.status_code == 503
+    assert any("storage unavailable" in message and logged == rid for message, logged in seen)
+
+
+def test_stop_lets_in_flight_requests_finish(stack: Stack, api: Client) -> None:
+    service = APIService(stack.conf, stack.storage)
+
+    async def start() -> None:
+        service.start()
+
+    stack.run(start())
+    assert service.port and service.port != stack.service.port
+    url = f"http://127.0.0.1:{service.port}"
+    client = Client(url, project=api.project)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.get, "/v2/queues/slow-q/stats")
+        time.sleep(SLOW_SECONDS / 3)  # the request is now waiting on storage
+        started = time.monotonic()
+        stack.run(service.stop(grace=5.0))
+        stopped_after = time.monotonic() - started
+        resp = pending.result(10)
+    assert resp.status_code == 200
+    assert resp.json()["messages"]["total"] == 0
+    assert stopped_after < 5.0  # it waited for the request, not for the whole grace
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url + "/", timeout=5)
+
+
+def test_stop_gives_up_after_the_grace_period(stack: Stack, api: Client) -> None:
+    service = APIService(stack.conf, stack.storage)
+
+    async def start() -> None:
+        service.start()
+
+    stack.run(start())
+    client = Client(f"http://127.0.0.1:{service.port}", project=api.project)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.get, "/v2/queues/slow-q/stats")
+        time.sleep(SLOW_SECONDS / 3)
+        started = time.monotonic()
+        stack.run(service.stop(grace=0.05))
+        assert time.monotonic() - started < SLOW_SECONDS
+        with pytest.raises(requests.RequestException):
+            pending.result(10)
+
+
+def test_stop_twice_is_harmless(stack: Stack) -> None:
+    service = APIService(stack.conf, stack.storage)
+
+    async def start() -> None:
+        service.start()
+
+    stack.run(start())
+    stack.run(service.stop())
+    stack.run(service.stop())
+
+
+def test_500_body_for_storage_bug(api: Client) -> None:
+    assert_error(api.post("/v2/queues/bug-q/claims"), 500, "Internal server error",
+                 "KeyError: 'oops'")
