@@ -61,9 +61,7 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._pending_bytes = 0  # queued + the frame being written
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
-        self.close_reason_logged: str | None = None
 
     # -- HTTP side ----------------------------------------------------------
 
@@ -103,12 +101,10 @@ class Connection(tornado.websocket.WebSocketHandler):
             self._slots.release()
             return
         task = asyncio.create_task(self._serve(message))
-        self._tasks.add(task)
         self.gateway.inflight.add(task)
         task.add_done_callback(self._request_done)
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
         self.gateway.inflight.discard(task)
         self._slots.release()
 
@@ -180,7 +176,6 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._closing = True
         LOG.warning("ws connection %s: client is not reading its replies (%s); "
                     "closing with %d", self.connection_id, detail, CLOSE_POLICY_VIOLATION)
-        self.close_reason_logged = detail
         self._drop_outbox()
         self.close(CLOSE_POLICY_VIOLATION, "Client is not reading its replies.")
 
