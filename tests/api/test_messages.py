@@ -431,3 +431,16 @@ def test_deeply_nested_bodies(api: Client) -> None:
     deep = {"a": body}
     assert_error(api.put("/v2/queues/deep", json_body={"k": [[deep]]}), 400,
                  "Invalid request body", "nested deeper")
+
+
+def test_binary_bodies_from_msgpack_clients_are_shown(stack: Stack, api: Client) -> None:
+    """A websocket msgpack client may post raw bytes; REST shows them instead of a 500."""
+    from herald.common.context import RequestContext
+
+    ctxt = RequestContext(project_id=api.project, client_id=api.client_id)
+    text_id, blob_id = stack.run(stack.storage.message_post(
+        ctxt, "bin", [{"body": "héllo".encode(), "ttl": None},
+                      {"body": {"raw": b"\xff\x00"}, "ttl": None}], 10))
+    assert api.get(f"/v2/queues/bin/messages/{text_id}").json()["body"] == "héllo"
+    assert api.get(f"/v2/queues/bin/messages/{blob_id}").json()["body"] == {"raw": "/wA="}
+    assert len(listing(api, "bin", "?echo=true")["messages"]) == 2

@@ -13,6 +13,7 @@ No resource logic here, and no direct storage access except through the
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -44,6 +45,22 @@ MAX_PROJECT_ID = 256
 _UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 _PROJECT_HEADERS = ("X-Project-ID", "X-Tenant-Id", "X-Tenant")
 _ACCEPTABLE = frozenset({"*/*", "application/*", "application/json"})
+
+
+def _json_default(value: Any) -> Any:
+    # Message bodies posted over the websocket as msgpack may hold raw bytes,
+    # which JSON cannot carry: show them as text when they are UTF-8, else as
+    # base64, rather than failing the whole reply with a 500.
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dump_json(document: Any) -> str:
+    return json.dumps(document, default=_json_default)
 
 
 class InFlight:
@@ -273,7 +290,7 @@ class BaseHandler(tornado.web.RequestHandler):
                    content_type: str = "application/json") -> None:
         self.set_status(status)
         self.set_header("Content-Type", content_type)
-        self.finish(json.dumps(document))
+        self.finish(dump_json(document))
 
     def reply_empty(self, status: int = 204) -> None:
         self.set_status(status)
@@ -327,7 +344,7 @@ class BaseHandler(tornado.web.RequestHandler):
         for name, value in headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+        self.finish(dump_json(body))
 
 
 class _AnyMethod(tuple):
