@@ -107,7 +107,11 @@ def test_sigkill_of_one_storage_worker_loses_no_acknowledged_message(
 
 def _assert_503_in_time(rest: Rest, queue: str) -> None:
     started = time.monotonic()
-    response = rest.create_queue(queue)
+    try:
+        response = rest.request("PUT", f"/v2/queues/{queue}", timeout=CALL_TIMEOUT + SLACK)
+    except requests.Timeout:
+        pytest.fail(f"no answer within {CALL_TIMEOUT + SLACK:.0f} s (call_timeout "
+                    f"{CALL_TIMEOUT:.0f} s): the request hangs")
     elapsed = time.monotonic() - started
     assert response.status_code == 503, (response.status_code, response.text)
     assert elapsed < CALL_TIMEOUT + SLACK, f"503 took {elapsed:.1f} s"
@@ -145,11 +149,22 @@ def test_503_without_storage_workers_then_recovery(topology: Topology) -> None:
     assert rest.request("GET", "/v2/ping").status_code == 204
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known bug in common/rpc/caller.py: oslo.messaging ignores `retry` while it "
+    "connects the reply queue and reconnects forever, so OsloCaller.call hangs "
+    "when the broker is unreachable; bound the await with asyncio.wait_for("
+    "call_timeout + margin). Remove this marker with the fix (strict: an "
+    "unexpected pass fails)."))
 def test_503_when_rabbitmq_is_unreachable(topology: Topology) -> None:
     # Nothing listens on this port: every call fails to reach a broker.
     dead_broker = f"rabbit://guest:guest@127.0.0.1:{free_port()}/"
     api = topology.api("api", {"OS_RPC__CALL_TIMEOUT": str(CALL_TIMEOUT),
                                "OS_DEFAULT__TRANSPORT_URL": dead_broker},
-                       ready_statuses=(503,))
-    _assert_503_in_time(Rest(api.url), "no-broker")
+                       ready_statuses=None)
+    api.wait_for_listen()
+    rest = Rest(api.url)
+    _assert_503_in_time(rest, "no-broker")
+    # Every request, not only the first: calls must not queue up behind a
+    # connection attempt that never ends.
+    _assert_503_in_time(rest, "no-broker-again")
     assert api.running()

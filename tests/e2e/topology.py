@@ -204,6 +204,23 @@ class Service:
         self.wait_for(lambda: ping_status(self.url) in statuses,
                       f"GET /v2/ping in {statuses}", timeout)
 
+    def wait_for_listen(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until the service accepts TCP connections on its URL's port.
+
+        For tests of a service whose requests are expected to fail or hang.
+        """
+        assert self.url, f"{self.name} serves no HTTP"
+        port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        self.wait_for(listening, f"a listener on port {port}", timeout)
+
 
 def ws_url(service: Service) -> str:
     """The websocket URL of a gateway started by ``Topology.ws_gateway``."""
