@@ -177,10 +177,6 @@ class BaseHandler(tornado.web.RequestHandler):
             self._query = QueryParams.parse(self.request.query)
         return self._query
 
-    @property
-    def queue_name(self) -> str:
-        return self.path_kwargs["queue_name"]
-
     def body_length(self) -> int:
         return len(self.request.body)
 
