@@ -156,6 +156,10 @@ class ClaimController:
     def update(self, project: str, queue: str, claim_id: str, ttl: int, grace: int) -> None:
         if not ids.is_valid_id(claim_id):
             raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+        # The API range-checks only a renewal's ttl (Zaqar's rule), so any
+        # integer grace reaches us; keep it within what a claim may carry
+        # rather than overflow the database's integer columns.
+        grace = max(0, min(grace, self._conf.limits.max_claim_grace))
         now = clock.now()
         with self._db.write() as conn:
             claim = self._live_claim(conn, project, queue, claim_id, now, lock=True)

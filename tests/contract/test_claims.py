@@ -109,6 +109,16 @@ def test_update_renews_and_reextends(endpoint, ctxt, clock):
             endpoint.claim_update(ctxt, queue="q", claim_id=bad, ttl=60, grace=60)
 
 
+def test_update_with_huge_grace_is_clamped(endpoint, ctxt, clock):
+    # Only a renewal's ttl is range-checked by the API; any integer grace
+    # must still be storable on every backend.
+    post(endpoint, ctxt, [1], ttl=60)
+    cid = claim(endpoint, ctxt, ttl=60, grace=60)["claim_id"]
+    endpoint.claim_update(ctxt, queue="q", claim_id=cid, ttl=300, grace=2**63 - 1)
+    got = endpoint.claim_get(ctxt, queue="q", claim_id=cid)
+    assert got["messages"][0]["ttl"] == 300 + 43200
+
+
 def test_release(endpoint, ctxt):
     ids = post(endpoint, ctxt, range(3))
     cid = claim(endpoint, ctxt, limit=2)["claim_id"]
