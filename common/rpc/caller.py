@@ -26,6 +26,7 @@ import concurrent.futures
 import importlib
 import json
 import logging
+import threading
 from typing import Any, Protocol
 
 import oslo_messaging
@@ -70,8 +71,43 @@ class OsloCaller:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.rpc.client_threads, thread_name_prefix="rpc-call"
         )
+        # oslo.messaging opens the reply queue's connection on the first call,
+        # under a lock and retrying forever whatever ``retry`` says: with the
+        # broker down, that call and every call queued behind the lock would
+        # hang. One dedicated thread makes that first connection; until it
+        # has, calls answer 503 at once instead of waiting.
+        self._reply_queue_ready = threading.Event()
+        self._stopping = threading.Event()
+        self._connector = threading.Thread(
+            target=self._open_reply_queue, name="rpc-connect", daemon=True
+        )
+        self._connector.start()
+
+    def _open_reply_queue(self) -> None:
+        ctxt = RequestContext(project_id="", request_id="req-rpc-connect")
+        # A short timeout: the reply queue exists as soon as the call is sent;
+        # waiting for a worker to answer is not the point.
+        client = self._client.prepare(timeout=1.0)
+        while not self._stopping.is_set():
+            try:
+                client.call(ctxt, "ping")
+            except oslo_messaging.MessagingTimeout:
+                pass  # broker reached, reply queue open; no worker answered yet
+            except oslo_messaging.MessagingException as exc:
+                LOG.warning("message broker not reachable yet: %s", exc)
+                self._stopping.wait(1.0)
+                continue
+            except Exception as exc:  # a worker answered, even if with an error
+                LOG.debug("first storage call answered with %r", exc)
+            self._reply_queue_ready.set()
+            LOG.info("connected to the message broker")
+            return
 
     def _call_blocking(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+        # Just after start-up the connector may need a moment; never longer
+        # than a second or the call timeout, whichever is shorter.
+        if not self._reply_queue_ready.wait(min(1.0, self._conf.rpc.call_timeout)):
+            raise _unavailable("The message broker is unreachable.")
         try:
             return self._client.call(ctxt, method, **kwargs)
         except errors.HeraldError:
@@ -96,7 +132,12 @@ class OsloCaller:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call_blocking, ctxt, method, kwargs)
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the broker connection is up (for start-up and tests)."""
+        return self._reply_queue_ready.wait(timeout)
+
     def stop(self) -> None:
+        self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._transport.cleanup()
 
