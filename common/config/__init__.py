@@ -21,14 +21,17 @@ from herald.common.config import (
     coordination,
     default,
     limits,
+    notification,
     rpc,
+    signed_url,
     storage,
     ws_gateway,
 )
 
 CONF = cfg.CONF
 
-_GROUP_MODULES = (default, api, ws_gateway, storage, coordination, limits, rpc)
+_GROUP_MODULES = (default, api, ws_gateway, storage, coordination, limits, rpc, notification,
+                  signed_url)
 
 
 def register_opts(conf: cfg.ConfigOpts = CONF) -> None:

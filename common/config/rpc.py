@@ -35,6 +35,14 @@ ALL_OPTS = [
         help="oslo.messaging topic the storage workers listen on. Possible "
         "values: any topic name; every service of one deployment must agree.",
     ),
+    cfg.StrOpt(
+        "ws_topic",
+        default="herald-ws",
+        help="oslo.messaging topic the websocket gateways listen on, each under "
+        "its own member id as server, for notifications pushed by the storage "
+        "workers to websocket subscribers. Possible values: any topic name; "
+        "every service of one deployment must agree.",
+    ),
 ]
 
 

@@ -36,6 +36,16 @@ ALL_OPTS = [
         "storage worker starts. Possible values: true, false (then run "
         "'herald db upgrade' yourself before starting workers).",
     ),
+    cfg.ListOpt(
+        "message_pipeline",
+        default=["notifier"],
+        help="Stages run inside the transaction of every message post, after the "
+        "messages are inserted. Possible values: a comma-separated list of "
+        "stage names; notifier (write one outbox row per message and matching "
+        "subscription, delivered afterwards by the dispatchers: webhook, mailto, "
+        "websocket); an empty list (subscriptions are kept but nobody is ever "
+        "notified).",
+    ),
 ]
 
 

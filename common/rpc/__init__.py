@@ -9,6 +9,8 @@
 """
 
 STORAGE_TOPIC = "herald-storage"
-STORAGE_API_VERSION = "1.0"
+# 1.1 added the subscription methods. Edges and workers of one deployment
+# must run the same version (workers first when upgrading).
+STORAGE_API_VERSION = "1.1"
 # Modules whose exceptions are rebuilt as the same class on the caller's side.
 ALLOWED_REMOTE_EXMODS = ["herald.common.errors"]

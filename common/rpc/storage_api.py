@@ -1,4 +1,4 @@
-"""The storage RPC API, version 1.0: the contract between edges and workers.
+"""The storage RPC API, version 1.1: the contract between edges and workers.
 
 The api and ws-gateway services call these coroutines; the storage worker's
 endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
@@ -18,8 +18,21 @@ Shapes used below:
 
 The edge turns a StoredMessage into the wire shape (href, no claim_count...).
 
+``Subscription`` (1.1)::
+
+    {"id": str, "source": <queue>, "subscriber": str, "ttl": int, "age": int,
+     "options": {...}, "confirmed": bool}
+
+``subscription_get`` adds ``"delivery": {"attempts", "delivered", "failed",
+"pending", "last_attempt", "last_status", "last_error", "last_success"}``
+(statistics of the deliveries to it; times ISO 8601 or None).
+
 Adding a method or an optional argument is a minor version bump (1.x); the
 edge must not call a method the workers might not have yet.
+
+History: 1.0 queues, messages, claims, health. 1.1 subscriptions
+(``subscription_*``); ``message_post`` also runs the message pipeline
+(notifier stage) in its transaction, with no change to its signature.
 """
 
 from __future__ import annotations
@@ -172,3 +185,64 @@ class StorageAPI:
     async def claim_delete(self, ctxt: RequestContext, queue: str, claim_id: str) -> None:
         """Release the claim's messages (no-op if unknown)."""
         return await self._call(ctxt, "claim_delete", queue=queue, claim_id=claim_id)
+
+    # -- subscriptions (1.1) ----------------------------------------------
+
+    async def subscription_create(self, ctxt: RequestContext, queue: str,
+                                  subscriber: str | None, ttl: int | None,
+                                  options: dict[str, Any] | None,
+                                  send_confirmation: bool = False,
+                                  connection: dict[str, str] | None = None) -> dict[str, Any]:
+        """``{"subscription_id": str, "created": bool, "confirmed": bool}``.
+
+        Creates the queue if needed. An existing live subscription of the same
+        subscriber is returned with ``created`` False and left unchanged (the
+        edge decides between 201 and 409). ``send_confirmation`` (REST) queues
+        a SubscriptionConfirmation when confirmation is enabled on the worker
+        and the subscription is not confirmed. ``connection``
+        (``{"gateway_id", "connection_id"}``) subscribes a websocket
+        connection instead of ``subscriber``."""
+        return await self._call(ctxt, "subscription_create", queue=queue,
+                                subscriber=subscriber, ttl=ttl, options=options,
+                                send_confirmation=send_confirmation, connection=connection)
+
+    async def subscription_list(self, ctxt: RequestContext, queue: str, marker: str | None,
+                                limit: int) -> dict[str, Any]:
+        """``{"subscriptions": [Subscription], "marker": str | None}``, creation
+        order, ids > marker, expired ones never listed."""
+        return await self._call(ctxt, "subscription_list", queue=queue, marker=marker,
+                                limit=limit)
+
+    async def subscription_get(self, ctxt: RequestContext, queue: str,
+                               subscription_id: str) -> dict[str, Any]:
+        """One Subscription with its ``delivery`` statistics; raises
+        SubscriptionDoesNotExist."""
+        return await self._call(ctxt, "subscription_get", queue=queue,
+                                subscription_id=subscription_id)
+
+    async def subscription_update(self, ctxt: RequestContext, queue: str,
+                                  subscription_id: str, changes: dict[str, Any]) -> None:
+        """Apply any of ``subscriber``, ``ttl`` (restarts expiry), ``options``
+        (replaced whole); raises SubscriptionDoesNotExist or Conflict."""
+        return await self._call(ctxt, "subscription_update", queue=queue,
+                                subscription_id=subscription_id, changes=changes)
+
+    async def subscription_delete(self, ctxt: RequestContext, queue: str,
+                                  subscription_id: str) -> None:
+        """Delete it with its pending deliveries (no-op if missing)."""
+        return await self._call(ctxt, "subscription_delete", queue=queue,
+                                subscription_id=subscription_id)
+
+    async def subscription_confirm(self, ctxt: RequestContext, queue: str,
+                                   subscription_id: str, confirmed: bool) -> None:
+        """Set ``confirmed`` (id looked up in the project only); un-confirming
+        queues an UnsubscribeConfirmation when enabled. Raises
+        SubscriptionDoesNotExist."""
+        return await self._call(ctxt, "subscription_confirm", queue=queue,
+                                subscription_id=subscription_id, confirmed=confirmed)
+
+    async def subscription_delete_connection(self, ctxt: RequestContext, gateway_id: str,
+                                             connection_id: str) -> int:
+        """Delete the subscriptions of a closed websocket connection; their count."""
+        return await self._call(ctxt, "subscription_delete_connection",
+                                gateway_id=gateway_id, connection_id=connection_id)

@@ -1,4 +1,4 @@
-"""The storage RPC endpoint: StorageAPI 1.0 (``herald.common.rpc.storage_api``).
+"""The storage RPC endpoint: StorageAPI 1.1 (``herald.common.rpc.storage_api``).
 
 One public method per StorageAPI method, ``(self, ctxt, **kwargs)``, served
 by oslo.messaging's threading executor or the embedded in-process
@@ -25,10 +25,13 @@ from sqlalchemy import exc as sa_exc
 
 from herald.common import errors
 from herald.common.context import RequestContext, set_current_request_id
+from herald.common.rpc import STORAGE_API_VERSION
+from herald.common.subscriptions import ws_subscriber_uri
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
 from herald.storage.messages import MessageController
 from herald.storage.queues import QueueController
+from herald.storage.subscriptions import KIND_URI, KIND_WEBSOCKET, SubscriptionController
 
 LOG = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def _rpc(what: str) -> Callable[[F], F]:
 
 
 class StorageEndpoint:
-    target = oslo_messaging.Target(version="1.0")
+    target = oslo_messaging.Target(version=STORAGE_API_VERSION)
 
     def __init__(self, db: Database, conf: cfg.ConfigOpts,
                  members: Callable[[], list[str]] | None = None) -> None:
@@ -89,6 +92,7 @@ class StorageEndpoint:
         self._queues = QueueController(db, conf)
         self._messages = MessageController(db, conf)
         self._claims = ClaimController(db, conf)
+        self._subscriptions = SubscriptionController(db, conf)
 
     # -- health -----------------------------------------------------------
 
@@ -154,7 +158,7 @@ class StorageEndpoint:
     def message_post(self, ctxt: RequestContext, queue: str, messages: list[dict[str, Any]],
                      body_size: int = 0) -> list[str]:
         return self._messages.post(ctxt.project_id, queue, messages, body_size,
-                                   ctxt.client_id)
+                                   ctxt.client_id, request_id=ctxt.request_id)
 
     @_rpc("Messages could not be listed.")
     def message_list(self, ctxt: RequestContext, queue: str, marker: str | None = None,
@@ -205,3 +209,53 @@ class StorageEndpoint:
     @_rpc("Claim could not be deleted.")
     def claim_delete(self, ctxt: RequestContext, queue: str, claim_id: str) -> None:
         self._claims.delete(ctxt.project_id, queue, claim_id)
+
+    # -- subscriptions (1.1) -----------------------------------------------
+
+    @_rpc("Subscription could not be created.")
+    def subscription_create(self, ctxt: RequestContext, queue: str, subscriber: str | None,
+                            ttl: int | None = None, options: dict[str, Any] | None = None,
+                            send_confirmation: bool = False,
+                            connection: dict[str, str] | None = None) -> dict[str, Any]:
+        kind = KIND_URI
+        if connection is not None:
+            # A websocket connection subscriber: the URI is ours to make.
+            subscriber = ws_subscriber_uri(connection["gateway_id"],
+                                           connection["connection_id"])
+            kind = KIND_WEBSOCKET
+            send_confirmation = False
+        if not subscriber:
+            raise errors.BadRequest("Missing parameter subscriber in body.")
+        return self._subscriptions.create(ctxt.project_id, queue, subscriber, ttl, options,
+                                          kind, send_confirmation, ctxt.request_id)
+
+    @_rpc("Subscriptions could not be listed.")
+    def subscription_list(self, ctxt: RequestContext, queue: str, marker: str | None = None,
+                          limit: int = 10) -> dict[str, Any]:
+        return self._subscriptions.list(ctxt.project_id, queue, marker, limit)
+
+    @_rpc("Subscription could not be retrieved.")
+    def subscription_get(self, ctxt: RequestContext, queue: str,
+                         subscription_id: str) -> dict[str, Any]:
+        return self._subscriptions.get(ctxt.project_id, queue, subscription_id)
+
+    @_rpc("Subscription could not be updated.")
+    def subscription_update(self, ctxt: RequestContext, queue: str, subscription_id: str,
+                            changes: dict[str, Any]) -> None:
+        self._subscriptions.update(ctxt.project_id, queue, subscription_id, changes)
+
+    @_rpc("Subscription could not be deleted.")
+    def subscription_delete(self, ctxt: RequestContext, queue: str,
+                            subscription_id: str) -> None:
+        self._subscriptions.delete(ctxt.project_id, queue, subscription_id)
+
+    @_rpc("Subscription could not be confirmed.")
+    def subscription_confirm(self, ctxt: RequestContext, queue: str, subscription_id: str,
+                             confirmed: bool) -> None:
+        self._subscriptions.confirm(ctxt.project_id, subscription_id, confirmed,
+                                    ctxt.request_id)
+
+    @_rpc("Subscriptions could not be deleted.")
+    def subscription_delete_connection(self, ctxt: RequestContext, gateway_id: str,
+                                       connection_id: str) -> int:
+        return self._subscriptions.delete_connection(gateway_id, connection_id)

@@ -6,7 +6,9 @@ garbage collector has done. Positions (``seq``) come from the database; a
 post is one INSERT of all its rows in the same transaction as the lazy queue
 creation. Validation here is only what needs the queue's metadata (post size
 cap, delays); everything else is checked by the edge before the call.
-Must not create claims (see ``claims``).
+The message pipeline's stages (``[storage] message_pipeline``: the notifier
+writes outbox rows) run after the insert in the same transaction.
+Must not create claims (see ``claims``) nor deliver notifications.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from oslo_config import cfg
 
 from herald.common import errors, ids
 from herald.common.rpc import serializer
-from herald.storage import base, clock
+from herald.storage import base, clock, outbox, pipeline
 from herald.storage.engine import Database
 from herald.storage.schema import messages
 
@@ -43,9 +45,11 @@ def parse_marker(marker: str | None) -> int | None:
 
 
 class MessageController:
-    def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, db: Database, conf: cfg.ConfigOpts,
+                 stages: list[pipeline.Stage] | None = None) -> None:
         self._db = db
         self._conf = conf
+        self._stages = pipeline.build(conf) if stages is None else stages
 
     # -- posting ----------------------------------------------------------
 
@@ -83,7 +87,7 @@ class MessageController:
         return int(delay)
 
     def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
-             client_id: str) -> list[str]:
+             client_id: str, request_id: str = "-") -> list[str]:
         now = clock.now()
         client = base.normalize_client_id(client_id)
         with_checksum = self._conf.enable_checksum
@@ -97,6 +101,7 @@ class MessageController:
                            else self._conf.limits.default_message_ttl)
             queue_delay = metadata.get("_default_message_delay")
             rows = []
+            accepted = []
             for item in items:
                 body = item.get("body")
                 ttl = item.get("ttl")
@@ -117,10 +122,21 @@ class MessageController:
                     "claim_count": 0,
                     "checksum": checksum(body) if with_checksum else None,
                 })
+                accepted.append({"id": rows[-1]["id"], "body": body, "ttl": ttl,
+                                 "delay": delay})
             if rows:
                 # One statement for the whole batch; rows get consecutive
                 # positions in list order, inside the queue lock above.
                 conn.execute(sa.insert(messages), rows)
+            batch = pipeline.PostedBatch(project=project, queue=queue, metadata=metadata,
+                                         messages=accepted, now=now, request_id=request_id)
+            if rows:
+                for stage in self._stages:
+                    stage(conn, batch)
+        if batch.outbox_rows:
+            # Committed: wake this process's dispatcher now rather than at its
+            # next poll (push latency). Other workers find the rows by polling.
+            outbox.SIGNAL.set()
         return [row["id"] for row in rows]
 
     # -- reading ----------------------------------------------------------

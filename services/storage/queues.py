@@ -4,7 +4,8 @@ Implements semantics.md §2, §8 and §9 storage side: a queue row exists after
 an explicit create or a first post; reading a missing queue is not an error
 (None / zeros). Stored metadata is returned as stored: filling in the
 reserved keys' defaults is the edge's job. Validation of metadata values is
-the edge's job too. Must not touch subscriptions (not stored yet).
+the edge's job too. Subscriptions are the subscription controller's; purge
+only delegates to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from herald.common import errors, timeutils
 from herald.storage import base, clock
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
+from herald.storage.subscriptions import SubscriptionController
 
 # How many rows a metadata-filtered listing reads per round when most queues
 # do not match (the filter runs in Python on the decoded JSON, portable
@@ -29,6 +31,7 @@ class QueueController:
     def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
         self._db = db
         self._conf = conf
+        self._subscriptions = SubscriptionController(db, conf)
 
     def create(self, project: str, queue: str, metadata: dict[str, Any] | None) -> bool:
         with self._db.write() as conn:
@@ -63,8 +66,9 @@ class QueueController:
                 conn.execute(sa.delete(messages).where(base.in_queue(project, queue)))
                 conn.execute(sa.delete(claims).where(claims.c.project == project,
                                                      claims.c.queue == queue))
-        # "subscriptions": there is no subscription store in this worker yet,
-        # so there is nothing to delete.
+        if "subscriptions" in resource_types:
+            # All of them, not only a first page (semantics.md quirk 8).
+            self._subscriptions.purge(project, queue)
 
     def list(self, project: str, marker: str | None, limit: int, detailed: bool,
              name: str | None, metadata_filters: dict[str, Any] | None,

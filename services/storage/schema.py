@@ -68,3 +68,67 @@ claims = sa.Table(
     sa.Index("ix_claims_project_queue", "project", "queue"),
     sa.Index("ix_claims_expires", "expires"),
 )
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata_obj,
+    # Time-ordered ids (see herald.storage.subscriptions.new_subscription_id):
+    # "id ascending" is creation order, which is the listing order and marker.
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("subscriber", sa.Text, nullable=False),
+    # "uri": webhook / mailto / trust+ subscribers; "websocket": a connection
+    # of a gateway. Only the storage sets "websocket", so a REST client can
+    # never aim pushes at somebody else's connection by choosing a URI.
+    sa.Column("kind", sa.String(16), nullable=False, default="uri"),
+    sa.Column("ttl", sa.Integer, nullable=False),
+    sa.Column("options", sa.Text, nullable=False, default="{}"),
+    sa.Column("confirmed", sa.Boolean, nullable=False, default=False),
+    sa.Column("created", sa.Float(precision=53), nullable=False),
+    sa.Column("expires", sa.Float(precision=53), nullable=False),
+    # Delivery statistics, updated with every attempt (shown on GET).
+    sa.Column("delivery_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("deliveries", sa.Integer, nullable=False, default=0),
+    sa.Column("delivery_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("last_attempt", sa.Float(precision=53), nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_success", sa.Float(precision=53), nullable=True),
+    sa.UniqueConstraint("project", "queue", "subscriber", name="uq_subscriptions_subscriber"),
+    sa.Index("ix_subscriptions_project_queue_id", "project", "queue", "id"),
+    sa.Index("ix_subscriptions_expires", "expires"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata_obj,
+    # Delivery order: rows of one post are consecutive, in message order.
+    sa.Column("seq", BigSeq, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("subscription_id", sa.String(32), nullable=False),
+    # "notification" or "confirmation" (SubscriptionConfirmation/Unsubscribe...).
+    sa.Column("kind", sa.String(16), nullable=False),
+    # Copies taken when the row is written, so a delivery needs no other row.
+    sa.Column("subscriber", sa.Text, nullable=False),
+    sa.Column("subscriber_kind", sa.String(16), nullable=False),
+    sa.Column("options", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False, default="-"),
+    sa.Column("created", sa.Float(precision=53), nullable=False),
+    # "pending" (to deliver), "delivered", "failed" (retry policy exhausted).
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),
+    sa.Column("next_attempt", sa.Float(precision=53), nullable=False),
+    sa.Column("leased_until", sa.Float(precision=53), nullable=True),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_attempt", sa.Float(precision=53), nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("done_at", sa.Float(precision=53), nullable=True),
+    sa.Index("ix_outbox_state_next_attempt", "state", "next_attempt"),
+    sa.Index("ix_outbox_project_queue", "project", "queue"),
+    sa.Index("ix_outbox_subscription_id", "subscription_id"),
+    sqlite_autoincrement=True,
+)

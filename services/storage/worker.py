@@ -2,12 +2,15 @@
 
 ``StorageWorker.start()`` brings the pieces up in dependency order (database
 reachable, coordinator, migrations under the cluster-wide ``herald-db-migrate``
-lock, partitioned group ``herald.storage``, background thread, RPC server);
-``stop()`` takes them down in reverse, finishing in-flight RPC calls first.
-The background thread runs tooz watchers so the partition ring follows
-workers joining and leaving, and garbage-collects expired rows only for the
-queues this member owns. tooz spreads work; it never decides correctness
-(every read filters by expiry itself). Must not contain query logic.
+lock, partitioned group ``herald.storage``, background thread, outbox
+dispatcher, RPC server); ``stop()`` takes them down in reverse, finishing
+in-flight RPC calls first. The background thread runs tooz watchers so the
+partition ring follows workers joining and leaving, and garbage-collects
+expired rows (messages, claims, subscriptions) only for the queues this
+member owns. The outbox dispatcher (``herald.storage.dispatcher``) delivers
+the notifications of the queues this member owns, by the same ring. tooz
+spreads work; it never decides correctness (every read filters by expiry
+itself). Must not contain query logic.
 """
 
 from __future__ import annotations
@@ -20,13 +23,18 @@ from typing import Any
 import tenacity
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
+from tooz import coordination as tooz_coordination
 
 from herald.common import coordination
 from herald.common.rpc.server import RPCServer
+from herald.common.rpc.ws_push import WSPushClient
 from herald.storage import migrations
 from herald.storage.claims import ClaimController
+from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, engine_from_conf
+from herald.storage.outbox import OutboxController
+from herald.storage.subscriptions import SubscriptionController
 
 LOG = logging.getLogger(__name__)
 
@@ -46,6 +54,14 @@ class StorageWorker:
         self._stopping = threading.Event()
         self._started = False
         self._gc = ClaimController(self._db, conf)
+        self._subscription_gc = SubscriptionController(self._db, conf)
+        self._outbox_gc = OutboxController(self._db)
+        # tooz's partitioner is read by the dispatcher thread while the
+        # background thread's run_watchers() rebuilds it.
+        self._ring_lock = threading.Lock()
+        self._dispatcher: Dispatcher | None = None
+        self._pusher = WSPushClient(conf, use_rpc=serve_rpc)
+        self._gateways_cache: tuple[float, set[str]] = (0.0, set())
         # Available right after construction: the embedded mode builds its
         # in-process caller from it.
         self.endpoint = StorageEndpoint(self._db, conf, members=self.members)
@@ -64,6 +80,9 @@ class StorageWorker:
         self._thread = threading.Thread(target=self._background, name="storage-background",
                                         daemon=True)
         self._thread.start()
+        self._dispatcher = Dispatcher(self._db, self._conf, self.member_id, self.owns,
+                                      self._pusher, self.gateway_alive)
+        self._dispatcher.start()
         if self._serve_rpc:
             self._rpc = RPCServer(self._conf, self._conf.rpc.topic, self.member_id,
                                   [self.endpoint])
@@ -76,6 +95,10 @@ class StorageWorker:
         if self._rpc is not None:
             rpc, self._rpc = self._rpc, None
             _quietly("RPC server stop", rpc.stop)
+        if self._dispatcher is not None:
+            dispatcher, self._dispatcher = self._dispatcher, None
+            _quietly("outbox dispatcher stop", dispatcher.stop)
+        _quietly("ws push client stop", self._pusher.stop)
         self._stopping.set()
         if self._thread is not None:
             thread, self._thread = self._thread, None
@@ -101,6 +124,35 @@ class StorageWorker:
         ids = coordinator.get_members(coordination.STORAGE_GROUP.encode()).get()
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in ids)
 
+    def owns(self, project: str, queue: str) -> bool:
+        """Whether this member's share of the ring holds the queue (for
+        background work; the database still arbitrates every row)."""
+        partitioner = self._partitioner
+        if partitioner is None:
+            return True
+        with self._ring_lock:
+            return bool(partitioner.belongs_to_self(f"{project}/{queue}"))
+
+    def gateway_alive(self, gateway_id: str) -> bool | None:
+        """Whether a websocket gateway is in ``herald.ws`` (None: cannot tell)."""
+        if self._pusher.is_local(gateway_id):
+            return True
+        coordinator = self._coordinator
+        if coordinator is None:
+            return None
+        stamp, members = self._gateways_cache
+        if time.monotonic() - stamp > 1.0:
+            try:
+                raw = coordinator.get_members(coordination.WS_GROUP.encode()).get()
+            except tooz_coordination.GroupNotCreated:
+                raw = set()
+            except Exception:
+                LOG.warning("could not list the websocket gateways", exc_info=True)
+                return None
+            members = {m.decode() if isinstance(m, bytes) else str(m) for m in raw}
+            self._gateways_cache = (time.monotonic(), members)
+        return gateway_id in members
+
     # -- internals --------------------------------------------------------
 
     def _wait_for_database(self) -> None:
@@ -125,24 +177,32 @@ class StorageWorker:
             coordinator = self._coordinator
             if coordinator is None:
                 return
-            _quietly("run_watchers", coordinator.run_watchers)
+            with self._ring_lock:
+                _quietly("run_watchers", coordinator.run_watchers)
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + gc_interval
                 _quietly("expiry GC", self.collect_garbage)
 
     def collect_garbage(self) -> int:
-        """Delete expired messages and claims of the queues this member owns."""
-        partitioner = self._partitioner
+        """Delete expired messages, claims and subscriptions of the queues this
+        member owns, and delivered outbox rows past their retention."""
         deleted = 0
         for project, queue in self._gc.expired_queues():
             if self._stopping.is_set():
                 break
-            if partitioner is not None and not partitioner.belongs_to_self(
-                    f"{project}/{queue}"):
-                continue
-            deleted += self._gc.collect_garbage(project, queue)
+            if self.owns(project, queue):
+                deleted += self._gc.collect_garbage(project, queue)
         if deleted:
             LOG.info("expiry GC deleted %d messages", deleted)
+        expired = 0
+        for project, queue in self._subscription_gc.expired_queues():
+            if self._stopping.is_set():
+                break
+            if self.owns(project, queue):
+                expired += self._subscription_gc.collect_garbage(project, queue)
+        if expired:
+            LOG.info("expiry GC deleted %d subscriptions", expired)
+        self._outbox_gc.collect_garbage(self._conf.notification.outbox_retention)
         return deleted
 
 

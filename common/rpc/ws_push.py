@@ -1,0 +1,98 @@
+"""Pushes from the storage workers to websocket connections on the gateways.
+
+A websocket subscriber lives on one gateway. A storage worker's dispatcher
+reaches it through ``WSPushClient.push(gateway_id, connection_id, payload)``:
+
+* when that gateway runs in the same process (embedded mode, tests), it is
+  called directly through ``LOCAL_GATEWAYS`` -- the payload still goes
+  through the JSON serializer, as it would over RabbitMQ;
+* otherwise the push is an oslo.messaging **cast** to topic ``[rpc]
+  ws_topic`` with ``server=<gateway id>`` (each gateway listens under its
+  tooz member id, ``herald.ws_gateway.push``), fire-and-forget: the
+  gateway answers nothing, a lost push is a lost websocket frame, which is
+  what a websocket subscriber gets anyway when its connection drops.
+
+Nothing here knows about connections or frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import oslo_messaging
+from oslo_config import cfg
+
+from herald.common.context import RequestContext
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS
+from herald.common.rpc.serializer import JsonSerializer, decode, encode
+
+LOG = logging.getLogger(__name__)
+
+PUSH_API_VERSION = "1.0"
+
+#: Gateways of this process: member id -> ``handler(connection_id, payload)``
+#: returning False when the connection is unknown.
+LOCAL_GATEWAYS: dict[str, Callable[[str, Any], bool]] = {}
+_lock = threading.Lock()
+
+
+def register_local_gateway(gateway_id: str, handler: Callable[[str, Any], bool]) -> None:
+    with _lock:
+        LOCAL_GATEWAYS[gateway_id] = handler
+
+
+def unregister_local_gateway(gateway_id: str) -> None:
+    with _lock:
+        LOCAL_GATEWAYS.pop(gateway_id, None)
+
+
+class WSPushClient:
+    """Blocking; call it from a worker thread, never from an event loop."""
+
+    def __init__(self, conf: cfg.ConfigOpts, use_rpc: bool) -> None:
+        self._conf = conf
+        self._use_rpc = use_rpc
+        self._client: Any = None
+        self._transport: Any = None
+        self._client_lock = threading.Lock()
+
+    def _rpc_client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._transport = oslo_messaging.get_rpc_transport(
+                    self._conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS)
+                target = oslo_messaging.Target(topic=self._conf.rpc.ws_topic,
+                                               version=PUSH_API_VERSION)
+                self._client = oslo_messaging.get_rpc_client(
+                    self._transport, target, serializer=JsonSerializer(),
+                    retry=self._conf.rpc.call_retry)
+            return self._client
+
+    def is_local(self, gateway_id: str) -> bool:
+        return gateway_id in LOCAL_GATEWAYS
+
+    def push(self, gateway_id: str, connection_id: str, payload: Any,
+             request_id: str = "-") -> bool | None:
+        """True: handed to the connection. False: that gateway has no such
+        connection. None: cast to a remote gateway (outcome unknown).
+        Raises when the broker cannot take the cast (the caller retries)."""
+        handler = LOCAL_GATEWAYS.get(gateway_id)
+        if handler is not None:
+            # Same serialization as the cast, so embedded mode hides nothing.
+            return bool(handler(connection_id, decode(json.loads(json.dumps(encode(payload))))))
+        if not self._use_rpc:
+            return False
+        ctxt = RequestContext(project_id="", request_id=request_id)
+        self._rpc_client().prepare(server=gateway_id).cast(
+            ctxt, "push", connection_id=connection_id, payload=payload)
+        return None
+
+    def stop(self) -> None:
+        if self._transport is not None:
+            self._transport.cleanup()
+            self._transport = None
+            self._client = None

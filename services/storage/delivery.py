@@ -1,0 +1,176 @@
+"""One delivery attempt per subscriber type (notifications.md §4-5, websocket.md §6).
+
+``Deliverer.attempt(row)`` sends one outbox row once and reports an
+``Outcome``; it never retries, sleeps or touches the database (the
+dispatcher decides what happens next):
+
+* ``http(s)://`` and ``trust+http(s)://``: POST of the payload (or of
+  ``options.post_data`` with ``"$zaqar_message$"`` replaced by it), headers
+  ``Content-Type: application/json`` + ``options.post_headers``, through one
+  pooled Tornado HTTP client with ``[notification] delivery_timeout``.
+  200-499 = delivered; 5xx, 1xx, timeouts and connection errors = retry.
+  ``trust+`` subscribers are posted to without a Keystone token (Herald has
+  no Keystone integration): the prefix is only removed.
+* ``mailto:``: one plain-text mail through ``[notification] smtp_*``
+  (smtplib on a thread pool); any SMTP or socket error = retry.
+* websocket connection subscribers: a push to the gateway holding the
+  connection (``herald.common.rpc.ws_push``); a gateway that left the
+  ``herald.ws`` group or does not know the connection = gone (the
+  dispatcher deletes the subscription).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import email.message
+import email.utils
+import json
+import smtplib
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from oslo_config import cfg
+from tornado import httpclient
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from herald.common import subscriptions as rules
+from herald.common.rpc.serializer import decode
+from herald.common.rpc.ws_push import WSPushClient
+
+MESSAGE_TOKEN = '"$zaqar_message$"'
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    delivered: bool = False
+    #: Worth another attempt (network error, timeout, 5xx).
+    retry: bool = False
+    #: The subscriber no longer exists (closed websocket connection).
+    gone: bool = False
+    status: int | None = None
+    error: str | None = None
+
+
+def webhook_request(url: str, payload: str, options: dict[str, Any],
+                    extra_headers: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """(body, headers) of a webhook POST (notifications.md §4)."""
+    post_data = options.get("post_data")
+    if post_data is not None:
+        template = post_data if isinstance(post_data, str) else json.dumps(post_data)
+        body = template.replace(MESSAGE_TOKEN, payload)
+    else:
+        body = payload
+    headers = {"Content-Type": "application/json", **(extra_headers or {})}
+    post_headers = options.get("post_headers")
+    if isinstance(post_headers, dict):
+        headers.update({str(k): str(v) for k, v in post_headers.items()})
+    return body, headers
+
+
+def mail_for(subscriber: str, payload: str, options: dict[str, Any],
+             default_sender: str) -> email.message.EmailMessage:
+    """The mail of one notification to a ``mailto:`` subscriber (notifications.md §5)."""
+    parsed = urllib.parse.urlparse(subscriber)
+    address = urllib.parse.unquote(parsed.path)
+    subject = None
+    for key, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True):
+        if key.lower() == "subject":
+            subject = value
+            break
+    if subject is None:
+        subject = str(options.get("subject") or "")
+    mail = email.message.EmailMessage()
+    mail["To"] = address
+    mail["From"] = str(options.get("from") or default_sender)
+    mail["Subject"] = subject
+    mail["Date"] = email.utils.formatdate(usegmt=True)
+    mail.set_content(payload)
+    return mail
+
+
+class Deliverer:
+    """The transports of one dispatcher; create and use on its event loop."""
+
+    def __init__(self, conf: cfg.ConfigOpts, pusher: WSPushClient,
+                 gateway_alive: Callable[[str], bool | None]) -> None:
+        self._conf = conf
+        opts = conf.notification
+        self._timeout = opts.delivery_timeout
+        self._http = SimpleAsyncHTTPClient(force_instance=True,
+                                           max_clients=opts.max_concurrent_deliveries)
+        # Blocking transports (smtplib, oslo.messaging casts) get threads.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=opts.max_concurrent_deliveries, thread_name_prefix="delivery")
+        self._pusher = pusher
+        self._gateway_alive = gateway_alive
+
+    async def attempt(self, row: Any) -> Outcome:
+        options = json.loads(row.options) if row.options else {}
+        try:
+            if row.subscriber_kind == "websocket":
+                return await self._websocket(row)
+            kind = rules.scheme(row.subscriber)
+            if kind == "mailto":
+                return await self._mail(row, options)
+            if kind in ("http", "https", "trust+http", "trust+https"):
+                return await self._webhook(row, options)
+            return Outcome(error=f"unsupported subscriber type {kind!r}")
+        except Exception as exc:  # any failure of a transport is a failed attempt
+            return Outcome(retry=True, error=f"{type(exc).__name__}: {exc}")
+
+    async def _webhook(self, row: Any, options: dict[str, Any]) -> Outcome:
+        url = row.subscriber
+        if url.startswith("trust+"):
+            url = url[len("trust+"):]
+        body, headers = webhook_request(url, row.payload, options)
+        request = httpclient.HTTPRequest(
+            url, method="POST", body=body, headers=headers,
+            connect_timeout=self._timeout, request_timeout=self._timeout,
+            follow_redirects=False)
+        response = await self._http.fetch(request, raise_error=False)
+        code = response.code
+        if code == 599:  # Tornado's code for "no HTTP response" (timeout, refused...)
+            return Outcome(retry=True, error=str(response.error or "no response"))
+        if 200 <= code < 500:
+            return Outcome(delivered=True, status=code)
+        return Outcome(retry=True, status=code, error=f"HTTP {code}")
+
+    def _send_mail(self, mail: email.message.EmailMessage) -> None:
+        opts = self._conf.notification
+        with smtplib.SMTP(opts.smtp_host, opts.smtp_port, timeout=self._timeout) as smtp:
+            if opts.smtp_starttls:
+                smtp.starttls()
+            if opts.smtp_user:
+                smtp.login(opts.smtp_user, opts.smtp_password or "")
+            smtp.send_message(mail)
+
+    async def _mail(self, row: Any, options: dict[str, Any]) -> Outcome:
+        mail = mail_for(row.subscriber, row.payload, options,
+                        self._conf.notification.smtp_sender)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, self._send_mail, mail)
+        return Outcome(delivered=True, status=250)
+
+    async def _websocket(self, row: Any) -> Outcome:
+        target = rules.parse_ws_subscriber(row.subscriber)
+        if target is None:
+            return Outcome(gone=True, error="not a websocket subscriber URI")
+        gateway_id, connection_id = target
+        loop = asyncio.get_running_loop()
+        alive = await loop.run_in_executor(self._threads, self._gateway_alive, gateway_id)
+        if alive is False:
+            return Outcome(gone=True, error=f"gateway {gateway_id} is gone")
+        payload = decode(json.loads(row.payload))
+        pushed = await loop.run_in_executor(
+            self._threads, lambda: self._pusher.push(gateway_id, connection_id, payload,
+                                                     row.request_id))
+        if pushed is False:
+            return Outcome(gone=True, error=f"connection {connection_id} is gone")
+        return Outcome(delivered=True)
+
+    def close(self) -> None:
+        self._http.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)

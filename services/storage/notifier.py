@@ -1,0 +1,75 @@
+"""The notifier pipeline stage: one outbox row per message and subscriber.
+
+Runs inside the post's transaction (``herald.storage.pipeline``). Recipients
+are the (project, queue)'s unexpired subscriptions -- only the confirmed ones
+when ``[notification] require_confirmation`` is on (websocket connection
+subscriptions always count as confirmed, websocket.md §6). All rows of a
+post go in with one INSERT. The payload is notifications.md §3's exact
+dict, serialized once here with ``json.dumps`` default separators, so every
+subscriber gets the same bytes. Delivery is the dispatchers' job; nothing
+here touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from oslo_config import cfg
+from sqlalchemy.engine import Connection
+
+from herald.common import subscriptions as rules
+from herald.common.rpc import serializer
+from herald.storage import base, outbox
+from herald.storage.pipeline import PostedBatch
+from herald.storage.schema import subscriptions
+from herald.storage.subscriptions import KIND_WEBSOCKET
+
+
+def notification_payload(message: dict[str, Any], queue: str,
+                         queue_metadata: dict[str, Any]) -> str:
+    """notifications.md §3: ttl, body (+ delay on a queue with a default
+    delay), Message_Type, queue_name; no id, href, age or checksum."""
+    payload: dict[str, Any] = {"ttl": message["ttl"],
+                               "body": serializer.encode(message["body"])}
+    if queue_metadata.get("_default_message_delay"):
+        payload["delay"] = message.get("delay", 0)
+    payload["Message_Type"] = "Notification"
+    payload["queue_name"] = queue
+    return json.dumps(payload)
+
+
+class NotifierStage:
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self._conf = conf
+
+    def __call__(self, conn: Connection, batch: PostedBatch) -> None:
+        where = [subscriptions.c.project == batch.project,
+                 subscriptions.c.queue == batch.queue,
+                 subscriptions.c.expires > batch.now]
+        if self._conf.notification.require_confirmation:
+            where.append(sa.or_(subscriptions.c.confirmed.is_(True),
+                                subscriptions.c.kind == KIND_WEBSOCKET))
+        recipients = conn.execute(
+            sa.select(subscriptions.c.id, subscriptions.c.subscriber, subscriptions.c.kind,
+                      subscriptions.c.options)
+            .where(*where).order_by(subscriptions.c.id)
+        ).all()
+        if not recipients:
+            return
+        payloads = [notification_payload(m, batch.queue, batch.metadata)
+                    for m in batch.messages]
+        rows = []
+        for sub in recipients:
+            options = base.load_metadata(sub.options)
+            # The policy is resolved now, with the queue metadata at hand, so
+            # a delivery needs nothing but its row.
+            options["_retry_policy"] = rules.effective_policy(options, batch.metadata)
+            for payload in payloads:
+                rows.append(outbox.row_for(
+                    project=batch.project, queue=batch.queue, subscription=sub,
+                    kind=outbox.KIND_NOTIFICATION, payload=payload, options=options,
+                    request_id=batch.request_id, now=batch.now))
+        outbox.insert_rows(conn, rows)
+        batch.outbox_rows += len(rows)

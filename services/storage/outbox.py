@@ -1,0 +1,206 @@
+"""The notification outbox: rows written with the posts, leased by dispatchers.
+
+A row is one delivery to do (one message to one subscriber, or one
+confirmation). Its life: ``pending`` -> leased by one dispatcher
+(``leased_until``/``lease_owner``) -> ``delivered`` or, after a failed
+attempt, ``pending`` again with a later ``next_attempt`` -> ... ->
+``failed`` when the retry policy is exhausted. A lease that runs out (the
+dispatcher died) makes the row due again: delivery is at-least-once.
+
+Leasing is decided by the database: ``UPDATE ... WHERE seq IN (SELECT ...
+FOR UPDATE SKIP LOCKED)`` on PostgreSQL (two dispatchers never lease one
+row, neither waits), an immediate write transaction on SQLite. Which queues a
+dispatcher asks for comes from the tooz partition ring (the worker decides);
+this module never consults tooz. It does not deliver anything either
+(``herald.storage.dispatcher``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from herald.storage import clock
+from herald.storage.engine import Database
+from herald.storage.schema import outbox, subscriptions
+
+KIND_NOTIFICATION = "notification"
+KIND_CONFIRMATION = "confirmation"
+STATE_PENDING = "pending"
+STATE_DELIVERED = "delivered"
+STATE_FAILED = "failed"
+
+#: Set after a transaction that wrote outbox rows commits: wakes this
+#: process's dispatcher at once instead of at its next poll.
+SIGNAL = threading.Event()
+
+
+def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: str,
+            options: dict[str, Any], request_id: str, now: float) -> dict[str, Any]:
+    """The outbox row delivering ``payload`` to ``subscription`` (a row or dict)."""
+    get = subscription.__getitem__ if isinstance(subscription, dict) else (
+        lambda key: getattr(subscription, key))
+    return {
+        "project": project,
+        "queue": queue,
+        "subscription_id": get("id"),
+        "kind": kind,
+        "subscriber": get("subscriber"),
+        "subscriber_kind": get("kind"),
+        "options": json.dumps(options),
+        "payload": payload,
+        "request_id": (request_id or "-")[:128],
+        "created": now,
+        "state": STATE_PENDING,
+        "next_attempt": now,
+        "leased_until": None,
+        "lease_owner": None,
+        "attempts": 0,
+    }
+
+
+def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """One INSERT for all rows, in the caller's transaction."""
+    if rows:
+        conn.execute(sa.insert(outbox), rows)
+
+
+def _due(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(outbox.c.state == STATE_PENDING, outbox.c.next_attempt <= now,
+                   sa.or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now))
+
+
+class OutboxController:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def due_queues(self, takeover_after: float) -> list[tuple[str, str, bool]]:
+        """``(project, queue, overdue)`` of the queues with due rows; ``overdue``
+        when one has waited more than ``takeover_after`` seconds."""
+        now = clock.now()
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(outbox.c.project, outbox.c.queue,
+                          sa.func.min(outbox.c.next_attempt))
+                .where(_due(now))
+                .group_by(outbox.c.project, outbox.c.queue)
+            ).all()
+        return [(r[0], r[1], r[2] <= now - takeover_after) for r in rows]
+
+    def lease(self, owner: str, queues: Sequence[tuple[str, str]], lease_seconds: float,
+              limit: int, busy_subscriptions: Sequence[str] = ()) -> list[Any]:
+        """Lease up to ``limit`` due rows of ``queues`` (oldest first); rows of a
+        subscription that no longer exists or expired are dropped instead."""
+        if not queues:
+            return []
+        now = clock.now()
+        chosen = (sa.select(outbox.c.seq)
+                  .where(_due(now), sa.tuple_(outbox.c.project, outbox.c.queue).in_(
+                      list(queues)))
+                  .order_by(outbox.c.seq)
+                  .limit(limit)
+                  .with_for_update(skip_locked=True))
+        if busy_subscriptions:
+            chosen = chosen.where(outbox.c.subscription_id.not_in(list(busy_subscriptions)))
+        with self._db.write() as conn:
+            rows = conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.seq.in_(chosen))
+                .values(leased_until=now + lease_seconds, lease_owner=owner)
+                .returning(*outbox.c)
+            ).all()
+            if not rows:
+                return []
+            wanted = {r.subscription_id for r in rows}
+            alive = set(conn.execute(
+                sa.select(subscriptions.c.id)
+                .where(subscriptions.c.id.in_(wanted), subscriptions.c.expires > now)
+            ).scalars())
+            gone = [r.seq for r in rows if r.subscription_id not in alive]
+            if gone:
+                conn.execute(sa.delete(outbox).where(outbox.c.seq.in_(gone)))
+        rows = [r for r in rows if r.subscription_id in alive]
+        rows.sort(key=lambda r: r.seq)
+        return rows
+
+    def record_attempt(self, row: Any, owner: str, *, delivered: bool, failed: bool,
+                       status: int | None, error: str | None,
+                       next_attempt: float | None, attempts: int) -> None:
+        """Record one attempt on the row and the subscription's statistics.
+
+        ``delivered``: done. ``failed``: policy exhausted. Otherwise the row
+        goes back to pending, due at ``next_attempt`` (or kept leased for an
+        immediate retry when ``next_attempt`` is None)."""
+        now = clock.now()
+        values: dict[str, Any] = {"attempts": attempts, "last_attempt": now,
+                                  "last_status": status, "last_error": error}
+        if delivered or failed:
+            values.update(state=STATE_DELIVERED if delivered else STATE_FAILED,
+                          done_at=now, leased_until=None, lease_owner=None)
+        elif next_attempt is not None:
+            values.update(next_attempt=next_attempt, leased_until=None, lease_owner=None)
+        stats: dict[str, Any] = {
+            "delivery_attempts": subscriptions.c.delivery_attempts + 1,
+            "last_attempt": now, "last_status": status, "last_error": error,
+        }
+        if delivered:
+            stats.update(deliveries=subscriptions.c.deliveries + 1, last_success=now)
+        if failed:
+            stats["delivery_failures"] = subscriptions.c.delivery_failures + 1
+        with self._db.write() as conn:
+            # Only while we hold the lease: a row re-leased by another
+            # dispatcher (ours ran out) is theirs to record.
+            result = conn.execute(sa.update(outbox)
+                                  .where(outbox.c.seq == row.seq,
+                                         outbox.c.lease_owner == owner)
+                                  .values(**values))
+            if not result.rowcount:
+                return
+            conn.execute(sa.update(subscriptions)
+                         .where(subscriptions.c.id == row.subscription_id).values(**stats))
+
+    def extend_lease(self, seqs: Sequence[int], owner: str, lease_seconds: float) -> None:
+        if not seqs:
+            return
+        with self._db.write() as conn:
+            conn.execute(sa.update(outbox)
+                         .where(outbox.c.seq.in_(list(seqs)), outbox.c.lease_owner == owner)
+                         .values(leased_until=clock.now() + lease_seconds))
+
+    def release(self, seqs: Sequence[int], owner: str) -> None:
+        """Give leased rows back untouched (stopping dispatcher)."""
+        if not seqs:
+            return
+        with self._db.write() as conn:
+            conn.execute(sa.update(outbox)
+                         .where(outbox.c.seq.in_(list(seqs)), outbox.c.lease_owner == owner,
+                                outbox.c.state == STATE_PENDING)
+                         .values(leased_until=None, lease_owner=None))
+
+    def drop(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            with self._db.write() as conn:
+                conn.execute(sa.delete(outbox).where(outbox.c.seq.in_(list(seqs))))
+
+    def collect_garbage(self, retention: float) -> int:
+        """Delete delivered rows older than ``retention`` seconds."""
+        with self._db.write() as conn:
+            return conn.execute(
+                sa.delete(outbox).where(outbox.c.state == STATE_DELIVERED,
+                                        outbox.c.done_at <= clock.now() - retention)
+            ).rowcount or 0
+
+    def rows(self, project: str | None = None, queue: str | None = None) -> list[Any]:
+        """Every row (of one queue): for inspection and tests."""
+        stmt = sa.select(outbox).order_by(outbox.c.seq)
+        if project is not None:
+            stmt = stmt.where(outbox.c.project == project)
+        if queue is not None:
+            stmt = stmt.where(outbox.c.queue == queue)
+        with self._db.read() as conn:
+            return list(conn.execute(stmt).all())

@@ -1,0 +1,68 @@
+"""The message pipeline: stages run inside the transaction of every post.
+
+``[storage] message_pipeline`` names the stages, in order. Each runs after
+the post's messages were inserted, on the same connection, so whatever it
+writes commits or rolls back with the messages (a rolled-back post notifies
+nobody). Stage names map to factories in ``_REGISTRY``; ``register`` adds
+one (tests register failing stages there). A stage must not commit, open
+transactions of its own, or do network I/O: it only writes rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from oslo_config import cfg
+from sqlalchemy.engine import Connection
+
+
+@dataclasses.dataclass
+class PostedBatch:
+    """What a stage sees of one post (messages as accepted, defaults applied)."""
+
+    project: str
+    queue: str
+    metadata: dict[str, Any]
+    #: ``{"id", "body", "ttl", "delay"}`` per message, in request order.
+    messages: list[dict[str, Any]]
+    now: float
+    request_id: str
+    #: Outbox rows the stages wrote (the poster wakes the dispatcher when > 0).
+    outbox_rows: int = 0
+
+
+class Stage(Protocol):
+    def __call__(self, conn: Connection, batch: PostedBatch) -> None: ...
+
+
+StageFactory = Callable[[cfg.ConfigOpts], Stage]
+
+# Built-in stages by name -> "module:attribute" (imported when used).
+_BUILTIN = {"notifier": "herald.storage.notifier:NotifierStage"}
+_REGISTRY: dict[str, StageFactory] = {}
+
+
+def register(name: str, factory: StageFactory) -> None:
+    _REGISTRY[name] = factory
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def _factory(name: str) -> StageFactory:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BUILTIN:
+        module, _, attr = _BUILTIN[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    raise ValueError(f"unknown message pipeline stage {name!r} in [storage] "
+                     f"message_pipeline; known: {sorted({*_BUILTIN, *_REGISTRY})}")
+
+
+def build(conf: cfg.ConfigOpts) -> list[Stage]:
+    return [_factory(name.strip())(conf) for name in conf.storage.message_pipeline
+            if name.strip()]

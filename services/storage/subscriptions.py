@@ -1,0 +1,353 @@
+"""Subscription controller: create, list, get, update, delete, confirm, purge
+(rest-v2.md §6, semantics.md §10, notifications.md §6-7).
+
+Expired subscriptions behave as deleted at once: every read filters on
+``expires`` in SQL, and a create over an expired duplicate replaces it. A
+confirmation message (SubscriptionConfirmation / UnsubscribeConfirmation) is
+an outbox row written in the same transaction as the change that causes it,
+so it is delivered by the dispatchers like any notification. Deleting a
+subscription deletes its pending outbox rows with it.
+
+Validation of the request fields is the edge's job (``herald.common.
+subscriptions``); this module enforces only what needs the stored rows
+(uniqueness, existence). Must not deliver anything itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from herald.common import errors, ids, signing, timeutils
+from herald.common import subscriptions as rules
+from herald.storage import base, clock, outbox
+from herald.storage.engine import Database
+from herald.storage.schema import outbox as outbox_table
+from herald.storage.schema import subscriptions
+
+LOG = logging.getLogger(__name__)
+
+KIND_URI = "uri"
+KIND_WEBSOCKET = "websocket"
+
+_id_lock = threading.Lock()
+_last_stamp = 0
+
+
+def new_subscription_id() -> str:
+    """32 hex digits that sort in creation order: microseconds, then randomness.
+
+    Listing is "creation order (id ascending)" with the id as marker, so ids
+    must grow with time; the random half keeps them unguessable and unique
+    across workers."""
+    global _last_stamp
+    with _id_lock:
+        stamp = max(time.time_ns() // 1000, _last_stamp + 1)
+        _last_stamp = stamp
+    return f"{stamp:016x}{os.urandom(8).hex()}"
+
+
+def _subscription_object(row: Any, now: float, with_delivery: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": row.id,
+        "source": row.queue,
+        "subscriber": row.subscriber,
+        "ttl": int(row.ttl),
+        "age": timeutils.age(row.created, now),
+        "options": base.load_metadata(row.options),
+        "confirmed": bool(row.confirmed),
+    }
+    if with_delivery:
+        item["delivery"] = {
+            "attempts": int(row.delivery_attempts or 0),
+            "delivered": int(row.deliveries or 0),
+            "failed": int(row.delivery_failures or 0),
+            "last_attempt": timeutils.isotime(row.last_attempt) if row.last_attempt else None,
+            "last_status": row.last_status,
+            "last_error": row.last_error,
+            "last_success": timeutils.isotime(row.last_success) if row.last_success else None,
+        }
+    return item
+
+
+def _live(now: float) -> sa.ColumnElement[bool]:
+    return subscriptions.c.expires > now
+
+
+class SubscriptionController:
+    def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
+        self._db = db
+        self._conf = conf
+
+    # -- confirmation messages ------------------------------------------------
+
+    def _confirmation_enabled(self) -> bool:
+        return bool(self._conf.notification.require_confirmation
+                    and self._conf.signed_url.secret_key)
+
+    def _queue_confirmation(self, conn: Connection, row: dict[str, Any], subscribe: bool,
+                            now: float, request_id: str) -> None:
+        """Write the (un)subscribe confirmation of ``row`` to the outbox."""
+        if row["kind"] != KIND_URI or not self._confirmation_enabled():
+            return
+        if rules.scheme(row["subscriber"]) == "mailto":
+            # Mail confirmations need [notification] external_confirmation_url
+            # (a page that issues the PUT); not offered yet: nothing is sent.
+            return
+        queue, project, sid = row["queue"], row["project"], row["id"]
+        path = f"/v2/queues/{queue}/subscriptions/{sid}/confirm"
+        lifetime = row["ttl"] if subscribe else self._conf.limits.default_subscription_ttl
+        expires = timeutils.from_epoch(now) + dt.timedelta(seconds=int(lifetime))
+        expires_text = signing.format_expires(expires)
+        payload: dict[str, Any] = {
+            "Message_Type": ("SubscriptionConfirmation" if subscribe
+                             else "UnsubscribeConfirmation"),
+            "Message": (f"You have chosen to subscribe to the queue: {queue}" if subscribe
+                        else f"You have unsubscribed successfully to the queue: {queue}, "
+                        "you can resubscribe it by using confirmed=True."),
+            "URL-Signature": signing.signature(self._conf.signed_url.secret_key, [path],
+                                               ["PUT"], project, expires_text),
+            "URL-Methods": "PUT",
+            "URL-Paths": path,
+            "X-Project-ID": project,
+            "URL-Expires": expires_text,
+            "SubscribeBody": {"confirmed": True},
+            "UnsubscribeBody": {"confirmed": False},
+            "queue_name": queue,
+        }
+        rest = self._conf.notification.public_endpoint
+        if rest:
+            payload["WSGISubscribeURL"] = rest.rstrip("/") + path
+        websocket = self._conf.notification.websocket_public_endpoint
+        if websocket:
+            payload["WebSocketSubscribeURL"] = websocket.rstrip("/") + path
+        outbox.insert_rows(conn, [outbox.row_for(
+            project=project, queue=queue, subscription=row, kind=outbox.KIND_CONFIRMATION,
+            payload=json.dumps(payload), options=base.load_metadata(row["options"]),
+            request_id=request_id, now=now)])
+
+    # -- create ---------------------------------------------------------------
+
+    def create(self, project: str, queue: str, subscriber: str, ttl: int | None,
+               options: dict[str, Any] | None, kind: str, send_confirmation: bool,
+               request_id: str) -> dict[str, Any]:
+        """``{"subscription_id", "created": bool, "confirmed": bool}``.
+
+        An existing live subscription of the same subscriber is returned with
+        ``created`` False (the edge answers 201 or 409); its ttl and options
+        are left alone. A confirmation is queued for a new subscription, or an
+        unconfirmed existing one, when ``send_confirmation`` and enabled."""
+        ttl = int(ttl or self._conf.limits.default_subscription_ttl)
+        for attempt in range(2):
+            try:
+                return self._create(project, queue, subscriber, ttl, options or {}, kind,
+                                    send_confirmation, request_id)
+            except sa_exc.IntegrityError:
+                # A concurrent create of the same subscriber won the unique
+                # index; the second round finds its row.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create(self, project: str, queue: str, subscriber: str, ttl: int,
+                options: dict[str, Any], kind: str, send_confirmation: bool,
+                request_id: str) -> dict[str, Any]:
+        now = clock.now()
+        with self._db.write() as conn:
+            base.ensure_queue(conn, project, queue, None, now)
+            existing = conn.execute(
+                sa.select(subscriptions)
+                .where(subscriptions.c.project == project, subscriptions.c.queue == queue,
+                       subscriptions.c.subscriber == subscriber)
+                .with_for_update()
+            ).mappings().one_or_none()
+            if existing is not None and existing["expires"] > now:
+                if send_confirmation and not existing["confirmed"]:
+                    self._queue_confirmation(conn, dict(existing), True, now, request_id)
+                return {"subscription_id": existing["id"], "created": False,
+                        "confirmed": bool(existing["confirmed"])}
+            if existing is not None:  # expired: as if deleted
+                _delete_rows(conn, sa.and_(subscriptions.c.id == existing["id"]))
+            row = {
+                "id": new_subscription_id(),
+                "project": project,
+                "queue": queue,
+                "subscriber": subscriber,
+                "kind": kind,
+                "ttl": ttl,
+                "options": json.dumps(options),
+                "confirmed": False,
+                "created": now,
+                "expires": now + ttl,
+                "delivery_attempts": 0,
+                "deliveries": 0,
+                "delivery_failures": 0,
+            }
+            conn.execute(sa.insert(subscriptions).values(**row))
+            if send_confirmation:
+                self._queue_confirmation(conn, row, True, now, request_id)
+        if send_confirmation and self._confirmation_enabled():
+            outbox.SIGNAL.set()
+        return {"subscription_id": row["id"], "created": True, "confirmed": False}
+
+    # -- reads ----------------------------------------------------------------
+
+    def list(self, project: str, queue: str, marker: str | None,
+             limit: int) -> dict[str, Any]:
+        now = clock.now()
+        stmt = (sa.select(subscriptions)
+                .where(subscriptions.c.project == project, subscriptions.c.queue == queue,
+                       _live(now))
+                .order_by(subscriptions.c.id)
+                .limit(limit))
+        if marker:
+            stmt = stmt.where(subscriptions.c.id > marker)
+        with self._db.read() as conn:
+            rows = conn.execute(stmt).all()
+        return {"subscriptions": [_subscription_object(r, now, False) for r in rows],
+                "marker": rows[-1].id if rows else None}
+
+    def get(self, project: str, queue: str, subscription_id: str) -> dict[str, Any]:
+        if not ids.is_valid_id(subscription_id):
+            raise errors.SubscriptionDoesNotExist.of(subscription_id)
+        now = clock.now()
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(subscriptions)
+                .where(subscriptions.c.id == subscription_id,
+                       subscriptions.c.project == project, subscriptions.c.queue == queue,
+                       _live(now))
+            ).one_or_none()
+            if row is None:
+                raise errors.SubscriptionDoesNotExist.of(subscription_id)
+            item = _subscription_object(row, now, True)
+            pending = conn.execute(
+                sa.select(sa.func.count()).select_from(outbox_table)
+                .where(outbox_table.c.subscription_id == subscription_id,
+                       outbox_table.c.state == outbox.STATE_PENDING)
+            ).scalar_one()
+        item["delivery"]["pending"] = int(pending)
+        return item
+
+    # -- changes --------------------------------------------------------------
+
+    def update(self, project: str, queue: str, subscription_id: str,
+               changes: dict[str, Any]) -> None:
+        if not ids.is_valid_id(subscription_id):
+            raise errors.SubscriptionDoesNotExist.of(subscription_id)
+        now = clock.now()
+        values: dict[str, Any] = {}
+        if "subscriber" in changes:
+            values["subscriber"] = changes["subscriber"]
+        if "options" in changes:
+            values["options"] = json.dumps(changes["options"] or {})
+        if "ttl" in changes:
+            ttl = int(changes["ttl"] or self._conf.limits.default_subscription_ttl)
+            values["ttl"] = ttl
+            values["expires"] = now + ttl
+        with self._db.write() as conn:
+            found = conn.execute(
+                sa.select(subscriptions.c.id)
+                .where(subscriptions.c.id == subscription_id,
+                       subscriptions.c.project == project, subscriptions.c.queue == queue,
+                       _live(now))
+                .with_for_update()
+            ).one_or_none()
+            if found is None:
+                raise errors.SubscriptionDoesNotExist.of(subscription_id)
+            if "subscriber" in values:
+                clash = conn.execute(
+                    sa.select(subscriptions.c.id, subscriptions.c.expires)
+                    .where(subscriptions.c.project == project,
+                           subscriptions.c.queue == queue,
+                           subscriptions.c.subscriber == values["subscriber"],
+                           subscriptions.c.id != subscription_id)
+                ).one_or_none()
+                if clash is not None and clash.expires > now:
+                    raise errors.Conflict(
+                        "Such subscription already exists.Subscriptions are unique by "
+                        "project + queue + subscriber URI.")
+                if clash is not None:
+                    _delete_rows(conn, subscriptions.c.id == clash.id)
+            if values:
+                conn.execute(sa.update(subscriptions)
+                             .where(subscriptions.c.id == subscription_id).values(**values))
+
+    def delete(self, project: str, queue: str, subscription_id: str) -> None:
+        if not ids.is_valid_id(subscription_id):
+            return
+        with self._db.write() as conn:
+            _delete_rows(conn, sa.and_(subscriptions.c.id == subscription_id,
+                                       subscriptions.c.project == project,
+                                       subscriptions.c.queue == queue))
+
+    def confirm(self, project: str, subscription_id: str, confirmed: bool,
+                request_id: str) -> None:
+        """Set ``confirmed`` (looked up within the project only, as the reference)."""
+        if not ids.is_valid_id(subscription_id):
+            raise errors.SubscriptionDoesNotExist.of(subscription_id)
+        now = clock.now()
+        with self._db.write() as conn:
+            row = conn.execute(
+                sa.select(subscriptions)
+                .where(subscriptions.c.id == subscription_id,
+                       subscriptions.c.project == project, _live(now))
+                .with_for_update()
+            ).mappings().one_or_none()
+            if row is None:
+                raise errors.SubscriptionDoesNotExist.of(subscription_id)
+            conn.execute(sa.update(subscriptions)
+                         .where(subscriptions.c.id == subscription_id)
+                         .values(confirmed=bool(confirmed)))
+            if not confirmed:
+                self._queue_confirmation(conn, dict(row), False, now, request_id)
+        if not confirmed and self._confirmation_enabled():
+            outbox.SIGNAL.set()
+
+    def purge(self, project: str, queue: str) -> None:
+        with self._db.write() as conn:
+            _delete_rows(conn, sa.and_(subscriptions.c.project == project,
+                                       subscriptions.c.queue == queue))
+
+    def delete_connection(self, gateway_id: str, connection_id: str) -> int:
+        """Delete the subscriptions of one websocket connection (it closed)."""
+        uri = rules.ws_subscriber_uri(gateway_id, connection_id)
+        with self._db.write() as conn:
+            return _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET,
+                                              subscriptions.c.subscriber == uri))
+
+    def collect_garbage(self, project: str, queue: str) -> int:
+        """Delete the queue's expired subscriptions (reads already hide them)."""
+        with self._db.write() as conn:
+            return _delete_rows(conn, sa.and_(subscriptions.c.project == project,
+                                              subscriptions.c.queue == queue,
+                                              subscriptions.c.expires <= clock.now()))
+
+    def expired_queues(self) -> list[tuple[str, str]]:
+        with self._db.read() as conn:
+            return [(r.project, r.queue) for r in conn.execute(
+                sa.select(subscriptions.c.project, subscriptions.c.queue)
+                .where(subscriptions.c.expires <= clock.now()).distinct())]
+
+
+def _delete_rows(conn: Connection, where: sa.ColumnElement[bool]) -> int:
+    """Delete the matching subscriptions and their pending outbox rows."""
+    doomed = [r.id for r in conn.execute(sa.select(subscriptions.c.id).where(where))]
+    if not doomed:
+        return 0
+    conn.execute(sa.delete(outbox_table).where(outbox_table.c.subscription_id.in_(doomed),
+                                               outbox_table.c.state == outbox.STATE_PENDING))
+    conn.execute(sa.delete(subscriptions).where(subscriptions.c.id.in_(doomed)))
+    return len(doomed)
+
+

@@ -1,0 +1,296 @@
+"""Notification delivery by an outbox dispatcher, against real local receivers.
+
+A storage endpoint on SQLite, the notifier stage, and one ``Dispatcher``
+owning every queue deliver to an HTTP receiver (``http.server`` on
+127.0.0.1, one thread per request) and an SMTP server (aiosmtpd). Retry
+delays are scaled down (``retry_delay_scale``) so the retry procedure runs in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oslo_config import cfg
+
+from herald.common import config
+from herald.common.context import RequestContext, current_request_id
+from herald.common.rpc.ws_push import WSPushClient
+from herald.storage import migrations
+from herald.storage.dispatcher import Dispatcher
+from herald.storage.endpoint import StorageEndpoint
+from herald.storage.engine import Database, make_engine
+from herald.storage.outbox import OutboxController
+
+
+class Receiver:
+    """Records every POST; the path picks the behaviour (ok, flaky-N, hang, fail)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    n = receiver.counts.get(self.path, 0) + 1
+                    receiver.counts[self.path] = n
+                    receiver.requests.append({"path": self.path, "body": body,
+                                              "headers": dict(self.headers),
+                                              "at": time.monotonic()})
+                status = 200
+                if self.path.startswith("/hang"):
+                    receiver.release.wait(30)
+                elif self.path.startswith("/flaky"):
+                    status = 500 if n <= 3 else 200
+                elif self.path.startswith("/fail"):
+                    status = 503
+                elif self.path.startswith("/gone"):
+                    status = 404
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def received(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["path"] == path]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Stack:
+    def __init__(self, tmp: Path, **notification: Any) -> None:
+        self.conf = config.load([], conf=cfg.ConfigOpts())
+        url = f"sqlite:///{tmp}/h.sqlite"
+        migrations.upgrade(url)
+        self.db = Database(make_engine(url, pool_size=8))
+        options = {"dispatch_interval": 0.05, "retry_delay_scale": 0.01,
+                   "delivery_timeout": 2.0, **notification}
+        for name, value in options.items():
+            self.conf.set_override(name, value, group="notification")
+        self.endpoint = StorageEndpoint(self.db, self.conf)
+        self.dispatcher = Dispatcher(self.db, self.conf, "test-member", lambda p, q: True,
+                                     WSPushClient(self.conf, use_rpc=False), lambda g: None)
+        self.dispatcher.start()
+        self.ctxt = RequestContext(project_id=f"p-{uuid.uuid4().hex[:8]}",
+                                   client_id=str(uuid.uuid4()))
+
+    def subscribe(self, subscriber: str, queue: str = "q", **options: Any) -> str:
+        return self.endpoint.subscription_create(
+            self.ctxt, queue=queue, subscriber=subscriber, ttl=None,
+            options=options or None)["subscription_id"]
+
+    def post(self, bodies: list[Any], queue: str = "q", ttl: int = 120) -> list[str]:
+        return self.endpoint.message_post(self.ctxt, queue=queue, body_size=10,
+                                          messages=[{"body": b, "ttl": ttl} for b in bodies])
+
+    def delivery(self, sid: str, queue: str = "q") -> dict[str, Any]:
+        return self.endpoint.subscription_get(self.ctxt, queue=queue,
+                                              subscription_id=sid)["delivery"]
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        self.db.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path)
+    yield s
+    s.close()
+
+
+def test_webhook_gets_the_exact_payload_and_headers(stack, receiver):
+    stack.subscribe(receiver.url + "/ok", post_headers={"X-Custom": "yes",
+                                                        "Content-Type": "application/json"})
+    stack.subscribe(receiver.url + "/templated",
+                    post_data='{"messages": [{"body": "$zaqar_message$", "ttl": 60}]}')
+    stack.post([{"event": "BackupStarted"}, "second"])
+    wait_until(lambda: len(receiver.received("/ok")) == 2
+               and len(receiver.received("/templated")) == 2, what="4 deliveries")
+    ok = receiver.received("/ok")
+    assert [r["body"] for r in ok] == [
+        b'{"ttl": 120, "body": {"event": "BackupStarted"}, "Message_Type": "Notification", '
+        b'"queue_name": "q"}',
+        b'{"ttl": 120, "body": "second", "Message_Type": "Notification", "queue_name": "q"}',
+    ]
+    assert ok[0]["headers"]["Content-Type"] == "application/json"
+    assert ok[0]["headers"]["X-Custom"] == "yes"
+    templated = json.loads(receiver.received("/templated")[0]["body"])
+    assert templated == {"messages": [{"body": {"ttl": 120, "body": {"event": "BackupStarted"},
+                                                "Message_Type": "Notification",
+                                                "queue_name": "q"}, "ttl": 60}]}
+
+
+def test_500_three_times_then_200_is_retried_and_recorded(stack, receiver):
+    immediate = stack.subscribe(receiver.url + "/flaky-a")
+    delayed = stack.subscribe(receiver.url + "/flaky-b",
+                              _retry_policy={"retries_with_no_delay": 1})
+    stack.post(["x"])
+    wait_until(lambda: receiver.counts.get("/flaky-a") == 4
+               and receiver.counts.get("/flaky-b") == 4, what="4 attempts each")
+    for sid in (immediate, delayed):
+        wait_until(lambda sid=sid: stack.delivery(sid)["delivered"] == 1, what="recorded")
+        delivery = stack.delivery(sid)
+        assert delivery["attempts"] == 4 and delivery["failed"] == 0
+        assert delivery["last_status"] == 200 and delivery["pending"] == 0
+        assert delivery["last_success"] is not None
+    # phase 2 of the policy spaced the delayed one's retries (5 s x 0.01 scale)
+    times = [r["at"] for r in receiver.received("/flaky-b")]
+    assert times[2] - times[1] >= 0.04
+    rows = OutboxController(stack.db).rows()
+    assert sorted(r.attempts for r in rows) == [4, 4]
+    assert {r.state for r in rows} == {"delivered"}
+
+
+def test_exhausted_policy_marks_the_delivery_failed(stack, receiver, caplog):
+    sid = stack.subscribe(receiver.url + "/fail",
+                          _retry_policy={"retries_with_no_delay": 1, "minimum_delay_retries": 1,
+                                         "maximum_delay_retries": 0, "minimum_delay": 1,
+                                         "maximum_delay": 11})
+    with caplog.at_level(logging.ERROR, logger="herald.storage.dispatcher"):
+        stack.post(["x"])
+        wait_until(lambda: stack.delivery(sid)["failed"] == 1, what="failed delivery")
+    # 1 + 1 immediate + 1 minimum + back-off [1, 6] = 5 attempts
+    assert receiver.counts["/fail"] == 5
+    delivery = stack.delivery(sid)
+    assert delivery["attempts"] == 5 and delivery["last_status"] == 503
+    assert delivery["last_error"] == "HTTP 503"
+    [row] = OutboxController(stack.db).rows()
+    assert row.state == "failed" and row.attempts == 5  # kept for inspection
+    assert any("giving up" in r.getMessage() for r in caplog.records)
+
+
+def test_4xx_is_final(stack, receiver):
+    sid = stack.subscribe(receiver.url + "/gone")
+    stack.post(["x"])
+    wait_until(lambda: stack.delivery(sid)["attempts"] == 1, what="one attempt")
+    time.sleep(0.2)
+    assert receiver.counts["/gone"] == 1
+    assert stack.delivery(sid)["delivered"] == 1
+
+
+def test_a_hanging_subscriber_does_not_delay_a_healthy_one(stack, receiver):
+    stack.subscribe(receiver.url + "/hang")
+    stack.subscribe(receiver.url + "/ok")
+    latencies = []
+    for n in range(3):
+        started = time.monotonic()
+        stack.post([n])
+        wait_until(lambda n=n: len(receiver.received("/ok")) == n + 1, timeout=5,
+                   what="healthy delivery")
+        latencies.append(receiver.received("/ok")[-1]["at"] - started)
+    assert receiver.received("/hang")  # the other one is stuck in its first request
+    assert max(latencies) < 0.5, latencies
+    hang_wait = time.monotonic() - receiver.received("/hang")[0]["at"]
+    assert hang_wait < 2.0  # still inside its 2 s timeout: it did not hold us up
+
+
+def test_delivery_logs_carry_the_request_id_of_the_post(stack, receiver):
+    seen: list[tuple[str, str]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), current_request_id()))
+
+    handler = Capture(level=logging.INFO)
+    logger = logging.getLogger("herald.storage.dispatcher")
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        stack.subscribe(receiver.url + "/ok")
+        stack.post(["x"])
+        wait_until(lambda: any("delivered" in m for m, _ in seen), what="delivery log")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert [rid for m, rid in seen if "delivered" in m] == [stack.ctxt.request_id]
+
+
+def test_mail_reaches_the_smtp_server(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        def __init__(self) -> None:
+            self.mails: list[tuple[str, list[str], bytes]] = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            self.mails.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
+            return "250 OK"
+
+    sink = Sink()
+    with socket.socket() as probe:  # aiosmtpd's readiness check needs a real port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        s = Stack(tmp_path, smtp_host="127.0.0.1", smtp_port=port,
+                  smtp_sender="herald@example.com")
+        try:
+            s.subscribe("mailto:ops@example.com?Subject=Queue%20news")
+            s.subscribe("mailto:other@example.com", subject="From options",
+                        **{"from": "sender@example.com"})
+            s.post([{"event": "x"}])
+            wait_until(lambda: len(sink.mails) == 2, what="2 mails")
+        finally:
+            s.close()
+    finally:
+        controller.stop()
+    by_rcpt = {rcpt[0]: (sender, email.message_from_bytes(content))
+               for sender, rcpt, content in sink.mails}
+    sender, mail = by_rcpt["ops@example.com"]
+    assert sender == "herald@example.com"
+    assert mail["Subject"] == "Queue news" and mail["To"] == "ops@example.com"
+    assert json.loads(mail.get_payload(decode=True)) == {
+        "ttl": 120, "body": {"event": "x"}, "Message_Type": "Notification",
+        "queue_name": "q"}
+    sender, mail = by_rcpt["other@example.com"]
+    assert sender == "sender@example.com" and mail["Subject"] == "From options"
