@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,15 @@ class Service:
         try:
             # A session of its own: a Ctrl-C on the test runner's terminal
             # does not reach the services, and teardown can kill the group.
-            self.popen = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            with warnings.catch_warnings():
+                # preexec_fn makes subprocess fork() in Python; eventlet (pulled
+                # in by oslo libraries, never used by Herald) warns about that.
+                warnings.filterwarnings("ignore", "Using fork", DeprecationWarning)
+                self.popen = subprocess.Popen(
+                    self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
         finally:
             log.close()  # the child holds its own descriptor
         return self
