@@ -14,6 +14,14 @@ from oslo_config import cfg
 GROUP = "notification"
 
 ALL_OPTS = [
+    cfg.ListOpt(
+        "subscriber_types",
+        default=["http", "https", "mailto", "trust+http", "trust+https"],
+        help="URI schemes a subscriber may use (REST and websocket subscription "
+        "create/update). Possible values: a comma-separated subset of http, https, "
+        "mailto, trust+http, trust+https (trust+ subscribers are posted to without "
+        "a Keystone token).",
+    ),
     cfg.BoolOpt(
         "require_confirmation",
         default=False,

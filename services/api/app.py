@@ -2,7 +2,7 @@
 
 Routes take any non-slash segment as ``queue_name`` so that a bad name gets
 the pipeline's 400 rather than a 404. Unknown paths (and, for now,
-subscriptions, share, pools, flavors and topics) fall to the 404 handler.
+share, pools, flavors and topics) fall to the 404 handler.
 This module wires handlers; it holds no request logic.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import tornado.web
 from oslo_config import cfg
 
-from herald.api.handlers import base, claims, health, home, messages, queues
+from herald.api.handlers import base, claims, health, home, messages, queues, subscriptions
 from herald.common.rpc.storage_api import StorageAPI
 
 _SEGMENT = r"[^/]+"
@@ -36,6 +36,11 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
         (rf"{_QUEUE}/messages/(?P<message_id>{_SEGMENT})", messages.MessageHandler),
         (rf"{_QUEUE}/claims", claims.ClaimCollectionHandler),
         (rf"{_QUEUE}/claims/(?P<claim_id>{_SEGMENT})", claims.ClaimHandler),
+        (rf"{_QUEUE}/subscriptions", subscriptions.SubscriptionCollectionHandler),
+        (rf"{_QUEUE}/subscriptions/(?P<subscription_id>{_SEGMENT})",
+         subscriptions.SubscriptionHandler),
+        (rf"{_QUEUE}/subscriptions/(?P<subscription_id>{_SEGMENT})/confirm",
+         subscriptions.SubscriptionConfirmHandler),
     ]
     return tornado.web.Application(
         [tornado.web.url(pattern, handler, deps) for pattern, handler in routes],
