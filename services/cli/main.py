@@ -64,7 +64,9 @@ async def _serve_api(conf: cfg.ConfigOpts, storage: StorageAPI) -> None:
 async def _serve_ws_gateway(conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str) -> None:
     from herald.ws_gateway.service import WSGatewayService
 
-    gateway = WSGatewayService(conf, storage, member_id)
+    # push_rpc: storage workers in other processes cast pushes for this
+    # gateway's websocket subscribers to it over RabbitMQ.
+    gateway = WSGatewayService(conf, storage, member_id, push_rpc=True)
     try:
         await gateway.start()
         await _wait_for_signal()

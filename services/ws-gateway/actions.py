@@ -41,6 +41,8 @@ class ActionRequest:
     body: dict[str, Any]
     headers: dict[str, Any]
     binary: bool = False  # came in a msgpack frame (size limits measure that form)
+    #: The sending ``Connection`` (connection subscribers); None in unit tests.
+    connection: Any = None
 
 
 class ActionError(Exception):
@@ -88,6 +90,10 @@ class Actions:
             "claim_update": self.claim_update,
             "claim_delete": self.claim_delete,
         }
+        # Subscriptions live in their own module (it imports this one).
+        from herald.ws_gateway.subscription_actions import SubscriptionActions
+
+        self.handlers.update(SubscriptionActions(storage, conf).handlers)
 
     # -- queues -----------------------------------------------------------
 
@@ -294,6 +300,10 @@ def _claim_not_found(claim_id: str, exc: errors.HeraldError) -> ActionError:
 
 # What the reference says when storage fails (503) during each action.
 FAILURE_SUMMARIES = {
+    "subscription_create": "Subscription could not be created.",
+    "subscription_list": "Subscriptions could not be listed.",
+    "subscription_get": "Subscription could not be retrieved.",
+    "subscription_delete": "Subscription could not be deleted.",
     "queue_list": "Queues could not be listed.",
     "queue_create": "Queue could not be created.",
     "queue_get": "Queue metadata could not be retrieved.",

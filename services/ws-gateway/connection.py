@@ -110,7 +110,7 @@ class Connection(tornado.websocket.WebSocketHandler):
 
     async def _serve(self, message: str | bytes) -> None:
         try:
-            reply = await self.gateway.dispatcher.handle(message)
+            reply = await self.gateway.dispatcher.handle(message, connection=self)
         except Exception:  # dispatch turns errors into replies; this is a bug
             LOG.exception("ws connection %s: request crashed", self.connection_id)
             return
@@ -122,6 +122,8 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._drop_outbox()
         if self._writer is not None:
             self._writer.cancel()
+        if self.gateway.pushes is not None:
+            self.gateway.pushes.connection_closed(self)
         LOG.info("ws connection %s closed (code %s)", self.connection_id, self.close_code)
 
     # -- outbound queue -------------------------------------------------------

@@ -44,12 +44,14 @@ class Dispatcher:
     def __init__(self, storage: StorageAPI, conf: cfg.ConfigOpts) -> None:
         self._actions = Actions(storage, conf)
 
-    async def handle(self, frame: str | bytes) -> str | bytes:
-        """The encoded reply frame for one request frame (same frame kind)."""
-        reply = await self.handle_payload(frame)
+    async def handle(self, frame: str | bytes, connection: Any = None) -> str | bytes:
+        """The encoded reply frame for one request frame (same frame kind);
+        ``connection`` is the sender (subscription actions may subscribe it)."""
+        reply = await self.handle_payload(frame, connection)
         return codec.encode(reply, isinstance(frame, bytes))
 
-    async def handle_payload(self, frame: str | bytes) -> dict[str, Any]:
+    async def handle_payload(self, frame: str | bytes,
+                             connection: Any = None) -> dict[str, Any]:
         try:
             payload = codec.decode(frame)
         except codec.DecodeError as exc:
@@ -79,7 +81,7 @@ class Dispatcher:
         handler = self._actions.handlers.get(action)
         if handler is None:
             # Known to the schema but without behaviour here (pools, flavors,
-            # home doc, health, ping; subscriptions until storage has them).
+            # home doc, health, ping).
             return envelope(request, 400, {"error": f"{action} is not a valid action"})
 
         headers = request["headers"]
@@ -91,7 +93,8 @@ class Dispatcher:
         set_current_request_id(ctxt.request_id)
         try:
             status, body = await handler(ActionRequest(action, ctxt, request["body"], headers,
-                                                       binary=isinstance(frame, bytes)))
+                                                       binary=isinstance(frame, bytes),
+                                                       connection=connection))
         except Exception as exc:  # every failure becomes a reply, never a dead socket
             status, body = error_reply(action, exc)
             if status >= 500:

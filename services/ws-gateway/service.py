@@ -8,8 +8,13 @@ under its member id with a heartbeat, and on ``stop()``:
 1. stops accepting connections; frames arriving afterwards are ignored;
 2. waits up to ``shutdown_timeout`` for in-flight requests and lets their
    replies reach the sockets;
-3. closes every connection with 1001 (going away);
-4. leaves the group and stops the coordinator.
+3. closes every connection with 1001 (going away), which deletes their
+   connection subscriptions;
+4. stops taking pushes, leaves the group and stops the coordinator.
+
+Pushes for websocket subscribers (``push``) arrive in-process in embedded
+mode and, with ``push_rpc``, as oslo.messaging casts to topic ``[rpc]
+ws_topic`` under this gateway's member id.
 
 The gateway holds no data a client needs besides its live connection:
 everything goes to storage over ``StorageAPI``, so clients may reconnect to
@@ -32,9 +37,12 @@ from tooz import coordination as tooz_coordination
 
 from herald.common import coordination
 from herald.common.context import RequestContext
+from herald.common.rpc import ws_push
+from herald.common.rpc.server import RPCServer
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway.connection import Connection
 from herald.ws_gateway.dispatch import Dispatcher
+from herald.ws_gateway.push import PushEndpoint, Pushes
 
 LOG = logging.getLogger(__name__)
 
@@ -42,7 +50,8 @@ _GROUP = coordination.WS_GROUP.encode()
 
 
 class WSGatewayService:
-    def __init__(self, conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str,
+                 push_rpc: bool = False) -> None:
         self.conf = conf
         self.storage = storage
         self.member_id = member_id
@@ -53,6 +62,9 @@ class WSGatewayService:
         self.port: int | None = None
         self._server: tornado.httpserver.HTTPServer | None = None
         self._coordinator: tooz_coordination.CoordinationDriver | None = None
+        self._push_rpc = push_rpc
+        self._push_server: RPCServer | None = None
+        self.pushes: Pushes | None = None
 
     def make_app(self) -> tornado.web.Application:
         opts = self.conf.ws_gateway
@@ -65,6 +77,12 @@ class WSGatewayService:
     async def start(self) -> None:
         """Join ``herald.ws`` and start listening (must run on the event loop)."""
         loop = asyncio.get_running_loop()
+        self.pushes = Pushes(self, loop)
+        ws_push.register_local_gateway(self.member_id, self.pushes.deliver)
+        if self._push_rpc:
+            self._push_server = RPCServer(self.conf, self.conf.rpc.ws_topic, self.member_id,
+                                          [PushEndpoint(self.pushes)])
+            await loop.run_in_executor(None, self._push_server.start)
         self._coordinator = await loop.run_in_executor(None, self._join_group)
         opts = self.conf.ws_gateway
         sockets = tornado.netutil.bind_sockets(opts.port, address=opts.bind)
@@ -102,6 +120,12 @@ class WSGatewayService:
         deadline = loop.time() + 2.0
         while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.02)
+        if self.pushes is not None:
+            await self.pushes.wait_cleanups(2.0)
+        ws_push.unregister_local_gateway(self.member_id)
+        if self._push_server is not None:
+            server, self._push_server = self._push_server, None
+            await loop.run_in_executor(None, server.stop)
         await loop.run_in_executor(None, self._leave_group)
         LOG.info("ws-gateway %s stopped", self.member_id)
 

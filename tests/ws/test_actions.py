@@ -87,9 +87,10 @@ def test_schema_only_actions_are_not_valid_actions(client: WSClient, action: str
     assert client.status_body(action, body) == (400, {"error": f"{action} is not a valid action"})
 
 
-def test_subscription_actions_are_refused_until_storage_has_them(client: WSClient) -> None:
+def test_subscription_actions_are_served(client: WSClient) -> None:
+    # Behaviour in detail: tests/ws/test_subscriptions.py.
     status, body = client.status_body("subscription_list", {"queue_name": "q"})
-    assert (status, body) == (400, {"error": "subscription_list is not a valid action"})
+    assert (status, body) == (200, {"subscriptions": []})
 
 
 SCHEMA_FAILED = (400, {"error": "Schema validation failed."})

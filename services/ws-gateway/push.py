@@ -1,0 +1,102 @@
+"""Notifications pushed to websocket subscribers (websocket.md §6).
+
+A storage worker's dispatcher reaches the gateway holding a subscribed
+connection either in-process (``herald.common.rpc.ws_push.LOCAL_GATEWAYS``,
+embedded mode) or by an oslo.messaging cast to topic ``[rpc] ws_topic`` with
+``server=<gateway member id>``, served by ``PushEndpoint`` on the RPC
+server's threads. Either way ``Pushes.deliver`` hops onto the gateway's
+event loop and queues one bare frame -- the notification payload itself, no
+response envelope -- on the connection, in the frame kind of the
+connection's last successful ``subscription_create``.
+
+Also: when a connection that created connection subscriptions closes, they
+are deleted in storage. This module does not decode requests or know the
+actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import oslo_messaging
+
+from herald.common.context import RequestContext, set_current_request_id
+from herald.common.rpc.ws_push import PUSH_API_VERSION
+from herald.ws_gateway import codec
+
+if TYPE_CHECKING:
+    from herald.ws_gateway.connection import Connection
+    from herald.ws_gateway.service import WSGatewayService
+
+LOG = logging.getLogger(__name__)
+
+
+class Pushes:
+    """The gateway's side of pushes; thread-safe entry point ``deliver``."""
+
+    def __init__(self, gateway: WSGatewayService, loop: asyncio.AbstractEventLoop) -> None:
+        self._gateway = gateway
+        self._loop = loop
+        self._cleanups: set[asyncio.Task[Any]] = set()
+
+    def _find(self, connection_id: str) -> Connection | None:
+        for connection in list(self._gateway.connections):
+            if connection.connection_id == connection_id:
+                return connection
+        return None
+
+    def deliver(self, connection_id: str, payload: Any) -> bool:
+        """Queue ``payload`` for the connection; False if it is not ours (any thread)."""
+        if self._find(connection_id) is None:
+            return False
+        self._loop.call_soon_threadsafe(self._send, connection_id, payload)
+        return True
+
+    def _send(self, connection_id: str, payload: Any) -> None:
+        connection = self._find(connection_id)
+        if connection is None:
+            return
+        binary = bool(getattr(connection, "push_binary", False))
+        connection.send(codec.encode(payload, binary), binary=binary)
+
+    def connection_closed(self, connection: Connection) -> None:
+        """On the loop: delete the subscriptions the connection created."""
+        if not getattr(connection, "has_ws_subscriptions", False):
+            return
+        task = asyncio.ensure_future(self._forget(connection.connection_id))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _forget(self, connection_id: str) -> None:
+        ctxt = RequestContext(project_id="")
+        set_current_request_id(ctxt.request_id)
+        try:
+            count = await self._gateway.storage.subscription_delete_connection(
+                ctxt, self._gateway.member_id, connection_id)
+            LOG.info("ws connection %s closed: %d subscription(s) removed", connection_id,
+                     count)
+        except Exception as exc:  # the dispatcher removes them when a push fails
+            LOG.warning("could not remove the subscriptions of ws connection %s: %s",
+                        connection_id, getattr(exc, "description", exc))
+
+    async def wait_cleanups(self, timeout: float) -> None:
+        if self._cleanups:
+            await asyncio.wait(set(self._cleanups), timeout=timeout)
+
+
+class PushEndpoint:
+    """oslo.messaging endpoint of the ``push`` cast (runs on RPC threads)."""
+
+    target = oslo_messaging.Target(version=PUSH_API_VERSION)
+
+    def __init__(self, pushes: Pushes) -> None:
+        self._pushes = pushes
+
+    def push(self, ctxt: RequestContext, connection_id: str, payload: Any) -> bool:
+        set_current_request_id(getattr(ctxt, "request_id", "-") or "-")
+        delivered = self._pushes.deliver(connection_id, payload)
+        if not delivered:
+            LOG.info("push for unknown ws connection %s dropped", connection_id)
+        return delivered

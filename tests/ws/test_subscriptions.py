@@ -1,0 +1,132 @@
+"""Websocket subscription actions and pushes to connection subscribers
+(websocket.md §5 "Subscriptions", §6), over JSON and msgpack frames.
+
+Gateways and the storage worker (with its outbox dispatcher) share one
+process here, so pushes take the in-process path; the RabbitMQ path is
+covered by tests/e2e/test_notifications.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from herald.common.context import RequestContext
+
+from .client import WSClient
+from .conftest import ws_url
+
+
+@pytest.fixture(params=["json", "msgpack"])
+def client(request: pytest.FixtureRequest, gateway, project: str) -> Iterator[WSClient]:
+    c = WSClient(ws_url(gateway), project, binary=request.param == "msgpack")
+    yield c
+    c.close()
+
+
+def post(client: WSClient, queue: str, *bodies) -> list[str]:
+    status, body = client.status_body(
+        "message_post", {"queue_name": queue,
+                         "messages": [{"body": b, "ttl": 120} for b in bodies]})
+    assert status == 201, body
+    return body["message_ids"]
+
+
+def test_create_list_get_delete(client: WSClient) -> None:
+    status, body = client.status_body("subscription_create", {
+        "queue_name": "q", "subscriber": "http://h/x", "options": {"a": 1}, "ttl": 600})
+    assert status == 201 and body["message"] == "Subscription q created."
+    sid = body["subscription_id"]
+    assert client.status_body("subscription_create", {
+        "queue_name": "q", "subscriber": "http://h/x"}) == (409, "Subscription q not created.")
+    status, listed = client.status_body("subscription_list", {"queue_name": "q"})
+    assert status == 200 and [s["id"] for s in listed["subscriptions"]] == [sid]
+    status, got = client.status_body("subscription_get", {"queue_name": "q",
+                                                          "subscription_id": sid})
+    assert status == 200
+    assert got == {"id": sid, "source": "q", "subscriber": "http://h/x", "ttl": 600,
+                   "age": got["age"], "options": {"a": 1}, "confirmed": False}
+    assert client.status_body("subscription_delete", {
+        "queue_name": "q", "subscription_id": sid}) == (204, f"Subscription {sid} removed.")
+    status, body = client.status_body("subscription_get", {"queue_name": "q",
+                                                           "subscription_id": sid})
+    assert status == 404 and body["exception"] == f"Subscription {sid} does not exist"
+
+
+@pytest.mark.parametrize("body, text", [
+    ({"queue_name": "q", "subscriber": "fake://x"}, "must be supported"),
+    ({"queue_name": "q", "subscriber": "http://x", "ttl": 10}, "at least 60"),
+    ({"queue_name": "q", "subscriber": "http://x",
+      "options": {"_retry_policy": {"minimum_delay": 40}}}, "minimum_delay must less"),
+    ({"queue_name": "bad name", "subscriber": "http://x"}, "Queue names may only contain"),
+])
+def test_create_validation(client: WSClient, body, text) -> None:
+    status, reply = client.status_body("subscription_create", body)
+    assert status == 400 and text in reply["exception"]
+
+
+def test_list_limit_and_schema(client: WSClient) -> None:
+    status, body = client.status_body("subscription_list", {"queue_name": "q", "limit": 21})
+    assert status == 400
+    assert client.status_body("subscription_create", {"queue_name": 1}) == (
+        400, {"error": "Schema validation failed."})
+
+
+def _recv_push(client: WSClient) -> tuple[dict, bool]:
+    return client.recv()
+
+
+def test_connection_subscriber_gets_pushes_from_any_gateway(harness, gateway,
+                                                            project: str) -> None:
+    other = harness.gateway()
+    with WSClient(ws_url(gateway), project) as listener, \
+            WSClient(ws_url(other), project, binary=True) as poster:
+        status, body = listener.status_body("subscription_create", {"queue_name": "kitkat"})
+        assert status == 201
+        sid = body["subscription_id"]
+        status, got = listener.status_body("subscription_get", {"queue_name": "kitkat",
+                                                                "subscription_id": sid})
+        assert got["subscriber"].startswith("http://")  # looks like an http subscription
+        started = time.monotonic()
+        post(poster, "kitkat", {"status": "disco queen"}, "second")
+        frames = [_recv_push(listener), _recv_push(listener)]
+        assert time.monotonic() - started < 2.0
+        assert frames == [
+            ({"ttl": 120, "body": {"status": "disco queen"}, "Message_Type": "Notification",
+              "queue_name": "kitkat"}, False),
+            ({"ttl": 120, "body": "second", "Message_Type": "Notification",
+              "queue_name": "kitkat"}, False),
+        ]
+        # a post that does not come from a websocket (REST) is pushed as well
+        ctxt = RequestContext(project_id=project, client_id="c1d2e3f4-0000-4000-8000-000000000000")
+        harness.run(harness.storage.message_post(ctxt, "kitkat", [{"body": 3, "ttl": 60}], 10))
+        assert _recv_push(listener) == ({"ttl": 60, "body": 3, "Message_Type": "Notification",
+                                         "queue_name": "kitkat"}, False)
+
+
+def test_msgpack_subscription_gets_binary_pushes(gateway, project: str) -> None:
+    with WSClient(ws_url(gateway), project, binary=True) as listener, \
+            WSClient(ws_url(gateway), project) as poster:
+        assert listener.status_body("subscription_create", {"queue_name": "q"})[0] == 201
+        post(poster, "q", {"k": "v"})
+        assert _recv_push(listener) == ({"ttl": 120, "body": {"k": "v"},
+                                         "Message_Type": "Notification", "queue_name": "q"},
+                                        True)
+
+
+def test_closing_the_connection_removes_its_subscriptions(gateway, project: str) -> None:
+    with WSClient(ws_url(gateway), project) as watcher:
+        listener = WSClient(ws_url(gateway), project)
+        assert listener.status_body("subscription_create", {"queue_name": "q"})[0] == 201
+        assert watcher.status_body("subscription_create", {
+            "queue_name": "q", "subscriber": "http://h/keep"})[0] == 201
+        listener.close()
+        deadline = time.monotonic() + 5
+        while True:
+            _, listed = watcher.status_body("subscription_list", {"queue_name": "q"})
+            if [s["subscriber"] for s in listed["subscriptions"]] == ["http://h/keep"]:
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.05)
