@@ -27,6 +27,17 @@ ALL_OPTS = [
         "requests are refused with 400 before they are parsed. Possible values: "
         "an integer of at least 1024.",
     ),
+    cfg.ListOpt(
+        "cors_allowed_origins",
+        default=[],
+        help="Web page origins (scheme://host[:port]) whose scripts may call the "
+        "REST API from a browser (CORS). A request whose Origin header is listed "
+        "gets Access-Control-Allow-Origin and the related headers, and preflight "
+        "OPTIONS requests are answered; others get no CORS headers, so the browser "
+        "keeps the reply from the page. Possible values: empty (no CORS headers, "
+        "the default), a comma-separated list of origins such as "
+        "https://console.example.com,http://localhost:3000, or * (any origin).",
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import tornado.web
 from oslo_config import cfg
 
+from herald.api import cors
 from herald.api import errors as api_errors
 from herald.api.validation.body import parse_json
 from herald.api.validation.query import QueryParams
@@ -194,6 +195,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         set_current_request_id(self.request_id)
         self._enter()
+        self.add_cors_headers()
         if self.ADMIN_MODE_ONLY and not self.conf.admin_mode:
             raise api_errors.route_not_found()
         method = self.request.method or ""
@@ -219,6 +221,23 @@ class BaseHandler(tornado.web.RequestHandler):
                                    request_id=self.request_id, roles=roles)
         if self.ADMIN_ROLE and not self._ctx.is_admin:
             raise errors.Forbidden("You are not authorized to complete this action.")
+
+    def add_cors_headers(self) -> None:
+        """CORS headers for a configured browser origin (``[api] cors_allowed_origins``).
+
+        Set at the start of the pipeline and again by ``write_error``, because
+        ``send_error`` clears the headers: a page must be able to read the
+        API's error replies too, or it can only say "network error".
+        """
+        allowed = self.conf.api.cors_allowed_origins
+        if not allowed:
+            return
+        headers = self.request.headers
+        preflight = (self.request.method == "OPTIONS"
+                     and "Access-Control-Request-Method" in headers)
+        for name, value in cors.cors_headers(headers.get("Origin"), allowed, preflight,
+                                             self.allowed_methods()).items():
+            self.set_header(name, value)
 
     def _check_form_content_type(self) -> None:
         headers = self.request.headers
@@ -339,6 +358,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         for name, value in headers.items():
             self.set_header(name, value)
+        self.add_cors_headers()
         self.set_header("Content-Type", "application/json")
         self.finish(dump_json(body))
 
@@ -357,4 +377,5 @@ class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         set_current_request_id(self.request_id)
         self._enter()
+        self.add_cors_headers()
         raise api_errors.route_not_found()
