@@ -1,0 +1,165 @@
+"""Notifications end to end: processes over RabbitMQ, PostgreSQL and Redis.
+
+* Two storage workers dispatch ~200 pending webhook notifications; the one
+  that is dispatching is SIGKILLed mid-way. The survivor takes its share
+  over (tooz ring after the membership timeout, expired leases, overdue
+  rows): every notification arrives, duplicates are allowed and counted.
+* A websocket client subscribed on gateway 1 receives the pushes for
+  messages posted over REST and over gateway 2 (cast to topic ``herald-ws``
+  with ``server=<gateway 1>``), and its subscription disappears when it
+  closes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.e2e.flows import Rest
+from tests.e2e.topology import Backends, Topology, ws_url
+from tests.ws.client import WSClient
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
+
+
+class Receiver:
+    """Counts notifications by their body's ``n``; answers slowly on purpose."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        self.seen: collections.Counter[int] = collections.Counter()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay)  # keeps the dispatcher busy long enough to be killed
+                with receiver.lock:
+                    receiver.seen[json.loads(raw)["body"]["n"]] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def distinct(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def fast_failover_env(backends: Backends) -> dict[str, str]:
+    return {
+        # A killed worker leaves the tooz group after 3 s instead of 30.
+        "OS_COORDINATION__BACKEND_URL": backends.coordination_url + "&membership_timeout=3",
+        "OS_RPC__WS_TOPIC": backends.rpc_topic + "-ws",
+        "OS_NOTIFICATION__LEASE_SECONDS": "4",
+        "OS_NOTIFICATION__DELIVERY_TIMEOUT": "2",
+        "OS_NOTIFICATION__TAKEOVER_AFTER": "8",
+        "OS_NOTIFICATION__DISPATCH_INTERVAL": "0.2",
+        "OS_NOTIFICATION__RETRY_DELAY_SCALE": "0.01",
+    }
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_of_the_dispatching_worker_loses_nothing(topology: Topology,
+                                                         backends: Backends,
+                                                         receiver: Receiver) -> None:
+    env = fast_failover_env(backends)
+    services = topology.distributed(storage_workers=2, apis=1, env=env)
+    workers, api = services[:2], services[2]
+    rest = Rest(api.url)
+    resp = rest.request("POST", "/v2/queues/q/subscriptions",
+                        json={"subscriber": receiver.url})
+    assert resp.status_code == 201, resp.text
+    total = 200
+    for start in range(0, total, 10):
+        resp = rest.post("q", *({"n": n} for n in range(start, start + 10)), ttl=600)
+        assert resp.status_code == 201, resp.text
+
+    wait_until(lambda: receiver.distinct() >= 20, 30, "the first deliveries")
+    delivered = {w.name: w.log().count("delivered notification") for w in workers}
+    victim = max(workers, key=lambda w: delivered[w.name])
+    survivor = next(w for w in workers if w is not victim)
+    before = receiver.distinct()
+    victim.kill()  # SIGKILL: no lease release, no group leave
+    assert before < total, "everything was delivered before the kill; slow the receiver"
+
+    wait_until(lambda: receiver.distinct() == total, 60,
+               f"all {total} notifications (have {receiver.distinct()})")
+    duplicates = sum(count - 1 for count in receiver.seen.values())
+    print(f"delivered {total} notifications, {duplicates} duplicate(s); "
+          f"{before} before killing {victim.name}")
+    assert set(receiver.seen) == set(range(total))
+    assert "delivered notification" in survivor.log()
+    # the subscription's statistics count every delivery that was recorded
+    sid = rest.request("GET", "/v2/queues/q/subscriptions").json()["subscriptions"][0]["id"]
+    wait_until(lambda: rest.request("GET", f"/v2/queues/q/subscriptions/{sid}")
+               .json()["delivery"]["pending"] == 0, 20, "no pending delivery")
+
+
+def test_websocket_subscriber_gets_rest_and_gateway_posts(topology: Topology,
+                                                          backends: Backends) -> None:
+    env = fast_failover_env(backends)
+    services = topology.distributed(storage_workers=2, apis=1, env=env)
+    api = services[2]
+    gw1 = topology.ws_gateway("ws-1", env=env)
+    gw2 = topology.ws_gateway("ws-2", env=env)
+    project = f"e2e-{uuid.uuid4().hex[:8]}"
+    rest = Rest(api.url, project)
+    listener = WSClient(ws_url(gw1), project)
+    poster = WSClient(ws_url(gw2), project, binary=True)
+    try:
+        status, body = listener.status_body("subscription_create", {"queue_name": "kitkat"})
+        assert status == 201, body
+        sid = body["subscription_id"]
+        subscriber = rest.request("GET", f"/v2/queues/kitkat/subscriptions/{sid}").json()
+        assert subscriber["subscriber"].startswith("http://")
+
+        assert rest.post("kitkat", {"via": "rest"}, ttl=120).status_code == 201
+        assert listener.recv() == ({"ttl": 120, "body": {"via": "rest"},
+                                    "Message_Type": "Notification",
+                                    "queue_name": "kitkat"}, False)
+        status, body = poster.status_body("message_post", {
+            "queue_name": "kitkat", "messages": [{"body": {"via": "gateway 2"}, "ttl": 60}]})
+        assert status == 201, body
+        assert listener.recv() == ({"ttl": 60, "body": {"via": "gateway 2"},
+                                    "Message_Type": "Notification",
+                                    "queue_name": "kitkat"}, False)
+    finally:
+        listener.close()
+        poster.close()
+    wait_until(lambda: rest.request("GET", "/v2/queues/kitkat/subscriptions")
+               .json()["subscriptions"] == [], 15, "the connection's subscription to go")
