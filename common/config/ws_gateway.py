@@ -85,6 +85,18 @@ ALL_OPTS = [
         "peers (a peer that does not answer within the interval is closed). "
         "Possible values: 0 (no pings) or a positive number.",
     ),
+    cfg.ListOpt(
+        "allowed_origins",
+        default=[],
+        help="Web page origins (scheme://host[:port], as browsers send them in the "
+        "Origin header) whose scripts may open websockets to this gateway, besides "
+        "the gateway's own origin (its /console page), which is always allowed. "
+        "Clients that send no Origin header (non-browser clients: "
+        "python-zaqarclient, websocket libraries) are always allowed. A refused "
+        "handshake gets HTTP 403. Possible values: empty (only the gateway's own "
+        "origin), a comma-separated list of origins such as "
+        "https://console.example.com,http://localhost:3000, or * (any origin).",
+    ),
 ]
 
 

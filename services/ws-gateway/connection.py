@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
+from herald.ws_gateway.origin import origin_allowed, refused
+
 if TYPE_CHECKING:
     from herald.ws_gateway.service import WSGatewayService
 
@@ -78,9 +80,15 @@ class Connection(tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
-        # Browsers on any origin may connect, as with the reference server;
-        # requests carry their project and client ids, there are no cookies.
-        return True
+        # Only browsers send Origin; a page may talk to the gateway if it is
+        # the gateway's own (/console) or listed in [ws_gateway]
+        # allowed_origins. Without this any web site a person visits could
+        # use their browser to reach a gateway on their machine or network.
+        host = self.request.headers.get("Host", "")
+        if origin_allowed(origin, host, self.gateway.conf.ws_gateway.allowed_origins):
+            return True
+        refused(origin, host)
+        return False
 
     # -- websocket lifecycle -------------------------------------------------
 
