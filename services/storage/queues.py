@@ -110,28 +110,35 @@ class QueueController:
 
     def stats(self, project: str, queue: str) -> dict[str, Any]:
         now = clock.now()
+        in_scope = sa.and_(base.in_queue(project, queue), base.live(now))
+
+        def edge(column: sa.Column, order: Any) -> Any:
+            return (sa.select(column).where(in_scope).order_by(order).limit(1)
+                    .scalar_subquery())
+
+        # One statement, so one snapshot: counts and the oldest/newest rows
+        # must agree even while others pop or delete (PostgreSQL's READ
+        # COMMITTED gives each statement its own snapshot).
         with self._db.read() as conn:
-            agg = conn.execute(
+            row = conn.execute(
                 sa.select(
                     sa.func.count(),
                     sa.func.coalesce(sa.func.sum(sa.case((base.claimed(now), 1), else_=0)), 0),
-                    sa.func.min(messages.c.seq),
-                    sa.func.max(messages.c.seq),
-                ).where(base.in_queue(project, queue), base.live(now))
+                    edge(messages.c.id, messages.c.seq.asc()),
+                    edge(messages.c.created, messages.c.seq.asc()),
+                    edge(messages.c.id, messages.c.seq.desc()),
+                    edge(messages.c.created, messages.c.seq.desc()),
+                ).where(in_scope)
             ).one()
-            total, claimed_count, oldest_seq, newest_seq = agg
-            stats: dict[str, Any] = {"claimed": int(claimed_count),
-                                     "free": int(total) - int(claimed_count),
-                                     "total": int(total)}
-            if total:
-                rows = {row.seq: row for row in conn.execute(
-                    sa.select(messages.c.seq, messages.c.id, messages.c.created)
-                    .where(messages.c.seq.in_([oldest_seq, newest_seq]))
-                )}
-                for key, seq in (("oldest", oldest_seq), ("newest", newest_seq)):
-                    row = rows[seq]
-                    stats[key] = {"id": row.id, "age": timeutils.age(row.created, now),
-                                  "created": timeutils.isotime(row.created)}
+        total, claimed_count, oldest_id, oldest_created, newest_id, newest_created = row
+        stats: dict[str, Any] = {"claimed": int(claimed_count),
+                                 "free": int(total) - int(claimed_count),
+                                 "total": int(total)}
+        if total:
+            for key, message_id, created in (("oldest", oldest_id, oldest_created),
+                                             ("newest", newest_id, newest_created)):
+                stats[key] = {"id": message_id, "age": timeutils.age(created, now),
+                              "created": timeutils.isotime(created)}
         return stats
 
     def volume(self) -> dict[str, int]:
