@@ -7,6 +7,10 @@
 #   make lint           ruff
 #   make sample-config  regenerate etc/herald.conf.sample
 #   make clean          remove the virtualenv and caches (keeps ./data)
+#   make bench          load benchmark: starts the distributed topology on the
+#                       machine's RabbitMQ/PostgreSQL/Redis, runs every phase,
+#                       stops it, prints the table (docs/performance.md), e.g.
+#                       make bench BENCH_ARGS="--mode embedded --duration 10"
 #
 # Nothing but python3 is needed: the first run creates .venv and installs
 # Herald into it (editable, with the test extras). The install is redone
@@ -21,8 +25,9 @@ STAMP := $(VENV)/.herald-installed
 #   make run ARGS="--config-file deploy/herald.conf"
 #   make test ARGS="-k e2e -x"
 ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test lint sample-config clean venv
+.PHONY: run test lint sample-config clean venv bench
 
 venv: $(STAMP)
 
@@ -44,6 +49,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# aiohttp (the bench extra) is installed on first use only: tests never need it.
+bench: $(STAMP)
+	$(BIN)/python -c 'import aiohttp' 2>/dev/null || $(BIN)/python -m pip install -e '.[test,bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 sample-config: $(STAMP)
 	$(BIN)/oslo-config-generator --config-file etc/herald-config-generator.conf
