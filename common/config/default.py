@@ -14,8 +14,26 @@ ALL_OPTS = [
     cfg.BoolOpt(
         "admin_mode",
         default=False,
-        help="Serve the operator endpoints (GET /v2/health). "
-        "Possible values: true, false.",
+        help="Serve the operator endpoints (GET /v2/health, and with pooling the "
+        "pools and flavors API). Possible values: true, false.",
+    ),
+    cfg.BoolOpt(
+        "pooling",
+        default=False,
+        help="Serve the pools and flavors API (with admin_mode): pools are extra "
+        "databases that queues created with a flavor live in. Possible values: true, "
+        "false.",
+    ),
+    cfg.StrOpt(
+        "auth_strategy",
+        default="",
+        choices=[("", "no authentication: the project is the X-Project-ID header and "
+                      "roles the X-Roles header"),
+                 ("keystone", "Keystone tokens validated by keystonemiddleware's "
+                              "auth_token, configured in [keystone_authtoken]")],
+        help="How REST requests and the websocket authenticate action are "
+        "authenticated. Possible values: \"\" (empty: no authentication, the "
+        "default), keystone.",
     ),
     cfg.BoolOpt(
         "enable_checksum",

@@ -32,6 +32,8 @@ ALL_OPTS = [
     _int("max_messages_per_page", 20,
          "Largest 'limit' of a message listing and most ids in one bulk get/delete."),
     _int("max_subscriptions_per_page", 20, "Largest 'limit' of a subscription listing."),
+    _int("max_pools_per_page", 20, "Largest 'limit' of a pool listing."),
+    _int("max_flavors_per_page", 20, "Largest 'limit' of a flavor listing."),
     _int("max_messages_per_claim_or_pop", 20, "Most messages one claim or pop may take."),
     _int("max_queue_metadata", 65536, "Largest queue metadata body, in bytes."),
     _int("max_messages_post_size", 262144, "Largest message post body, in bytes."),

@@ -1,8 +1,7 @@
 """The Tornado application: the route table of the REST API (rest-v2.md §0.1, §12).
 
 Routes take any non-slash segment as ``queue_name`` so that a bad name gets
-the pipeline's 400 rather than a 404. Unknown paths (and, for now,
-share, pools, flavors and topics) fall to the 404 handler.
+the pipeline's 400 rather than a 404. Unknown paths fall to the 404 handler.
 This module wires handlers; it holds no request logic.
 """
 
@@ -11,7 +10,16 @@ from __future__ import annotations
 import tornado.web
 from oslo_config import cfg
 
-from herald.api.handlers import base, claims, health, home, messages, queues, subscriptions
+from herald.api.handlers import (
+    base,
+    claims,
+    health,
+    home,
+    messages,
+    queues,
+    share,
+    subscriptions,
+)
 from herald.common.rpc.storage_api import StorageAPI
 
 _SEGMENT = r"[^/]+"
@@ -32,6 +40,7 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
         (_QUEUE, queues.QueueHandler),
         (rf"{_QUEUE}/stats", queues.QueueStatsHandler),
         (rf"{_QUEUE}/purge", queues.QueuePurgeHandler),
+        (rf"{_QUEUE}/share", share.QueueShareHandler),
         (rf"{_QUEUE}/messages", messages.MessageCollectionHandler),
         (rf"{_QUEUE}/messages/(?P<message_id>{_SEGMENT})", messages.MessageHandler),
         (rf"{_QUEUE}/claims", claims.ClaimCollectionHandler),

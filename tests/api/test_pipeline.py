@@ -31,9 +31,9 @@ QUEUE_ENDPOINTS = [(m, p) for m, p in ENDPOINTS if p.startswith("/v2/queues/q")]
 
 @pytest.mark.parametrize("method,path", [
     ("GET", "/nope"), ("GET", "/v2/queues/"), ("GET", "/v2/queues/q/"),
-    ("GET", "/v3/"), ("GET", "/v2/queues/q/messages/m/x"), ("POST", "/v2/queues/q/share"),
+    ("GET", "/v3/"), ("GET", "/v2/queues/q/messages/m/x"), ("POST", "/v2/queues/q/share/x"),
     ("GET", "/v2/queues/q/subscriptions/s/x"), ("GET", "/v2/pools"), ("GET", "/v2/flavors"),
-    ("GET", "/v2/topics"), ("TRACE", "/nope"), ("DELETE", "/v2/queues/q/claims/"),
+    ("GET", "/v2/topic"), ("TRACE", "/nope"), ("DELETE", "/v2/queues/q/claims/"),
 ])
 def test_unknown_paths_are_404(api: Client, method: str, path: str) -> None:
     body = assert_error(api.request(method, path), 404, "404 Not Found")

@@ -1,7 +1,8 @@
 """The request pipeline shared by every handler (rest-v2.md §0.1-0.5).
 
 ``BaseHandler.prepare`` runs, in the spec's order: routing checks (405 with
-``Allow``), form content type (400), ``Accept`` (406), Client-ID (400),
+``Allow``), authentication or pre-signed URL (401 / 404, ``herald.api.auth``),
+form content type (400), ``Accept`` (406), Client-ID (400),
 project header (400), queue name (400), policy (403), and builds the
 ``RequestContext``. ``write_error`` turns every exception into the Zaqar error
 body: ``HeraldError`` → its status and body; anything else → 500 with the
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import tornado.web
 from oslo_config import cfg
 
-from herald.api import cors
+from herald.api import auth, cors
 from herald.api import errors as api_errors
 from herald.api.validation.body import parse_json
 from herald.api.validation.query import QueryParams
@@ -192,7 +193,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- pipeline -----------------------------------------------------------
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         set_current_request_id(self.request_id)
         self._enter()
         self.add_cors_headers()
@@ -207,16 +208,21 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         if method not in self.ALLOWED:
             raise api_errors.method_not_allowed(self.allowed_methods())
+        # Steps 1-2: Keystone token or pre-signed URL (401 / 404).
+        identity = await auth.authenticate(self.conf, method, self.request.path,
+                                           self.request.headers)
         self._check_form_content_type()
         self._check_accept()
         client_id, project_id = "", ""
         if self.UNDER_V2:
             client_id = self._check_client_id()
-            project_id = self._check_project()
+            project_id = identity.project_id or self._check_project()
             if "queue_name" in self.path_kwargs:
                 self._check_queue_name(self.path_kwargs["queue_name"], project_id)
-        roles = tuple(role.strip() for role in self.request.headers.get("X-Roles", "").split(",")
-                      if role.strip())
+        roles = identity.roles
+        if roles is None:  # noauth: the client's X-Roles header is trusted
+            roles = tuple(role.strip() for role in
+                          self.request.headers.get("X-Roles", "").split(",") if role.strip())
         self._ctx = RequestContext(project_id=project_id, client_id=client_id,
                                    request_id=self.request_id, roles=roles)
         if self.ADMIN_ROLE and not self._ctx.is_admin:
@@ -374,7 +380,7 @@ class NotFoundHandler(BaseHandler):
     # Even methods Tornado does not know (TRACE, FOO) get the 404, not a 405.
     SUPPORTED_METHODS = _AnyMethod()  # type: ignore[assignment]
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         set_current_request_id(self.request_id)
         self._enter()
         self.add_cors_headers()
