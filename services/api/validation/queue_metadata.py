@@ -13,8 +13,8 @@ import copy
 import re
 from typing import Any
 
-from herald.api.validation.retry_policy import validate_retry_policy
 from herald.common.errors import Conflict, HeraldError, InvalidBody
+from herald.common.subscriptions import validate_retry_policy
 
 MIN_MESSAGE_TTL = 60
 MIN_DELAY = 0
