@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from herald.common import config, coordination, log
+from herald.common.rpc import wakeups
 from herald.common.rpc.caller import InProcessCaller, OsloCaller
 from herald.common.rpc.storage_api import StorageAPI
 
@@ -93,17 +94,24 @@ async def _serve_embedded(conf: cfg.ConfigOpts, storage: StorageAPI, member_id: 
 
 def _cmd_api(conf: cfg.ConfigOpts, member_id: str) -> None:
     caller = OsloCaller(conf)
+    # Long polls waiting here are woken by fanout casts from any worker.
+    listener = wakeups.WakeupListener(conf, member_id)
+    listener.start()
     try:
         asyncio.run(_serve_api(conf, StorageAPI(caller)))
     finally:
+        listener.stop()
         caller.stop()
 
 
 def _cmd_ws_gateway(conf: cfg.ConfigOpts, member_id: str) -> None:
     caller = OsloCaller(conf)
+    listener = wakeups.WakeupListener(conf, member_id)
+    listener.start()
     try:
         asyncio.run(_serve_ws_gateway(conf, StorageAPI(caller), member_id))
     finally:
+        listener.stop()
         caller.stop()
 
 
@@ -124,6 +132,8 @@ def _cmd_run(conf: cfg.ConfigOpts, member_id: str) -> None:
     os.makedirs("data", exist_ok=True)
     worker = StorageWorker(conf, member_id, serve_rpc=False)
     worker.start()
+    # No RPC here: the worker wakes this process's long polls directly
+    # (herald.common.rpc.wakeups.HUB).
     caller = InProcessCaller(worker.endpoint, threads=conf.rpc.client_threads)
     try:
         asyncio.run(_serve_embedded(conf, StorageAPI(caller), member_id))

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from herald.common import errors, ids
+from herald.common.rpc import wakeups
 from herald.storage import base, clock
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages
@@ -189,9 +190,12 @@ class ClaimController:
                 .where(base.in_queue(project, queue), messages.c.claim_id == claim_id)
                 .values(claim_id=None, claim_expires=None)
             )
-            conn.execute(sa.delete(claims).where(claims.c.id == claim_id,
-                                                 claims.c.project == project,
-                                                 claims.c.queue == queue))
+            released = conn.execute(sa.delete(claims).where(claims.c.id == claim_id,
+                                                            claims.c.project == project,
+                                                            claims.c.queue == queue)).rowcount
+        if released:
+            # Its messages are claimable again: long polls may take them.
+            wakeups.messages_available(project, queue)
 
     def collect_garbage(self, project: str, queue: str) -> int:
         """Delete the queue's expired messages and claims; returns messages deleted.

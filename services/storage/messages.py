@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from herald.common import errors, ids
-from herald.common.rpc import serializer
+from herald.common.rpc import serializer, wakeups
 from herald.storage import base, clock, outbox, pipeline
 from herald.storage.engine import Database
 from herald.storage.schema import messages
@@ -137,6 +137,9 @@ class MessageController:
             # Committed: wake this process's dispatcher now rather than at its
             # next poll (push latency). Other workers find the rows by polling.
             outbox.SIGNAL.set()
+        if rows:
+            # Committed: long polls on this queue, on any edge, try again now.
+            wakeups.messages_available(project, queue)
         return [row["id"] for row in rows]
 
     # -- reading ----------------------------------------------------------

@@ -26,6 +26,7 @@ from sqlalchemy import exc as sa_exc
 from tooz import coordination as tooz_coordination
 
 from herald.common import coordination
+from herald.common.rpc import wakeups
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
 from herald.storage import migrations
@@ -50,6 +51,7 @@ class StorageWorker:
         self._coordinator: Any = None
         self._partitioner: Any = None
         self._rpc: RPCServer | None = None
+        self._wakeups: wakeups.FanoutPublisher | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._started = False
@@ -84,6 +86,10 @@ class StorageWorker:
                                       self._pusher, self.gateway_alive)
         self._dispatcher.start()
         if self._serve_rpc:
+            # Wake-ups for the long polls waiting on the edges (fanout casts).
+            self._wakeups = wakeups.FanoutPublisher(self._conf)
+            self._wakeups.start()
+            wakeups.register_publisher(self._wakeups)
             self._rpc = RPCServer(self._conf, self._conf.rpc.topic, self.member_id,
                                   [self.endpoint])
             self._rpc.start()
@@ -95,6 +101,10 @@ class StorageWorker:
         if self._rpc is not None:
             rpc, self._rpc = self._rpc, None
             _quietly("RPC server stop", rpc.stop)
+        if self._wakeups is not None:
+            publisher, self._wakeups = self._wakeups, None
+            wakeups.unregister_publisher(publisher)
+            _quietly("wake-up publisher stop", publisher.stop)
         if self._dispatcher is not None:
             dispatcher, self._dispatcher = self._dispatcher, None
             _quietly("outbox dispatcher stop", dispatcher.stop)

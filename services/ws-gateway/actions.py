@@ -11,23 +11,28 @@ turns them into the reference's ``{"exception", "error"}`` bodies, with the
 per-action summary the reference uses for storage failures (503).
 
 Handlers never touch the connection or the frame encoding; the schema has
-already checked field types, so handlers only check values.
+already checked field types, so handlers only check values. ``message_list``
+and ``claim_create`` take a ``wait`` (seconds, 0..20) and then long-poll
+(``herald.common.rpc.wakeups``), stopping when the connection closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from oslo_config import cfg
 
 from herald.common import errors, validation
 from herald.common.context import RequestContext
+from herald.common.rpc import wakeups
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway import codec
 
 Reply = tuple[int, Any]
+T = TypeVar("T")
 
 PURGEABLE = ("messages", "subscriptions")
 
@@ -159,12 +164,17 @@ class Actions:
         validation.client_id(req.ctxt.client_id, self._limits)
         limit = req.body.get("limit", 10)
         validation.message_listing_limit(limit, self._limits)
-        result = await self._storage.message_list(
-            req.ctxt, req.body["queue_name"], marker=req.body.get("marker"), limit=limit,
-            echo=req.body.get("echo", False),
-            include_claimed=req.body.get("include_claimed", False),
-            include_delayed=req.body.get("include_delayed", False),
-        )
+        wait = wakeups.validate_wait(req.body.get("wait", 0))
+
+        async def attempt() -> dict[str, Any]:
+            return await self._storage.message_list(
+                req.ctxt, req.body["queue_name"], marker=req.body.get("marker"), limit=limit,
+                echo=req.body.get("echo", False),
+                include_claimed=req.body.get("include_claimed", False),
+                include_delayed=req.body.get("include_delayed", False),
+            )
+
+        result = await _poll(req, wait, attempt, lambda r: bool(r["messages"]))
         # No links and no next marker: the websocket API cannot paginate (spec).
         return 200, {"messages": [_ws_message(m) for m in result["messages"]]}
 
@@ -257,11 +267,21 @@ class Actions:
         ttl = req.body.get("ttl", self._limits.default_claim_ttl)
         grace = req.body.get("grace", self._limits.default_claim_grace)
         validation.claim_creation(ttl, grace, limit, self._limits)
-        result = await self._storage.claim_create(
-            req.ctxt, req.body["queue_name"], ttl=ttl, grace=grace, limit=limit)
+        wait = wakeups.validate_wait(req.body.get("wait", 0))
+
+        async def attempt() -> dict[str, Any]:
+            return await self._storage.claim_create(
+                req.ctxt, req.body["queue_name"], ttl=ttl, grace=grace, limit=limit)
+
+        result = await _poll(req, wait, attempt, lambda r: r["claim_id"] is not None)
         claim_id = result["claim_id"]
         if claim_id is None:
             return 204, {"claim_id": None}
+        gone = _gone(req)
+        if gone is not None and gone.is_set():
+            # The connection closed while the claim was taken: nobody can
+            # receive these messages, so release them now, not at claim expiry.
+            await self._storage.claim_delete(req.ctxt, req.body["queue_name"], claim_id)
         return 201, {"claim_id": claim_id,
                      "messages": [_ws_message(m, claim_id) for m in result["messages"]]}
 
@@ -291,6 +311,21 @@ class Actions:
         claim_id = req.body["claim_id"]
         await self._storage.claim_delete(req.ctxt, req.body["queue_name"], claim_id)
         return 204, f"Claim {claim_id} deleted."
+
+
+def _gone(req: ActionRequest) -> asyncio.Event | None:
+    """Set when the request's connection closed (None without a connection)."""
+    return getattr(req.connection, "closed", None)
+
+
+async def _poll(req: ActionRequest, wait: int, attempt: Callable[[], Awaitable[T]],
+                found: Callable[[T], bool]) -> T:
+    """``attempt()`` once, or long-polled for ``wait`` seconds (``body.wait``):
+    the gateway's event loop waits for a wake-up, no storage call is held."""
+    if wait <= 0:
+        return await attempt()
+    return await wakeups.long_poll(req.ctxt.project_id, req.body["queue_name"], wait,
+                                   attempt, found, gone=_gone(req))
 
 
 def _claim_not_found(claim_id: str, exc: errors.HeraldError) -> ActionError:

@@ -64,6 +64,8 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        #: Set once the connection closed: long polls of its requests stop.
+        self.closed = asyncio.Event()
 
     # -- HTTP side ----------------------------------------------------------
 
@@ -126,6 +128,7 @@ class Connection(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self._closing = True
+        self.closed.set()
         self.gateway.connections.discard(self)
         self._drop_outbox()
         if self._writer is not None:

@@ -73,7 +73,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "message_list": _client(
         "message_list",
         {**_Q, "marker": _STR, "limit": _INT, "echo": _BOOL, "include_claimed": _BOOL,
-         "include_delayed": _BOOL},
+         "include_delayed": _BOOL, "wait": _INT},  # wait: Herald's long poll
         ["queue_name"],
     ),
     "message_get": _client("message_get", {**_Q, "message_id": _STR},
@@ -91,7 +91,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ["queue_name"],
     ),
     # Claims
-    "claim_create": _client("claim_create", {**_Q, "limit": _INT, "ttl": _INT, "grace": _INT},
+    "claim_create": _client("claim_create", {**_Q, "limit": _INT, "ttl": _INT, "grace": _INT,
+                                             "wait": _INT},  # wait: Herald's long poll
                             ["queue_name"]),
     "claim_get": _client("claim_get", {**_Q, "claim_id": _STR}, ["queue_name", "claim_id"]),
     "claim_update": _client("claim_update",

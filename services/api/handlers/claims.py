@@ -2,27 +2,44 @@
 
 Validation order and defaults live in ``validation.claims``; this module maps
 the storage replies to the wire shapes (message hrefs carry ``?claim_id=``).
+``?wait=<seconds>`` on create long-polls (``herald.api.longpoll``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from herald.api import wire
 from herald.api.handlers.base import BaseHandler
+from herald.api.longpoll import LongPollMixin, claimed_something, parse_wait
 from herald.api.validation import claims as validate
 from herald.common import errors
 
 
-class ClaimCollectionHandler(BaseHandler):
+class ClaimCollectionHandler(LongPollMixin, BaseHandler):
     ALLOWED = ("POST",)
 
     async def post(self, queue_name: str) -> None:
         limit = self.query.get_int("limit")
         document = self.json_body() if self.has_body() else None
         ttl, grace, limit = validate.validate_create(document, limit, self.conf.limits)
-        result = await self.storage_call(
-            "Messages could not be claimed.",
-            self.storage.claim_create(self.ctx, queue_name, ttl=ttl, grace=grace, limit=limit))
+        wait = parse_wait(self.query)
+
+        async def attempt() -> dict[str, Any]:
+            return await self.storage_call(
+                "Messages could not be claimed.",
+                self.storage.claim_create(self.ctx, queue_name, ttl=ttl, grace=grace,
+                                          limit=limit))
+
+        result = await self.poll(self.ctx.project_id, queue_name, wait, attempt,
+                                 claimed_something)
         claim_id = result.get("claim_id")
+        if claim_id and self.client_gone.is_set():
+            # The client left while this claim was being taken: nobody will
+            # process its messages, so give them back at once rather than
+            # when the claim expires.
+            await self.storage.claim_delete(self.ctx, queue_name, claim_id)
+            return
         if not claim_id or not result.get("messages"):
             self.reply_empty(204)
             return

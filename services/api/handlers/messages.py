@@ -3,13 +3,17 @@ get one, delete one.
 
 Per-queue rules that need the queue's metadata (post size cap, default ttl,
 delays) are applied by the storage worker; everything that depends only on
-the request is checked here, before any storage call.
+the request is checked here, before any storage call. ``?wait=<seconds>`` on
+a listing long-polls (``herald.api.longpoll``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from herald.api import wire
 from herald.api.handlers.base import BaseHandler
+from herald.api.longpoll import LongPollMixin, listed_something, parse_wait
 from herald.api.validation import messages as validate
 from herald.api.validation.query import render_query
 from herald.common import errors, ids
@@ -17,7 +21,7 @@ from herald.common import errors, ids
 DEFAULT_PAGE = 10
 
 
-class MessageCollectionHandler(BaseHandler):
+class MessageCollectionHandler(LongPollMixin, BaseHandler):
     ALLOWED = ("GET", "POST", "DELETE")
 
     async def post(self, queue_name: str) -> None:
@@ -61,13 +65,21 @@ class MessageCollectionHandler(BaseHandler):
         include_delayed = query.get_bool("include_delayed")
         if limit is not None:
             validate.validate_list_limit(limit, self.conf.limits)
-        result = await self.storage_call(
-            "Messages could not be listed.",
-            self.storage.message_list(
-                self.ctx, queue_name, marker=marker,
-                limit=DEFAULT_PAGE if limit is None else limit,
-                echo=bool(echo), include_claimed=bool(include_claimed),
-                include_delayed=bool(include_delayed)))
+        wait = parse_wait(query)
+
+        async def attempt() -> dict[str, Any]:
+            return await self.storage_call(
+                "Messages could not be listed.",
+                self.storage.message_list(
+                    self.ctx, queue_name, marker=marker,
+                    limit=DEFAULT_PAGE if limit is None else limit,
+                    echo=bool(echo), include_claimed=bool(include_claimed),
+                    include_delayed=bool(include_delayed)))
+
+        result = await self.poll(self.ctx.project_id, queue_name, wait, attempt,
+                                 listed_something)
+        if self.client_gone.is_set():
+            return
         messages = [wire.message_object(queue_name, m) for m in result["messages"]]
         links = []
         if messages:
