@@ -29,6 +29,25 @@ ALL_OPTS = [
         help="Threads in each edge service's pool for blocking RPC calls, so the "
         "Tornado event loop never blocks. Possible values: an integer >= 1.",
     ),
+    cfg.IntOpt(
+        "coalesce_max_batch",
+        default=64,
+        min=1,
+        help="Most storage operations an edge service (api, ws-gateway) sends in "
+        "one coalesced 'batch' RPC call; concurrent operations are queued and "
+        "flushed when this many are waiting or coalesce_max_delay after the "
+        "first, each keeping its own outcome. Possible values: an integer >= 1 "
+        "(1 disables coalescing: one RPC call per operation).",
+    ),
+    cfg.FloatOpt(
+        "coalesce_max_delay",
+        default=0.001,
+        min=0.0,
+        max=0.1,
+        help="Seconds the first queued storage operation may wait for others to "
+        "join its batch. Possible values: a number from 0 (flush at the next "
+        "event loop turn: only operations submitted together are batched) to 0.1.",
+    ),
     cfg.StrOpt(
         "topic",
         default="herald-storage",

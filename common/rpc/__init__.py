@@ -5,12 +5,14 @@
 - ``serializer``: the JSON serializer for contexts and payloads.
 - ``caller``: how a call crosses: over oslo.messaging (RabbitMQ) or through
   the embedded in-process dispatcher, both off the Tornado event loop.
+- ``coalescer``: batches concurrent calls of an edge into one ``batch`` call.
 - ``server``: the worker-side oslo.messaging RPC server with a lifecycle.
 """
 
 STORAGE_TOPIC = "herald-storage"
-# 1.1 added the subscription methods. Edges and workers of one deployment
-# must run the same version (workers first when upgrading).
-STORAGE_API_VERSION = "1.1"
+# 1.1 added the subscription methods, 1.2 ``batch`` (coalesced calls). Edges
+# and workers of one deployment must run the same version (workers first
+# when upgrading).
+STORAGE_API_VERSION = "1.2"
 # Modules whose exceptions are rebuilt as the same class on the caller's side.
 ALLOWED_REMOTE_EXMODS = ["herald.common.errors"]

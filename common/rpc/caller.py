@@ -6,7 +6,9 @@ Two callers implement ``Caller.call``:
   (RabbitMQ in production). oslo.messaging is blocking, so every call runs on
   a dedicated thread pool, always with an explicit ``timeout`` and a finite
   ``retry``: the default retries forever and would hang the service when the
-  broker is down.
+  broker is down. Concurrent calls are coalesced into one ``batch`` call
+  (``herald.common.rpc.coalescer``; ``[rpc] coalesce_max_batch`` and
+  ``coalesce_max_delay``), which is where an edge's throughput comes from.
 - ``InProcessCaller``: the embedded mode's dispatcher. It invokes the storage
   endpoint in the same process, but still passes the context, the arguments,
   the reply and any error through the JSON serializer and ``json`` itself, so
@@ -35,6 +37,7 @@ from oslo_config import cfg
 from herald.common import errors
 from herald.common.context import RequestContext
 from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION
+from herald.common.rpc.coalescer import BATCH_METHOD, Coalescer
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +74,9 @@ class OsloCaller:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.rpc.client_threads, thread_name_prefix="rpc-call"
         )
+        self._coalescer = Coalescer(self._send_one, self._send_batch,
+                                    max_batch=conf.rpc.coalesce_max_batch,
+                                    max_delay=conf.rpc.coalesce_max_delay)
         # oslo.messaging opens the reply queue's connection on the first call,
         # under a lock and retrying forever whatever ``retry`` says: with the
         # broker down, that call and every call queued behind the lock would
@@ -129,8 +135,17 @@ class OsloCaller:
             raise errors.InternalError(f"{type(exc).__name__}: {detail}") from exc
 
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        return await self._coalescer.call(ctxt, method, kwargs)
+
+    async def _send_one(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call_blocking, ctxt, method, kwargs)
+
+    async def _send_batch(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The call's own context only names the batch in the worker's log
+        # lines; every operation carries its own (project, client, request id).
+        ctxt = RequestContext(project_id="", request_id=f"req-batch-{len(ops)}")
+        return await self._send_one(ctxt, BATCH_METHOD, {"ops": ops})
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker connection is up (for start-up and tests)."""

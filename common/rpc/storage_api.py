@@ -1,4 +1,4 @@
-"""The storage RPC API, version 1.1: the contract between edges and workers.
+"""The storage RPC API, version 1.2: the contract between edges and workers.
 
 The api and ws-gateway services call these coroutines; the storage worker's
 endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
@@ -24,8 +24,9 @@ The edge turns a StoredMessage into the wire shape (href, no claim_count...).
      "options": {...}, "confirmed": bool}
 
 ``subscription_get`` adds ``"delivery": {"attempts", "delivered", "failed",
-"pending", "last_attempt", "last_status", "last_error", "last_success"}``
-(statistics of the deliveries to it; times ISO 8601 or None).
+"pending", "last_attempt", "last_status", "last_error", "last_success",
+"last_failure", "consecutive_failures", "healthy"}`` (statistics of the
+deliveries to it; times ISO 8601 or None; the last three since 1.3).
 
 Adding a method or an optional argument is a minor version bump (1.x); the
 edge must not call a method the workers might not have yet.
@@ -33,6 +34,20 @@ edge must not call a method the workers might not have yet.
 History: 1.0 queues, messages, claims, health. 1.1 subscriptions
 (``subscription_*``); ``message_post`` also runs the message pipeline
 (notifier stage) in its transaction, with no change to its signature.
+1.2 ``batch(ops)``: the edge's coalescer (``herald.common.rpc.coalescer``)
+sends concurrent calls as one; ``ops`` is a list of ``{"context":
+RequestContext.to_dict(), "method": <any method above>, "args": {kwargs}}``
+and the reply a list, in the same order, of ``{"result": <the method's
+reply>}`` or ``{"error": {"module", "class", "args"}}`` (rebuilt as the same
+``herald.common.errors`` type on the edge). The worker executes the
+operations in order and each keeps its own outcome. Nobody calls ``batch``
+through this proxy: ``OsloCaller`` does, transparently.
+
+1.3 (Herald extensions, docs/api-extensions.md): ``message_post`` takes an
+optional ``idempotency_key``; ``message_deliveries`` and
+``subscription_test``; ``claim_create`` records the claim in the delivery
+history with ``ctxt.client_id`` (no signature change); ``subscription_get``'s
+``delivery`` gains health fields.
 """
 
 from __future__ import annotations
@@ -109,16 +124,37 @@ class StorageAPI:
     # -- messages ---------------------------------------------------------
 
     async def message_post(self, ctxt: RequestContext, queue: str,
-                           messages: list[dict[str, Any]], body_size: int) -> list[str]:
+                           messages: list[dict[str, Any]], body_size: int,
+                           idempotency_key: str | None = None) -> list[str]:
         """Store ``messages`` (each ``{"body", "ttl": int|None[, "delay": raw]}``)
         in one transaction, creating the queue if needed; returns ids in order.
 
         The worker applies the queue's metadata: ``_default_message_ttl`` for a
         None ttl, the ``_max_messages_post_size`` cap against ``body_size``
         (raw request bytes), and ``_default_message_delay`` (a ``delay`` is only
-        honoured, and then validated, when the queue has one)."""
+        honoured, and then validated, when the queue has one).
+
+        ``idempotency_key`` (1.3; sent only when given): a post with a key
+        seen on this queue within ``[storage] idempotency_window`` stores
+        nothing and returns the first post's ids; the same key with other
+        messages raises Conflict."""
+        if idempotency_key is None:
+            return await self._call(ctxt, "message_post", queue=queue, messages=messages,
+                                    body_size=body_size)
         return await self._call(ctxt, "message_post", queue=queue, messages=messages,
-                                body_size=body_size)
+                                body_size=body_size, idempotency_key=idempotency_key)
+
+    async def message_deliveries(self, ctxt: RequestContext, queue: str,
+                                 message_id: str) -> dict[str, Any]:
+        """(1.3) The delivery history of one message, which may be gone already:
+        ``{"message_id", "exists": bool, "claims": [{"claim_id", "client_id",
+        "claimed_at", "ttl", "grace", "claim_count"}], "pushes": [{
+        "subscription_id", "subscriber", "kind", "attempt", "attempted_at",
+        "outcome", "status", "error", "latency_ms"}]}``, oldest first, times
+        ISO 8601. Raises MessageDoesNotExist when there is neither the
+        message nor any history of it."""
+        return await self._call(ctxt, "message_deliveries", queue=queue,
+                                message_id=message_id)
 
     async def message_list(self, ctxt: RequestContext, queue: str, marker: str | None,
                            limit: int, echo: bool, include_claimed: bool,
@@ -240,6 +276,16 @@ class StorageAPI:
         SubscriptionDoesNotExist."""
         return await self._call(ctxt, "subscription_confirm", queue=queue,
                                 subscription_id=subscription_id, confirmed=confirmed)
+
+    async def subscription_test(self, ctxt: RequestContext, queue: str,
+                                subscription_id: str) -> dict[str, Any]:
+        """(1.3) Send one test notification to the subscriber through the
+        delivery transports, once, recorded like any attempt (history and
+        health). ``{"delivered": bool, "status": int | None, "error": str |
+        None, "latency_ms": float, "attempted_at": ISO 8601, "payload": {...}}``.
+        Raises SubscriptionDoesNotExist."""
+        return await self._call(ctxt, "subscription_test", queue=queue,
+                                subscription_id=subscription_id)
 
     async def subscription_delete_connection(self, ctxt: RequestContext, gateway_id: str,
                                              connection_id: str) -> int:

@@ -1,4 +1,4 @@
-"""The storage RPC endpoint: StorageAPI 1.1 (``herald.common.rpc.storage_api``).
+"""The storage RPC endpoint: StorageAPI 1.2 (``herald.common.rpc.storage_api``).
 
 One public method per StorageAPI method, ``(self, ctxt, **kwargs)``, served
 by oslo.messaging's threading executor or the embedded in-process
@@ -8,6 +8,13 @@ controllers, retries a transaction the database aborted to break a deadlock
 or a lock timeout, and turns an unreachable database into ServiceUnavailable
 (typed ``herald.common.errors`` pass through unchanged). Any attribute not
 starting with ``_`` is callable over RPC, so helpers must stay private.
+
+``batch`` (1.2) runs the operations an edge coalesced into one call, in
+submission order, each through its own method (own context, retries and
+typed errors) and with its own outcome. Consecutive writes that touch single
+queues (``_SHARED_TRANSACTION``) share one transaction, each in a SAVEPOINT,
+so a batch of posts costs one commit, and one failing operation never fails
+its neighbours.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from sqlalchemy import exc as sa_exc
 from herald.common import errors
 from herald.common.context import RequestContext, set_current_request_id
 from herald.common.rpc import STORAGE_API_VERSION
+from herald.common.rpc.coalescer import BATCH_METHOD, error_to_wire
+from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
+from herald.storage import history, outbox, testfire
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
 from herald.storage.messages import MessageController
@@ -36,6 +46,20 @@ from herald.storage.subscriptions import KIND_URI, KIND_WEBSOCKET, SubscriptionC
 LOG = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Writes a batch may run in one shared transaction (one SAVEPOINT each).
+# Each takes row locks only on its own queue's rows (the queue row for a
+# post; SKIP LOCKED for claims), and a group runs them ordered by queue, so
+# two groups on two workers lock queues in the same order and cannot
+# deadlock each other. claim_delete and the bulk operations stay on their
+# own transactions (they may fire post-commit wake-ups of their own).
+_SHARED_TRANSACTION = frozenset({"message_post", "message_delete", "claim_create",
+                                 "claim_update"})
+
+# Operations that change data get one INFO line each on the worker, with the
+# request id (see herald.common.log): the trail an operator greps for. Reads
+# stay silent: they are most of the traffic and change nothing.
+_WRITES = ("create", "delete", "post", "purge", "update", "set_metadata", "pop", "confirm")
 
 # PostgreSQL SQLSTATEs worth retrying the whole transaction for.
 _RETRYABLE_PG = {"40001", "40P01", "55P03"}
@@ -55,6 +79,8 @@ def _rpc(what: str) -> Callable[[F], F]:
     """Wrap an endpoint method; ``what`` names the operation in 503 messages."""
 
     def decorate(func: F) -> F:
+        audit = any(word in func.__name__ for word in _WRITES)
+
         @functools.wraps(func)
         def wrapper(self: StorageEndpoint, ctxt: RequestContext, **kwargs: Any) -> Any:
             set_current_request_id(getattr(ctxt, "request_id", "-") or "-")
@@ -64,8 +90,9 @@ def _rpc(what: str) -> Callable[[F], F]:
                 wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
                 reraise=True,
             )
+            started = time.monotonic()
             try:
-                return retrying(func, self, ctxt, **kwargs)
+                result = retrying(func, self, ctxt, **kwargs)
             except errors.HeraldError:
                 raise
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
@@ -75,6 +102,10 @@ def _rpc(what: str) -> Callable[[F], F]:
             except Exception:
                 LOG.exception("storage operation %s failed", func.__name__)
                 raise
+            if audit:
+                LOG.info("%s %s/%s done in %.1f ms", func.__name__, ctxt.project_id,
+                         kwargs.get("queue", "-"), 1000.0 * (time.monotonic() - started))
+            return result
 
         return wrapper  # type: ignore[return-value]
 
@@ -85,14 +116,79 @@ class StorageEndpoint:
     target = oslo_messaging.Target(version=STORAGE_API_VERSION)
 
     def __init__(self, db: Database, conf: cfg.ConfigOpts,
-                 members: Callable[[], list[str]] | None = None) -> None:
+                 members: Callable[[], list[str]] | None = None,
+                 pusher: WSPushClient | None = None,
+                 gateway_alive: Callable[[str], bool | None] | None = None) -> None:
         self._db = db
         self._conf = conf
+        # For test-fired websocket subscriptions (the worker passes its own).
+        self._pusher = pusher or WSPushClient(conf, use_rpc=False)
+        self._gateway_alive = gateway_alive or (lambda gateway_id: None)
         self._members = members or (lambda: [])
         self._queues = QueueController(db, conf)
         self._messages = MessageController(db, conf)
         self._claims = ClaimController(db, conf)
         self._subscriptions = SubscriptionController(db, conf)
+
+    # -- batches (1.2) ------------------------------------------------------
+
+    def batch(self, ctxt: RequestContext, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run coalesced operations (``{"context", "method", "args"}`` each) in
+        order; one ``{"result": ...}`` or ``{"error": {...}}`` per operation."""
+        set_current_request_id(getattr(ctxt, "request_id", "-") or "-")
+        outcomes: list[dict[str, Any] | None] = [None] * len(ops)
+        index = 0
+        while index < len(ops):
+            end = index + 1
+            if ops[index].get("method") in _SHARED_TRANSACTION:
+                while end < len(ops) and ops[end].get("method") in _SHARED_TRANSACTION:
+                    end += 1
+            if end - index > 1:
+                self._run_shared(ops, list(range(index, end)), outcomes)
+            else:
+                outcomes[index] = self._run_op(ops[index])
+            index = end
+        return [outcome or {"error": error_to_wire(errors.InternalError("not run"))}
+                for outcome in outcomes]
+
+    def _run_shared(self, ops: list[dict[str, Any]], indices: list[int],
+                    outcomes: list[dict[str, Any] | None]) -> None:
+        # Stable sort: one client's operations on one queue keep their order;
+        # operations on different queues were concurrent anyway.
+        def queue_key(i: int) -> tuple[str, str]:
+            op = ops[i]
+            return (str((op.get("context") or {}).get("project_id", "")),
+                    str((op.get("args") or {}).get("queue", "")))
+
+        order = sorted(indices, key=queue_key)
+        try:
+            with self._db.shared_write():
+                for i in order:
+                    outcomes[i] = self._run_op(ops[i])
+                if any(ops[i].get("method") == "message_post" and "result" in (outcomes[i] or {})
+                       for i in order):
+                    # The poster's own signal fired before this commit.
+                    self._db.after_commit(outbox.SIGNAL.set)
+        except Exception as exc:  # begin or commit failed: nothing was stored
+            LOG.warning("shared transaction of %d operations failed: %s", len(order), exc)
+            unavailable = error_to_wire(errors.ServiceUnavailable(
+                "The storage could not commit. Please try again in a few seconds."))
+            for i in order:
+                if outcomes[i] is None or "result" in (outcomes[i] or {}):
+                    outcomes[i] = {"error": unavailable}
+
+    def _run_op(self, op: dict[str, Any]) -> dict[str, Any]:
+        name = op.get("method")
+        if (not isinstance(name, str) or name.startswith("_") or name == BATCH_METHOD
+                or not callable(getattr(self, name, None))):
+            return {"error": error_to_wire(errors.InternalError(f"Unknown storage method {name}"))}
+        try:
+            ctxt = RequestContext.from_dict(op.get("context") or {})
+            return {"result": getattr(self, name)(ctxt, **(op.get("args") or {}))}
+        except errors.HeraldError as exc:
+            return {"error": error_to_wire(exc)}
+        except Exception as exc:  # a storage bug: logged by _rpc, answered as a 500
+            return {"error": error_to_wire(exc)}
 
     # -- health -----------------------------------------------------------
 
@@ -156,9 +252,15 @@ class StorageEndpoint:
 
     @_rpc("Messages could not be enqueued.")
     def message_post(self, ctxt: RequestContext, queue: str, messages: list[dict[str, Any]],
-                     body_size: int = 0) -> list[str]:
+                     body_size: int = 0, idempotency_key: str | None = None) -> list[str]:
         return self._messages.post(ctxt.project_id, queue, messages, body_size,
-                                   ctxt.client_id, request_id=ctxt.request_id)
+                                   ctxt.client_id, request_id=ctxt.request_id,
+                                   idempotency_key=idempotency_key)
+
+    @_rpc("Message deliveries could not be retrieved.")
+    def message_deliveries(self, ctxt: RequestContext, queue: str,
+                           message_id: str) -> dict[str, Any]:
+        return history.deliveries(self._db, ctxt.project_id, queue, message_id)
 
     @_rpc("Messages could not be listed.")
     def message_list(self, ctxt: RequestContext, queue: str, marker: str | None = None,
@@ -195,7 +297,8 @@ class StorageEndpoint:
     @_rpc("Claim could not be created.")
     def claim_create(self, ctxt: RequestContext, queue: str, ttl: int, grace: int,
                      limit: int = 10) -> dict[str, Any]:
-        return self._claims.create(ctxt.project_id, queue, ttl, grace, limit)
+        return self._claims.create(ctxt.project_id, queue, ttl, grace, limit,
+                                   client_id=ctxt.client_id)
 
     @_rpc("Claim could not be queried.")
     def claim_get(self, ctxt: RequestContext, queue: str, claim_id: str) -> dict[str, Any]:
@@ -254,6 +357,12 @@ class StorageEndpoint:
                              confirmed: bool) -> None:
         self._subscriptions.confirm(ctxt.project_id, subscription_id, confirmed,
                                     ctxt.request_id)
+
+    @_rpc("Subscription could not be tested.")
+    def subscription_test(self, ctxt: RequestContext, queue: str,
+                          subscription_id: str) -> dict[str, Any]:
+        return testfire.fire(self._db, self._conf, self._pusher, self._gateway_alive,
+                             ctxt.project_id, queue, subscription_id, ctxt.request_id)
 
     @_rpc("Subscriptions could not be deleted.")
     def subscription_delete_connection(self, ctxt: RequestContext, gateway_id: str,

@@ -13,19 +13,29 @@
   its directory is created.
 
 ``Database`` hands out short transactions: ``read()`` and ``write()``.
+``shared_write()`` (used by the storage endpoint's ``batch``) runs several
+operations in one write transaction: inside it, on the same thread, every
+``write()`` is a SAVEPOINT of that transaction, so an operation that fails
+rolls back alone and its neighbours still commit, with one commit for all.
+Work that must follow the commit (waking a dispatcher) is registered with
+``after_commit``; outside a shared transaction it runs at once.
 This module must not know about queues or messages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy.engine import Connection, Engine, make_url
+
+LOG = logging.getLogger(__name__)
 
 _WRITE_OPTION = "herald_write"
 SQLITE_BUSY_TIMEOUT_MS = 30000
@@ -96,6 +106,8 @@ class Database:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # The shared transaction of the calling thread, if any (see shared_write).
+        self._local = threading.local()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -105,11 +117,50 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction, committed on success, rolled back on error."""
+        """A write transaction, committed on success, rolled back on error.
+
+        Inside ``shared_write()`` on this thread: a SAVEPOINT of the shared
+        transaction instead, released on success, rolled back on error."""
+        shared = getattr(self._local, "conn", None)
+        if shared is not None:
+            with shared.begin_nested():
+                yield shared
+            return
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def shared_write(self) -> Iterator[Connection]:
+        """One write transaction for every ``write()`` of this thread inside it.
+
+        Committed at the end (then the ``after_commit`` callbacks run); if the
+        commit itself fails, the exception propagates and the callbacks are
+        dropped. Not reentrant."""
+        assert getattr(self._local, "conn", None) is None, "shared_write is not reentrant"
+        callbacks: list[Callable[[], None]] = []
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                self._local.conn, self._local.callbacks = conn, callbacks
+                try:
+                    yield conn
+                finally:
+                    self._local.conn = self._local.callbacks = None
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a wake-up hint must not turn a commit into an error
+                LOG.exception("after-commit callback failed")
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current shared transaction commits, or now."""
+        callbacks = getattr(self._local, "callbacks", None)
+        if callbacks is None:
+            callback()
+        else:
+            callbacks.append(callback)
 
     def ping(self) -> bool:
         with self.read() as conn:

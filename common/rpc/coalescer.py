@@ -1,0 +1,177 @@
+"""Coalescing of concurrent storage calls into one ``batch`` RPC (ARCHITECTURE decision 2).
+
+One blocking oslo.messaging call costs milliseconds of client time, so an
+edge that made one RPC per request would top out at a few hundred requests
+per second. ``Coalescer.call`` queues the operation instead; the queue is
+flushed as one ``batch`` call (StorageAPI 1.2) when it holds ``max_batch``
+operations or ``max_delay`` seconds after its first one arrived, whichever
+comes first. A flush of a single operation is sent as the plain method call
+(no batch envelope, nothing to unpack).
+
+Guarantees:
+
+* every operation keeps its own outcome: the worker answers one
+  ``{"result": ...}`` or ``{"error": {module, class, args}}`` per operation,
+  and typed errors are rebuilt here as the same ``herald.common.errors``
+  class, exactly as a plain call would raise them;
+* a failure of the batch call itself (timeout, broker down) fails each
+  operation of that batch with that same error, and nothing else;
+* operations are sent in submission order, and the worker executes a
+  batch in that order (see ``StorageEndpoint.batch``); a client awaiting
+  each operation before the next is therefore never reordered;
+* each operation carries its own ``RequestContext`` (project, client id,
+  request id, roles): the batch call's own context only names the batch.
+
+Must not block the event loop (sending is the ``send_*`` callables' job,
+which run the blocking call on a thread) and must not know oslo.messaging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from herald.common import errors
+from herald.common.context import RequestContext
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS
+
+LOG = logging.getLogger(__name__)
+
+#: The StorageAPI method a batch is sent as.
+BATCH_METHOD = "batch"
+#: Never coalesced: health checks measure the path itself, and ``batch``
+#: must not nest.
+UNCOALESCED = frozenset({"ping", "health", BATCH_METHOD})
+
+
+def error_to_wire(exc: BaseException) -> dict[str, Any]:
+    """An exception as plain JSON (class path and args), for a reply."""
+    cls = type(exc)
+    return {"module": cls.__module__, "class": cls.__name__, "args": list(exc.args)}
+
+
+def error_from_wire(data: dict[str, Any]) -> BaseException:
+    """Undo ``error_to_wire``: only ``herald.common.errors`` types are rebuilt
+    (like ``allowed_remote_exmods``); anything else is an InternalError."""
+    if data.get("module") in ALLOWED_REMOTE_EXMODS:
+        cls = getattr(importlib.import_module(data["module"]), data.get("class", ""), None)
+        if isinstance(cls, type) and issubclass(cls, errors.HeraldError):
+            return cls(*data.get("args", []))
+    detail = " ".join(str(arg) for arg in data.get("args", []))
+    return errors.InternalError(f"{data.get('class', 'Error')}: {detail}" if detail
+                                else str(data.get("class", "Error")))
+
+
+def op_to_wire(ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One operation of a batch as the worker receives it."""
+    return {"context": ctxt.to_dict(), "method": method, "args": kwargs}
+
+
+@dataclasses.dataclass
+class _Op:
+    ctxt: RequestContext
+    method: str
+    kwargs: dict[str, Any]
+    future: asyncio.Future[Any]
+
+
+SendOne = Callable[[RequestContext, str, dict[str, Any]], Awaitable[Any]]
+SendBatch = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+class Coalescer:
+    """Queues operations on the running event loop and flushes them in batches."""
+
+    def __init__(self, send_one: SendOne, send_batch: SendBatch, max_batch: int = 64,
+                 max_delay: float = 0.001, uncoalesced: Iterable[str] = UNCOALESCED) -> None:
+        self._send_one = send_one
+        self._send_batch = send_batch
+        self._max_batch = max(1, max_batch)
+        self._max_delay = max(0.0, max_delay)
+        self._uncoalesced = frozenset(uncoalesced)
+        self._pending: list[_Op] = []
+        self._timer: asyncio.TimerHandle | None = None
+        # Strong references: the loop keeps only weak ones to tasks.
+        self._sending: set[asyncio.Task[None]] = set()
+        #: Batches sent and operations they carried (for tests and logs).
+        self.batches_sent = 0
+        self.ops_batched = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_batch > 1
+
+    async def call(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+        if not self.enabled or method in self._uncoalesced:
+            return await self._send_one(ctxt, method, kwargs)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Op(ctxt, method, kwargs, future))
+        if len(self._pending) >= self._max_batch:
+            self.flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._max_delay, self.flush)
+        return await future
+
+    def flush(self) -> None:
+        """Send what is queued now (called by the timer, on size, or by tests)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ops, self._pending = self._pending, []
+        if not ops:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(ops))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, ops: list[_Op]) -> None:
+        if len(ops) == 1:
+            op = ops[0]
+            try:
+                result = await self._send_one(op.ctxt, op.method, op.kwargs)
+            except BaseException as exc:  # handed to the awaiting caller
+                _settle(op.future, exc=exc)
+            else:
+                _settle(op.future, result=result)
+            return
+        self.batches_sent += 1
+        self.ops_batched += len(ops)
+        try:
+            replies = await self._send_batch(
+                [op_to_wire(op.ctxt, op.method, op.kwargs) for op in ops])
+            if not isinstance(replies, list) or len(replies) != len(ops):
+                raise errors.InternalError(
+                    f"storage batch answered {replies!r:.100} for {len(ops)} operations")
+        except BaseException as exc:  # the batch's fate is each op's
+            for op in ops:
+                _settle(op.future, exc=exc)
+            return
+        for op, reply in zip(ops, replies, strict=True):
+            if isinstance(reply, dict) and "error" in reply:
+                _settle(op.future, exc=error_from_wire(reply["error"]))
+            elif isinstance(reply, dict) and "result" in reply:
+                _settle(op.future, result=reply["result"])
+            else:
+                _settle(op.future, exc=errors.InternalError(f"malformed batch reply {reply!r}"))
+
+    async def drain(self) -> None:
+        """Flush and wait for every batch in flight (for stopping and tests)."""
+        self.flush()
+        if self._sending:
+            await asyncio.wait(set(self._sending))
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None,
+            exc: BaseException | None = None) -> None:
+    # The caller may have gone (request cancelled): nothing to tell it.
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,188 @@
+"""The RPC coalescer (herald.common.rpc.coalescer): flushing, outcomes, order.
+
+A fake transport records what would go over RabbitMQ; the worker side is a
+small function answering each operation, so every test stays in-process and
+takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from herald.common import errors
+from herald.common.context import RequestContext
+from herald.common.rpc.coalescer import Coalescer, error_from_wire, error_to_wire
+
+
+class FakeTransport:
+    """Records single calls and batches; answers like a worker would."""
+
+    def __init__(self, fail_batch: BaseException | None = None) -> None:
+        self.singles: list[tuple[str, dict[str, Any]]] = []
+        self.batches: list[list[dict[str, Any]]] = []
+        self.fail_batch = fail_batch
+
+    @staticmethod
+    def answer(method: str, args: dict[str, Any]) -> Any:
+        if method == "fail_typed":
+            raise errors.QueueDoesNotExist("Queue q does not exist.")
+        if method == "fail_untyped":
+            raise KeyError("boom")
+        return {"method": method, **args}
+
+    async def send_one(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+        self.singles.append((method, kwargs))
+        await asyncio.sleep(0)
+        return self.answer(method, kwargs)
+
+    async def send_batch(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.batches.append(ops)
+        await asyncio.sleep(0)
+        if self.fail_batch is not None:
+            raise self.fail_batch
+        replies = []
+        for op in ops:
+            try:
+                replies.append({"result": self.answer(op["method"], op["args"])})
+            except Exception as exc:
+                replies.append({"error": error_to_wire(exc)})
+        return replies
+
+
+def ctxt(n: int = 0) -> RequestContext:
+    return RequestContext(project_id=f"p{n}", client_id=f"client-{n}", request_id=f"req-{n}")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_flushes_on_size_without_waiting_for_the_timer() -> None:
+    async def scenario() -> tuple[FakeTransport, list[Any], float]:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=4,
+                              max_delay=30.0)
+        started = time.monotonic()
+        results = await asyncio.gather(*(coalescer.call(ctxt(i), "op", {"i": i})
+                                         for i in range(8)))
+        return transport, results, time.monotonic() - started
+
+    transport, results, elapsed = run(scenario())
+    assert elapsed < 5  # the 30 s timer never had to fire
+    assert [len(batch) for batch in transport.batches] == [4, 4]
+    assert results == [{"method": "op", "i": i} for i in range(8)]
+
+
+def test_flushes_after_the_delay() -> None:
+    async def scenario() -> tuple[FakeTransport, float]:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=100,
+                              max_delay=0.02)
+        started = time.monotonic()
+        await asyncio.gather(*(coalescer.call(ctxt(i), "op", {"i": i}) for i in range(3)))
+        return transport, time.monotonic() - started
+
+    transport, elapsed = run(scenario())
+    assert [len(batch) for batch in transport.batches] == [3]
+    assert 0.015 <= elapsed < 2
+
+
+def test_a_lone_operation_is_sent_as_a_plain_call() -> None:
+    async def scenario() -> tuple[FakeTransport, Any]:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_delay=0.001)
+        return transport, await coalescer.call(ctxt(), "op", {"x": 1})
+
+    transport, result = run(scenario())
+    assert result == {"method": "op", "x": 1}
+    assert transport.singles == [("op", {"x": 1})] and transport.batches == []
+
+
+def test_health_calls_and_a_batch_size_of_one_are_never_coalesced() -> None:
+    async def scenario() -> FakeTransport:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch)
+        await asyncio.gather(*(coalescer.call(ctxt(), "ping", {}) for _ in range(3)))
+        disabled = Coalescer(transport.send_one, transport.send_batch, max_batch=1)
+        await asyncio.gather(*(disabled.call(ctxt(), "op", {}) for _ in range(3)))
+        return transport
+
+    transport = run(scenario())
+    assert transport.batches == [] and len(transport.singles) == 6
+
+
+def test_each_operation_keeps_its_outcome_and_typed_errors_cross() -> None:
+    async def scenario() -> list[Any]:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=3)
+        return await asyncio.gather(
+            coalescer.call(ctxt(1), "op", {"i": 1}),
+            coalescer.call(ctxt(2), "fail_typed", {}),
+            coalescer.call(ctxt(3), "fail_untyped", {}),
+            return_exceptions=True)
+
+    ok, typed, untyped = run(scenario())
+    assert ok == {"method": "op", "i": 1}
+    assert type(typed) is errors.QueueDoesNotExist
+    assert typed.args == ("Queue q does not exist.",)
+    assert type(untyped) is errors.InternalError and "KeyError" in str(untyped)
+
+
+def test_a_failed_batch_fails_each_of_its_operations_and_only_them() -> None:
+    async def scenario() -> tuple[list[Any], Any]:
+        transport = FakeTransport(fail_batch=errors.ServiceUnavailable("broker down"))
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=2)
+        failed = await asyncio.gather(*(coalescer.call(ctxt(i), "op", {}) for i in range(2)),
+                                      return_exceptions=True)
+        transport.fail_batch = None
+        later = await asyncio.gather(*(coalescer.call(ctxt(i), "op", {"i": i})
+                                       for i in range(2)))
+        return failed, later
+
+    failed, later = run(scenario())
+    assert all(isinstance(exc, errors.ServiceUnavailable) for exc in failed)
+    assert later == [{"method": "op", "i": 0}, {"method": "op", "i": 1}]
+
+
+def test_operations_keep_submission_order_and_their_own_context() -> None:
+    async def scenario() -> FakeTransport:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=64,
+                              max_delay=0.005)
+        await asyncio.gather(*(coalescer.call(ctxt(i), f"op{i}", {"i": i}) for i in range(10)))
+        return transport
+
+    transport = run(scenario())
+    (batch,) = transport.batches
+    assert [op["method"] for op in batch] == [f"op{i}" for i in range(10)]
+    assert [op["context"]["request_id"] for op in batch] == [f"req-{i}" for i in range(10)]
+    assert [op["context"]["project_id"] for op in batch] == [f"p{i}" for i in range(10)]
+
+
+def test_a_cancelled_caller_does_not_disturb_its_neighbours() -> None:
+    async def scenario() -> Any:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_delay=0.01)
+        gone = asyncio.ensure_future(coalescer.call(ctxt(1), "op", {"i": 1}))
+        kept = asyncio.ensure_future(coalescer.call(ctxt(2), "op", {"i": 2}))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await kept
+
+    assert run(scenario()) == {"method": "op", "i": 2}
+
+
+@pytest.mark.parametrize("exc", [errors.ClaimMismatch("no"), errors.ServiceUnavailable("x"),
+                                 errors.MessageIsClaimed("held")])
+def test_error_wire_round_trip(exc: errors.HeraldError) -> None:
+    back = error_from_wire(error_to_wire(exc))
+    assert type(back) is type(exc) and back.args == exc.args
+
+
+def test_foreign_exception_types_are_never_imported() -> None:
+    back = error_from_wire({"module": "os", "class": "system", "args": ["rm -rf"]})
+    assert type(back) is errors.InternalError
