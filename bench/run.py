@@ -479,7 +479,11 @@ async def bench_main(args: argparse.Namespace, target: Target) -> dict[str, Any]
         for name in ALL_PHASES:  # fixed order: the 1-worker phase stops a worker
             if name in phases:
                 print(f"phase {name}", file=sys.stderr, flush=True)
-                await getattr(bench, name)()
+                try:
+                    await getattr(bench, name)()
+                except Exception as exc:  # one broken phase must not lose the others
+                    print(f"  {name} failed: {exc!r}", file=sys.stderr)
+                    bench.results.setdefault(name, _blocked(name, f"failed: {exc!r}"))
         return {name: result.to_json() for name, result in bench.results.items()}
 
 

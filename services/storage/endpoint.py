@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 
 from herald.common import errors
 from herald.common.context import RequestContext, set_current_request_id
-from herald.common.rpc import STORAGE_API_VERSION
+from herald.common.rpc import STORAGE_API_VERSION, wakeups
 from herald.common.rpc.coalescer import BATCH_METHOD, error_to_wire
 from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
@@ -165,10 +165,16 @@ class StorageEndpoint:
             with self._db.shared_write():
                 for i in order:
                     outcomes[i] = self._run_op(ops[i])
-                if any(ops[i].get("method") == "message_post" and "result" in (outcomes[i] or {})
-                       for i in order):
-                    # The poster's own signal fired before this commit.
+                posted = sorted({queue_key(i) for i in order
+                                 if ops[i].get("method") == "message_post"
+                                 and (outcomes[i] or {}).get("result")})
+                if posted:
+                    # The poster's own signals (dispatcher, long polls) fired
+                    # before this commit, too early to see the rows: again now.
                     self._db.after_commit(outbox.SIGNAL.set)
+                    for project, queue in posted:
+                        self._db.after_commit(functools.partial(
+                            wakeups.messages_available, project, queue))
         except Exception as exc:  # begin or commit failed: nothing was stored
             LOG.warning("shared transaction of %d operations failed: %s", len(order), exc)
             unavailable = error_to_wire(errors.ServiceUnavailable(
