@@ -40,6 +40,7 @@ from herald.common.context import RequestContext
 from herald.common.rpc import ws_push
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.storage_api import StorageAPI
+from herald.ws_gateway import webconsole
 from herald.ws_gateway.connection import Connection
 from herald.ws_gateway.dispatch import Dispatcher
 from herald.ws_gateway.push import PushEndpoint, Pushes
@@ -69,7 +70,8 @@ class WSGatewayService:
     def make_app(self) -> tornado.web.Application:
         opts = self.conf.ws_gateway
         return tornado.web.Application(
-            [(r"/.*", Connection, {"gateway": self})],
+            # The console first: every other path is the websocket endpoint.
+            [*webconsole.routes(), (r"/.*", Connection, {"gateway": self})],
             websocket_max_message_size=opts.max_frame_size,
             websocket_ping_interval=opts.ping_interval or None,
         )
