@@ -10,23 +10,29 @@ with the response envelope::
 Order of checks (it decides which error wins): decode -> object check ->
 schema (unknown action / schema failure) -> authentication -> handler.
 
-Authentication: Herald has no auth strategy yet (no Keystone option), so
-every action is processed without authentication and ``authenticate`` is
-answered 200 "Authentified." (the reference would send nothing, which hangs
-python-zaqarclient). Nothing here holds per-connection state, which is what
-keeps gateways interchangeable.
+Authentication (``[DEFAULT] auth_strategy``): without a strategy every
+action is processed and ``authenticate`` is answered 200 "Authentified."
+(the reference would send nothing, which hangs python-zaqarclient). With
+``keystone``, ``authenticate`` validates ``X-Auth-Token`` through
+keystonemiddleware and every other action of a connection that has not
+authenticated is 403 "Not authentified." -- unless it is a valid pre-signed
+request (``auth``), which is checked whenever ``URL-Signature`` is present.
+The only per-connection state is that authentication (kept on the
+connection, ``auth.ConnectionAuth``); the dispatcher itself is shared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from oslo_config import cfg
 
+from herald.common import keystone
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
 from herald.common.rpc.storage_api import StorageAPI
-from herald.ws_gateway import codec, schemas
+from herald.ws_gateway import auth, codec, schemas
 from herald.ws_gateway.actions import ActionRequest, Actions, error_reply
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ class Dispatcher:
 
     def __init__(self, storage: StorageAPI, conf: cfg.ConfigOpts) -> None:
         self._actions = Actions(storage, conf)
+        self._conf = conf
 
     async def handle(self, frame: str | bytes, connection: Any = None) -> str | bytes:
         """The encoded reply frame for one request frame (same frame kind);
@@ -73,10 +80,17 @@ class Dispatcher:
             return envelope(request, 400, {"error": str(exc)})
 
         if action == "authenticate":
-            # No auth strategy configured: accept (see module docstring). The
-            # reference echoes an empty request for this reply.
-            return envelope({"action": "authenticate", "body": {}, "headers": {}, "api": "v2"},
-                            200, {"message": "Authentified."})
+            return await self._authenticate(request["headers"], connection)
+
+        headers = request["headers"]
+        state = auth.state_of(connection)
+        if isinstance(headers, dict) and headers.get("URL-Signature"):
+            # A pre-signed request is judged by its signature alone, with or
+            # without an auth strategy (as over REST).
+            if not auth.signed_request_valid(self._conf, action, headers, request["body"]):
+                return envelope(request, 403, {"error": "Not authentified."})
+        elif self._conf.auth_strategy == "keystone" and not state.authenticated:
+            return envelope(request, 403, {"error": "Not authentified."})
 
         handler = self._actions.handlers.get(action)
         if handler is None:
@@ -84,7 +98,6 @@ class Dispatcher:
             # home doc, health, ping).
             return envelope(request, 400, {"error": f"{action} is not a valid action"})
 
-        headers = request["headers"]
         ctxt = RequestContext(project_id=headers["X-Project-ID"],
                               client_id=headers["Client-ID"],
                               request_id=new_request_id())
@@ -102,3 +115,33 @@ class Dispatcher:
                           exc_info=status == 500)
         LOG.info("ws %s project=%s -> %s", action, ctxt.project_id, status)
         return envelope(request, status, body)
+
+    async def _authenticate(self, headers: dict[str, Any], connection: Any) -> dict[str, Any]:
+        """websocket.md §4: validate the token like an HTTP request would be."""
+        echoed = {"action": "authenticate", "body": {}, "headers": {}, "api": "v2"}
+        if self._conf.auth_strategy != "keystone":
+            # No auth strategy: accept (the reference would send nothing,
+            # which hangs python-zaqarclient).
+            return envelope(echoed, 200, {"message": "Authentified."})
+        state = auth.state_of(connection)
+        if state.in_flight:
+            return envelope(echoed, 403, {"error": "Not authentified."})
+        state.in_flight = True
+        try:
+            validator = keystone.validator(self._conf)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, validator.validate, dict(headers))
+        except Exception:
+            LOG.exception("ws authenticate: token validation failed")
+            result = keystone.Result(status=500)
+        finally:
+            state.in_flight = False
+        if not result.ok:
+            LOG.info("ws authenticate refused (%s)", result.status)
+            return envelope(echoed, result.status, {"error": "Authentication failed."})
+        # Re-authentication replaces the identity and restarts the timer.
+        state.authenticated = True
+        state.user_id, state.roles = result.user_id, result.roles
+        state.expires_at = result.expires_at
+        auth.expire_later(connection, state)
+        return envelope(echoed, 200, {"message": "Authentified."})
