@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -22,7 +20,8 @@ import pytest
 import requests
 
 from tests.e2e.flows import Rest
-from tests.e2e.topology import Topology, free_port
+from tests.e2e.topology import Topology
+from tests.faults.harness import BrokerLink
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
 
@@ -151,60 +150,13 @@ def test_503_without_storage_workers_then_recovery(topology: Topology) -> None:
     assert rest.request("GET", "/v2/ping").status_code == 204
 
 
-class _BrokerLink:
-    """A TCP forwarder to the machine's RabbitMQ that the test can cut.
-
-    Stopping the real broker would disturb everything else on the machine;
-    cutting the only path to it looks the same to the api process."""
-
-    def __init__(self, target_port: int = 5672) -> None:
-        self.port = free_port()
-        self._target_port = target_port
-        self._server: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-
-    def open(self) -> None:
-        server = socket.create_server(("127.0.0.1", self.port))
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-        self._sockets.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target_port))
-            self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-
 def test_503_when_rabbitmq_is_unreachable_then_recovery(topology: Topology) -> None:
-    link = _BrokerLink()
+    link = BrokerLink()
     env = {"OS_RPC__CALL_TIMEOUT": str(CALL_TIMEOUT)}
     topology.storage("storage", env)
     # Nothing listens on the link's port yet: the api never reaches a broker.
     api = topology.api("api", {**env, "OS_DEFAULT__TRANSPORT_URL":
-                               f"rabbit://guest:guest@127.0.0.1:{link.port}/"},
+                               link.url},
                        ready_statuses=None)
     api.wait_for_listen()
     rest = Rest(api.url)

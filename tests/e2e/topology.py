@@ -160,6 +160,8 @@ class Service:
             return None
         if self.running():
             self.send(signum)
+            # A process a fault test left SIGSTOPped would not act on the signal.
+            self.send(signal.SIGCONT)
             if self.wait(timeout) is None:
                 self.kill()
         return self.popen.returncode
@@ -297,6 +299,20 @@ class Topology:
         self.services[name] = service
         return service.start()
 
+    def start_program(self, name: str, argv: list[str],
+                      env: Mapping[str, str] | None = None) -> Service:
+        """Start any program (not ``herald``) as the service ``name``.
+
+        For helpers a test needs next to Herald -- a private redis-server it
+        may SIGSTOP, a webhook sink -- so that they share the log files,
+        the die-with-the-runner guard and ``stop_all()``.
+        """
+        assert name not in self.services or not self.services[name].running(), name
+        service = Service(name=name, argv=list(argv), env=self.environment(env),
+                          cwd=self.workdir, log_path=self.workdir / f"{name}.log")
+        self.services[name] = service
+        return service.start()
+
     def run_once(self, name: str, command: list[str], env: Mapping[str, str] | None = None,
                  timeout: float = 120.0) -> None:
         """Run a one-shot command (e.g. ``db upgrade``); fail with its log."""
@@ -311,6 +327,7 @@ class Topology:
         running = [s for s in self.services.values() if s.running()]
         for service in running:
             service.send(signal.SIGTERM)
+            service.send(signal.SIGCONT)  # in case a fault test left it stopped
         deadline = time.monotonic() + STOP_TIMEOUT
         for service in running:
             if service.wait(max(0.1, deadline - time.monotonic())) is None:
