@@ -19,6 +19,7 @@ from herald.api.handlers import (
     queues,
     share,
     subscriptions,
+    topics,
 )
 from herald.common.rpc.storage_api import StorageAPI
 
@@ -50,6 +51,7 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
          subscriptions.SubscriptionHandler),
         (rf"{_QUEUE}/subscriptions/(?P<subscription_id>{_SEGMENT})/confirm",
          subscriptions.SubscriptionConfirmHandler),
+        *topics.routes(_SEGMENT),
     ]
     return tornado.web.Application(
         [tornado.web.url(pattern, handler, deps) for pattern, handler in routes],
