@@ -176,10 +176,14 @@ def validate_patch(document: Any) -> list[dict[str, Any]]:
     return changes
 
 
-def apply_patch(stored: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Apply validated ``changes`` to a copy of the stored metadata (409 on conflicts)."""
+def apply_patch(stored: dict[str, Any], changes: list[dict[str, Any]],
+                reserved_keys: tuple[str, ...] = SHOWN_RESERVED_KEYS) -> dict[str, Any]:
+    """Apply validated ``changes`` to a copy of the stored metadata (409 on conflicts).
+
+    ``reserved_keys`` may be replaced or removed without being stored (topics
+    reserve fewer keys than queues)."""
     metadata = copy.deepcopy(stored)
-    reserved = set(SHOWN_RESERVED_KEYS)
+    reserved = set(reserved_keys)
     for change in changes:
         key = change["key"]
         if change["op"] == "add":

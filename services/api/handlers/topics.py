@@ -1,0 +1,298 @@
+"""Topic resources (rest-v2.md §10): list, create, metadata get/patch, delete,
+stats and purge.
+
+A topic is a queue in a namespace of its own: the storage keeps it as a
+queue whose project is ``topic_project(project)`` (the project with a
+suffix no header can produce by accident, see ``TOPIC_SUFFIX``), so a topic
+and a queue of the same name never meet, and everything storage does for
+queues (messages, expiry, notifications) works for topics unchanged. On
+PostgreSQL the project columns must be wide enough for the suffix.
+
+Differences from queues, as the spec lists them: listings use the key
+``topics`` and have no ``with_count``; only ``_max_messages_post_size``,
+``_default_message_ttl`` and ``_default_message_delay`` are reserved and
+shown with defaults; stats of an existing topic show only ``total`` (and
+oldest/newest). The optional sub-resources (messages, subscriptions,
+confirm) are the queue handlers run on the topic namespace
+(``TopicNamespace``), their links moved under ``/v2/topics/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from herald.api import errors as api_errors
+from herald.api.handlers.base import BaseHandler
+from herald.api.handlers.queues import PURGE_TYPES
+from herald.api.validation import queue_metadata
+from herald.api.validation.body import require_object
+from herald.api.validation.query import looks_like_int, render_query
+from herald.common import errors
+from herald.common.context import RequestContext
+
+#: Appended to the project to make the topic namespace. The unit separator
+#: is a control character: no project id a client means to send contains it.
+TOPIC_SUFFIX = "\x1ftopics"
+RESERVED_KEYS = ("_max_messages_post_size", "_default_message_ttl", "_default_message_delay")
+_LIST_PARAMS = ("marker", "limit", "detailed", "name")
+DEFAULT_PAGE = 10
+
+
+def topic_project(project: str) -> str:
+    return f"{project}{TOPIC_SUFFIX}"
+
+
+def topic_href(topic: str) -> str:
+    return f"/v2/topics/{topic}"
+
+
+def with_defaults(metadata: dict[str, Any] | None, limits: Any) -> dict[str, Any]:
+    shown = dict(metadata or {})
+    defaults = queue_metadata.reserved_defaults(limits)
+    for key in RESERVED_KEYS:
+        if not shown.get(key):
+            shown[key] = defaults[key]
+    return shown
+
+
+class TopicBase(BaseHandler):
+    """Runs the queue pipeline (a topic name obeys the queue name rules) and
+    stores under the topic namespace."""
+
+    def _check_queue_name(self, name: str, project_id: str) -> None:
+        try:
+            super()._check_queue_name(name, project_id)
+        except api_errors.APIError as exc:
+            raise api_errors.APIError(exc.status, "Invalid topic identification",
+                                      exc.description) from exc
+
+    @property
+    def topic_ctx(self) -> RequestContext:
+        return dataclasses.replace(self.ctx, project_id=topic_project(self.ctx.project_id))
+
+    def _check_metadata_size(self) -> None:
+        maximum = self.conf.limits.max_queue_metadata
+        if self.body_length() > maximum:
+            raise errors.BadRequest(f"Topic metadata is too large. Max size: {maximum}")
+
+
+class TopicCollectionHandler(TopicBase):
+    ALLOWED = ("GET",)
+
+    async def get(self) -> None:
+        limits = self.conf.limits
+        query = self.query
+        marker = query.get_str("marker")
+        limit = query.get_int("limit")
+        detailed = query.get_bool("detailed")
+        name = query.get_str("name")
+        filters: dict[str, Any] = {}
+        for key in query.keys():
+            if key not in _LIST_PARAMS and key != "with_count":
+                value = query.get_str(key) or ""
+                filters[key] = int(value) if looks_like_int(value) else value
+        maximum = limits.max_queues_per_page
+        if limit is not None and not 0 < limit <= maximum:
+            raise errors.BadRequest(
+                f"Limit must be at least 1 and no greater than {maximum}.")
+        result = await self.storage_call(
+            "Topics could not be listed.",
+            self.storage.queue_list(self.topic_ctx, marker=marker,
+                                    limit=DEFAULT_PAGE if limit is None else limit,
+                                    detailed=bool(detailed), name=name,
+                                    metadata_filters=filters, with_count=False))
+        topics = []
+        for stored in result["queues"]:
+            item: dict[str, Any] = {"name": stored["name"], "href": topic_href(stored["name"])}
+            if detailed:
+                item["metadata"] = with_defaults(stored.get("metadata"), limits)
+            topics.append(item)
+        links = []
+        if topics:
+            params: list[tuple[str, object]] = []
+            for key, value in (("limit", limit), ("detailed", detailed), ("name", name)):
+                if value is not None:
+                    params.append((key, value))
+            params.extend(filters.items())
+            params.append(("marker", topics[-1]["name"]))
+            links.append({"rel": "next", "href": f"{self.request.path}?{render_query(params)}"})
+        self.reply_json({"topics": topics, "links": links})
+
+
+class TopicHandler(TopicBase):
+    ALLOWED = ("GET", "PUT", "PATCH", "DELETE")
+
+    async def put(self, queue_name: str) -> None:
+        self._check_metadata_size()
+        metadata: dict[str, Any] = {}
+        if self.has_body():
+            metadata = require_object(self.json_body())
+        queue_metadata.validate_reserved(metadata, self.conf.limits, errors.BadRequest)
+        created = await self.storage_call(
+            "Topic could not be created.",
+            self.storage.queue_create(self.topic_ctx, queue_name, metadata))
+        self.set_header("Location", topic_href(queue_name))
+        self.reply_empty(201 if created else 204)
+
+    async def get(self, queue_name: str) -> None:
+        stored = await self.storage_call(
+            "Topic metadata could not be retrieved.",
+            self.storage.queue_get_metadata(self.topic_ctx, queue_name))
+        self.reply_json(with_defaults(stored, self.conf.limits))
+
+    async def patch(self, queue_name: str) -> None:
+        self._check_metadata_size()
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type != queue_metadata.PATCH_CONTENT_TYPE:
+            raise api_errors.APIError(
+                415, "415 Unsupported Media Type",
+                "Accepted media type for PATCH: {'Accept-Patch': "
+                f"'{queue_metadata.PATCH_CONTENT_TYPE}'}}.")
+        if not self.has_body():
+            raise errors.InvalidBody("PATCH body could not be empty for update.")
+        changes = queue_metadata.validate_patch(self.json_body())
+        stored = await self.storage_call(
+            "Topic metadata could not be retrieved.",
+            self.storage.queue_get_metadata(self.topic_ctx, queue_name))
+        if stored is None:
+            raise errors.NotFound(
+                f"Topic {queue_name} does not exist for project {self.ctx.project_id}")
+        metadata = queue_metadata.apply_patch(stored, changes, RESERVED_KEYS)
+        queue_metadata.validate_reserved(metadata, self.conf.limits, errors.InvalidBody)
+        try:
+            await self.storage_call(
+                "Topic metadata could not be updated.",
+                self.storage.queue_set_metadata(self.topic_ctx, queue_name, metadata))
+        except errors.QueueDoesNotExist as exc:  # deleted in between
+            raise errors.NotFound(f"Topic {queue_name} does not exist for project "
+                                  f"{self.ctx.project_id}") from exc
+        self.reply_json(with_defaults(metadata, self.conf.limits))
+
+    async def delete(self, queue_name: str) -> None:
+        await self.storage_call("Topic could not be deleted.",
+                                self.storage.queue_delete(self.topic_ctx, queue_name))
+        self.reply_empty(204)
+
+
+class TopicStatsHandler(TopicBase):
+    ALLOWED = ("GET",)
+
+    async def get(self, queue_name: str) -> None:
+        stats = await self.storage_call("Topic stats could not be read.",
+                                        self.storage.queue_stats(self.topic_ctx, queue_name))
+        exists = bool(stats.get("total")) or await self.storage_call(
+            "Topic stats could not be read.",
+            self.storage.queue_get_metadata(self.topic_ctx, queue_name)) is not None
+        if not exists:
+            self.reply_json({"messages": {"claimed": 0, "free": 0, "total": 0}})
+            return
+        messages: dict[str, Any] = {"total": stats.get("total", 0)}
+        if messages["total"]:
+            for key in ("oldest", "newest"):
+                edge = stats.get(key)
+                if edge:
+                    messages[key] = {"href": f"{topic_href(queue_name)}/messages/{edge['id']}",
+                                     "age": edge["age"], "created": edge["created"]}
+        self.reply_json({"messages": messages})
+
+
+def _rewrite_href(value: str, queue_path: str, topic_path: str) -> str:
+    if value == queue_path or value.startswith((queue_path + "/", queue_path + "?")):
+        return topic_path + value[len(queue_path):]
+    return value
+
+
+def _rewrite(document: Any, queue_path: str, topic_path: str) -> Any:
+    """The queue handlers' reply with its hrefs moved to the topic path.
+
+    Only links are touched (``href`` values, the ``resources`` list of a post):
+    message bodies are the client's data and are never walked into."""
+    if isinstance(document, list):
+        return [_rewrite(item, queue_path, topic_path) for item in document]
+    if not isinstance(document, dict):
+        return document
+    rewritten: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "href" and isinstance(value, str):
+            rewritten[key] = _rewrite_href(value, queue_path, topic_path)
+        elif key == "resources" and isinstance(value, list):
+            rewritten[key] = [_rewrite_href(v, queue_path, topic_path)
+                              if isinstance(v, str) else v for v in value]
+        elif key in ("messages", "links", "oldest", "newest"):
+            rewritten[key] = _rewrite(value, queue_path, topic_path)
+        else:
+            rewritten[key] = value
+    return rewritten
+
+
+class TopicNamespace(TopicBase):
+    """Mixed in before a queue handler class: the same behaviour on the topic
+    (the optional topic sub-resources of rest-v2.md §10)."""
+
+    @property
+    def ctx(self) -> RequestContext:
+        return self.topic_ctx
+
+    @property
+    def topic_ctx(self) -> RequestContext:
+        base = super().ctx
+        return dataclasses.replace(base, project_id=topic_project(base.project_id))
+
+    def _paths(self) -> tuple[str, str]:
+        name = self.path_kwargs.get("queue_name", "")
+        return f"/v2/queues/{name}", topic_href(name)
+
+    def reply_json(self, document: Any, status: int = 200,
+                   content_type: str = "application/json") -> None:
+        super().reply_json(_rewrite(document, *self._paths()), status, content_type)
+
+    def set_header(self, name: str, value: Any) -> None:
+        if name == "Location" and isinstance(value, str):
+            value = _rewrite_href(value, *self._paths())
+        super().set_header(name, value)
+
+
+class TopicPurgeHandler(TopicBase):
+    ALLOWED = ("POST",)
+
+    async def post(self, queue_name: str) -> None:
+        resource_types = list(PURGE_TYPES)
+        if self.has_body():
+            document = self.json_body()
+            if not isinstance(document, dict) or "resource_types" not in document:
+                raise errors.BadRequest('Post body must contain key "resource_types".')
+            requested = document["resource_types"]
+            if (not isinstance(requested, list)
+                    or not all(isinstance(item, str) and item in PURGE_TYPES
+                               for item in requested)):
+                raise errors.BadRequest(
+                    f"Resource types must be a sub set of {sorted(PURGE_TYPES)}.")
+            resource_types = [kind for kind in PURGE_TYPES if kind in requested]
+        await self.storage_call("Topic could not be purged.",
+                                self.storage.queue_purge(self.topic_ctx, queue_name,
+                                                         resource_types))
+        self.reply_empty(204)
+
+
+def _on_topic(handler: type[BaseHandler]) -> type[BaseHandler]:
+    return type(f"Topic{handler.__name__}", (TopicNamespace, handler), {})
+
+
+def routes(segment: str) -> list[tuple[str, type[BaseHandler]]]:
+    """The topic routes, for the application's route table."""
+    from herald.api.handlers import messages, subscriptions
+
+    topic = rf"/v2/topics/(?P<queue_name>{segment})"
+    sub = rf"{topic}/subscriptions/(?P<subscription_id>{segment})"
+    return [
+        (r"/v2/topics", TopicCollectionHandler),
+        (topic, TopicHandler),
+        (rf"{topic}/stats", TopicStatsHandler),
+        (rf"{topic}/purge", TopicPurgeHandler),
+        (rf"{topic}/messages", _on_topic(messages.MessageCollectionHandler)),
+        (rf"{topic}/messages/(?P<message_id>{segment})", _on_topic(messages.MessageHandler)),
+        (rf"{topic}/subscriptions", _on_topic(subscriptions.SubscriptionCollectionHandler)),
+        (sub, _on_topic(subscriptions.SubscriptionHandler)),
+        (rf"{sub}/confirm", _on_topic(subscriptions.SubscriptionConfirmHandler)),
+    ]
