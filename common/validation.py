@@ -191,3 +191,13 @@ def queue_metadata(metadata: dict[str, Any], limits: cfg.ConfigOpts) -> None:
     encrypt = metadata.get("_enable_encrypt_messages")
     if encrypt and not isinstance(encrypt, bool):
         raise BadRequest("_enable_encrypt_messages must be boolean.")
+
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def idempotency_key_ok(key: Any) -> bool:
+    """An idempotency key (Herald extension): 1..255 printable ASCII characters,
+    since it travels in an HTTP header and is stored as a database key."""
+    return (isinstance(key, str) and 0 < len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii()
+            and key.isprintable())

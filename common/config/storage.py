@@ -46,6 +46,24 @@ ALL_OPTS = [
         "websocket); an empty list (subscriptions are kept but nobody is ever "
         "notified).",
     ),
+    cfg.IntOpt(
+        "idempotency_window",
+        default=3600,
+        min=1,
+        help="Seconds a post's Idempotency-Key (REST header; idempotency_key in a "
+        "websocket message_post body) is remembered: a retry with the same key "
+        "within this window gets the original message ids back instead of new "
+        "messages. Possible values: an integer >= 1.",
+    ),
+    cfg.IntOpt(
+        "delivery_history_retention",
+        default=86400,
+        min=60,
+        help="Seconds the delivery history (claims of each message, push attempts "
+        "of each notification) is kept for GET .../messages/<id>/deliveries and "
+        "subscription health before the background job deletes it. Possible "
+        "values: an integer >= 60.",
+    ),
 ]
 
 

@@ -5,7 +5,8 @@ claimable rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL: two
 claimers lock disjoint rows, neither waits) and updates them in the same
 transaction; on SQLite the write transaction is ``BEGIN IMMEDIATE``, so
 claimers run one after the other. A message is thus never in two live
-claims. Dead-letter moves happen during that selection, in that transaction.
+claims. Dead-letter moves happen during that selection, in that transaction,
+and so does the claim's record in the delivery history (``history``).
 Must not rely on tooz for any of this.
 """
 
@@ -18,7 +19,7 @@ from oslo_config import cfg
 
 from herald.common import errors, ids
 from herald.common.rpc import wakeups
-from herald.storage import base, clock
+from herald.storage import base, clock, history
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages
 
@@ -38,7 +39,7 @@ class ClaimController:
         self._conf = conf
 
     def create(self, project: str, queue: str, ttl: int, grace: int,
-               limit: int) -> dict[str, Any]:
+               limit: int, client_id: str = "") -> dict[str, Any]:
         now = clock.now()
         claim_id = ids.new_id()
         claim_expires = now + ttl
@@ -83,6 +84,10 @@ class ClaimController:
                 .where(messages.c.seq.in_(to_claim))
                 .order_by(messages.c.seq)
             ).all()
+            # Delivery history: one INSERT for the batch, committed with the claim.
+            history.record_claim(conn, project=project, queue=queue, claim_id=claim_id,
+                                 client_id=client_id, message_ids=[r.id for r in rows],
+                                 now=now, ttl=ttl, grace=grace)
         return {"claim_id": claim_id, "messages": [base.stored_message(r, now) for r in rows]}
 
     @staticmethod

@@ -18,10 +18,11 @@ After a failed attempt the subscription's retry policy (notifications.md §4,
 ``herald.common.subscriptions.retry_delays``; delays jittered by ±10 % and
 scaled by ``retry_delay_scale``) decides: immediate retry, a later
 ``next_attempt`` (lease released), or ``failed`` once exhausted (logged,
-kept for inspection). Every attempt is recorded on the row and the
-subscription. Leases of rows in hand are extended while they are served; a
-crashed dispatcher's leases run out and its rows are delivered again by
-whoever owns the queue then: at-least-once. Log lines carry the request id
+kept for inspection). Every attempt is recorded on the row, in the
+delivery history (with its latency) and on the subscription. Leases of
+rows in hand are extended while they are served; a crashed dispatcher's
+leases run out and its rows are delivered again by whoever owns the queue
+then: at-least-once. Log lines carry the request id
 of the post that caused the delivery.
 
 This module schedules; transports are ``delivery``, SQL is ``outbox``.
@@ -207,31 +208,33 @@ class Dispatcher:
                 LOG.info("delivered %s #%d of %s/%s to %s (status %s, attempt %d, %.0f ms)",
                          row.kind, row.seq, row.project, row.queue, row.subscriber,
                          outcome.status, attempts, elapsed * 1000)
-                await self._record(row, outcome, attempts, delivered=True)
+                await self._record(row, outcome, attempts, elapsed, delivered=True)
                 return True
             if not outcome.retry or attempts > len(delays):
                 LOG.error("giving up on %s #%d of %s/%s to %s after %d attempts: %s",
                           row.kind, row.seq, row.project, row.queue, row.subscriber,
                           attempts, outcome.error)
-                await self._record(row, outcome, attempts, failed=True)
+                await self._record(row, outcome, attempts, elapsed, failed=True)
                 return True
             delay = delays[attempts - 1] * self._opts.retry_delay_scale
             LOG.warning("delivery of %s #%d to %s failed (attempt %d: %s); retry in %.2f s",
                         row.kind, row.seq, row.subscriber, attempts, outcome.error, delay)
             if delay <= 0:
-                await self._record(row, outcome, attempts)
+                await self._record(row, outcome, attempts, elapsed)
                 continue
             delay *= random.uniform(1 - JITTER, 1 + JITTER)
-            await self._record(row, outcome, attempts, next_attempt=clock.now() + delay)
+            await self._record(row, outcome, attempts, elapsed,
+                               next_attempt=clock.now() + delay)
             return True
 
-    async def _record(self, row: Any, outcome: Outcome, attempts: int, *,
+    async def _record(self, row: Any, outcome: Outcome, attempts: int, elapsed: float, *,
                       delivered: bool = False, failed: bool = False,
                       next_attempt: float | None = None) -> None:
         try:
             await self._in_db(self._outbox.record_attempt, row, self.member_id,
                            delivered=delivered, failed=failed, status=outcome.status,
-                           error=outcome.error, next_attempt=next_attempt, attempts=attempts)
+                           error=outcome.error, next_attempt=next_attempt, attempts=attempts,
+                           latency_ms=elapsed * 1000.0)
         except Exception:
             # Not recorded: the lease runs out and the row is tried again
             # (a duplicate, never a loss).

@@ -7,7 +7,8 @@ post is one INSERT of all its rows in the same transaction as the lazy queue
 creation. Validation here is only what needs the queue's metadata (post size
 cap, delays); everything else is checked by the edge before the call.
 The message pipeline's stages (``[storage] message_pipeline``: the notifier
-writes outbox rows) run after the insert in the same transaction.
+writes outbox rows) run after the insert in the same transaction, and so
+does the record of an idempotency key (``idempotency``).
 Must not create claims (see ``claims``) nor deliver notifications.
 """
 
@@ -19,10 +20,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
 
 from herald.common import errors, ids
 from herald.common.rpc import serializer, wakeups
-from herald.storage import base, clock, outbox, pipeline
+from herald.storage import base, clock, idempotency, outbox, pipeline
 from herald.storage.engine import Database
 from herald.storage.schema import messages
 
@@ -87,7 +89,21 @@ class MessageController:
         return int(delay)
 
     def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
-             client_id: str, request_id: str = "-") -> list[str]:
+             client_id: str, request_id: str = "-",
+             idempotency_key: str | None = None) -> list[str]:
+        if idempotency_key is None:
+            return self._post(project, queue, items, body_size, client_id, request_id, None)
+        try:
+            return self._post(project, queue, items, body_size, client_id, request_id,
+                              idempotency_key)
+        except sa_exc.IntegrityError:
+            # A concurrent post with the same key committed first (see
+            # ``idempotency``); this one rolled back: now it finds that row.
+            return self._post(project, queue, items, body_size, client_id, request_id,
+                              idempotency_key)
+
+    def _post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
+              client_id: str, request_id: str, idempotency_key: str | None) -> list[str]:
         now = clock.now()
         client = base.normalize_client_id(client_id)
         with_checksum = self._conf.enable_checksum
@@ -96,6 +112,13 @@ class MessageController:
             metadata = base.queue_metadata(conn, project, queue,
                                            lock=self._db.is_postgres) or {}
             self._check_size(metadata, body_size or 0)
+            if idempotency_key is not None:
+                # After the queue lock: a duplicate that committed first is seen.
+                print_ = idempotency.fingerprint(items)
+                replayed = idempotency.lookup(conn, project, queue, idempotency_key, print_,
+                                              now)
+                if replayed is not None:
+                    return replayed
             queue_ttl = metadata.get("_default_message_ttl")
             default_ttl = (queue_ttl if queue_ttl and isinstance(queue_ttl, int)
                            else self._conf.limits.default_message_ttl)
@@ -133,6 +156,10 @@ class MessageController:
             if rows:
                 for stage in self._stages:
                     stage(conn, batch)
+            if idempotency_key is not None:
+                idempotency.remember(conn, project, queue, idempotency_key, print_,
+                                     [row["id"] for row in rows], now,
+                                     self._conf.storage.idempotency_window)
         if batch.outbox_rows:
             # Committed: wake this process's dispatcher now rather than at its
             # next poll (push latency). Other workers find the rows by polling.

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from herald.storage import clock
+from herald.storage import clock, history
 from herald.storage.engine import Database
 from herald.storage.schema import outbox, subscriptions
 
@@ -41,7 +41,8 @@ SIGNAL = threading.Event()
 
 
 def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: str,
-            options: dict[str, Any], request_id: str, now: float) -> dict[str, Any]:
+            options: dict[str, Any], request_id: str, now: float,
+            message_id: str | None = None) -> dict[str, Any]:
     """The outbox row delivering ``payload`` to ``subscription`` (a row or dict)."""
     get = subscription.__getitem__ if isinstance(subscription, dict) else (
         lambda key: getattr(subscription, key))
@@ -61,6 +62,7 @@ def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: 
         "leased_until": None,
         "lease_owner": None,
         "attempts": 0,
+        "message_id": message_id,
     }
 
 
@@ -130,8 +132,10 @@ class OutboxController:
 
     def record_attempt(self, row: Any, owner: str, *, delivered: bool, failed: bool,
                        status: int | None, error: str | None,
-                       next_attempt: float | None, attempts: int) -> None:
-        """Record one attempt on the row and the subscription's statistics.
+                       next_attempt: float | None, attempts: int,
+                       latency_ms: float = 0.0) -> None:
+        """Record one attempt on the row, in the delivery history and in the
+        subscription's statistics and health.
 
         ``delivered``: done. ``failed``: policy exhausted. Otherwise the row
         goes back to pending, due at ``next_attempt`` (or kept leased for an
@@ -149,7 +153,11 @@ class OutboxController:
             "last_attempt": now, "last_status": status, "last_error": error,
         }
         if delivered:
-            stats.update(deliveries=subscriptions.c.deliveries + 1, last_success=now)
+            stats.update(deliveries=subscriptions.c.deliveries + 1, last_success=now,
+                         consecutive_failures=0)
+        else:
+            stats.update(consecutive_failures=subscriptions.c.consecutive_failures + 1,
+                         last_failure=now)
         if failed:
             stats["delivery_failures"] = subscriptions.c.delivery_failures + 1
         with self._db.write() as conn:
@@ -161,6 +169,10 @@ class OutboxController:
                                   .values(**values))
             if not result.rowcount:
                 return
+            outcome = (history.OUTCOME_DELIVERED if delivered
+                       else history.OUTCOME_FAILED if failed else history.OUTCOME_RETRY)
+            history.record_attempt(conn, row, attempt=attempts, outcome=outcome,
+                                   status=status, error=error, latency_ms=latency_ms, now=now)
             conn.execute(sa.update(subscriptions)
                          .where(subscriptions.c.id == row.subscription_id).values(**stats))
 

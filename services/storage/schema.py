@@ -95,6 +95,11 @@ subscriptions = sa.Table(
     sa.Column("last_status", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_success", sa.Float(precision=53), nullable=True),
+    # Health: failed attempts since the last success (0 when healthy), and
+    # when the last failed attempt happened.
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0,
+              server_default="0"),
+    sa.Column("last_failure", sa.Float(precision=53), nullable=True),
     sa.UniqueConstraint("project", "queue", "subscriber", name="uq_subscriptions_subscriber"),
     sa.Index("ix_subscriptions_project_queue_id", "project", "queue", "id"),
     sa.Index("ix_subscriptions_expires", "expires"),
@@ -127,8 +132,73 @@ outbox = sa.Table(
     sa.Column("last_status", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("done_at", sa.Float(precision=53), nullable=True),
+    # The message a notification row delivers (None for confirmations and
+    # tests): links push attempts to the message's delivery history.
+    sa.Column("message_id", sa.String(32), nullable=True),
     sa.Index("ix_outbox_state_next_attempt", "state", "next_attempt"),
     sa.Index("ix_outbox_project_queue", "project", "queue"),
     sa.Index("ix_outbox_subscription_id", "subscription_id"),
+    sqlite_autoincrement=True,
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata_obj,
+    # The primary key is the arbiter of concurrent duplicates: of two posts
+    # with one key, only one transaction can insert this row.
+    sa.Column("project", sa.String(256), primary_key=True),
+    sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    # sha256 of the accepted messages: a key reused for another post is refused.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("message_ids", sa.Text, nullable=False),  # JSON list, post order
+    sa.Column("created", sa.Float(precision=53), nullable=False),
+    sa.Column("expires", sa.Float(precision=53), nullable=False),
+    sa.Index("ix_idempotency_keys_expires", "expires"),
+)
+
+claim_history = sa.Table(
+    "claim_history",
+    metadata_obj,
+    # One row per claimed message, written by the claim's own transaction
+    # (one multi-row INSERT per claim).
+    sa.Column("seq", BigSeq, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(32), nullable=False),
+    sa.Column("claim_id", sa.String(32), nullable=False),
+    sa.Column("client_id", sa.String(256), nullable=False),
+    sa.Column("claimed_at", sa.Float(precision=53), nullable=False),
+    sa.Column("ttl", sa.Integer, nullable=False),
+    sa.Column("grace", sa.Integer, nullable=False),
+    sa.Index("ix_claim_history_message_id", "message_id"),
+    sa.Index("ix_claim_history_claimed_at", "claimed_at"),
+    sqlite_autoincrement=True,
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata_obj,
+    # One row per push attempt, written with the attempt's outcome on the
+    # outbox row (same transaction).
+    sa.Column("seq", BigSeq, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(32), nullable=True),
+    sa.Column("subscription_id", sa.String(32), nullable=False),
+    sa.Column("subscriber", sa.Text, nullable=False),
+    # The outbox row's kind: notification, confirmation or test.
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("outbox_seq", sa.BigInteger, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("attempted_at", sa.Float(precision=53), nullable=False),
+    # "delivered", "retry" (will be tried again) or "failed" (given up).
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Index("ix_delivery_attempts_message_id", "message_id"),
+    sa.Index("ix_delivery_attempts_subscription_id", "subscription_id"),
+    sa.Index("ix_delivery_attempts_attempted_at", "attempted_at"),
     sqlite_autoincrement=True,
 )

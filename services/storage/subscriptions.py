@@ -76,6 +76,10 @@ def _subscription_object(row: Any, now: float, with_delivery: bool) -> dict[str,
             "last_status": row.last_status,
             "last_error": row.last_error,
             "last_success": timeutils.isotime(row.last_success) if row.last_success else None,
+            # Health (Herald extension): failed attempts since the last success.
+            "last_failure": timeutils.isotime(row.last_failure) if row.last_failure else None,
+            "consecutive_failures": int(row.consecutive_failures or 0),
+            "healthy": not row.consecutive_failures,
         }
     return item
 

@@ -29,7 +29,7 @@ from herald.common import coordination
 from herald.common.rpc import wakeups
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
-from herald.storage import migrations
+from herald.storage import history, migrations
 from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
@@ -66,7 +66,9 @@ class StorageWorker:
         self._gateways_cache: tuple[float, set[str]] = (0.0, set())
         # Available right after construction: the embedded mode builds its
         # in-process caller from it.
-        self.endpoint = StorageEndpoint(self._db, conf, members=self.members)
+        self.endpoint = StorageEndpoint(self._db, conf, members=self.members,
+                                        pusher=self._pusher,
+                                        gateway_alive=self.gateway_alive)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -195,7 +197,8 @@ class StorageWorker:
 
     def collect_garbage(self) -> int:
         """Delete expired messages, claims and subscriptions of the queues this
-        member owns, and delivered outbox rows past their retention."""
+        member owns, and delivered outbox rows, delivery history and
+        idempotency keys past their retention."""
         deleted = 0
         for project, queue in self._gc.expired_queues():
             if self._stopping.is_set():
@@ -213,6 +216,7 @@ class StorageWorker:
         if expired:
             LOG.info("expiry GC deleted %d subscriptions", expired)
         self._outbox_gc.collect_garbage(self._conf.notification.outbox_retention)
+        history.collect_garbage(self._db, self._conf.storage.delivery_history_retention)
         return deleted
 
 

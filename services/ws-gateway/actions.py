@@ -217,7 +217,13 @@ class Actions:
         for message in cleaned:
             if message["ttl"] is not None:
                 validation.message_ttl(message["ttl"], self._limits)
-        ids = await self._storage.message_post(req.ctxt, name, cleaned, body_size=size)
+        # Herald extension: the websocket spelling of REST's Idempotency-Key.
+        key = req.body.get("idempotency_key")
+        if key is not None and not validation.idempotency_key_ok(key):
+            raise errors.BadRequest(
+                "The idempotency_key must be 1 to 255 printable ASCII characters.")
+        ids = await self._storage.message_post(req.ctxt, name, cleaned, body_size=size,
+                                               idempotency_key=key)
         return 201, {"message_ids": ids}
 
     async def message_delete(self, req: ActionRequest) -> Reply:

@@ -80,7 +80,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                            ["queue_name", "message_id"]),
     "message_get_many": _client("message_get_many", {**_Q, "message_ids": _ARRAY},
                                 ["queue_name", "message_ids"]),
-    "message_post": _client("message_post", {**_Q, "messages": _ARRAY},
+    # idempotency_key: Herald's idempotent posts (docs/api-extensions.md).
+    "message_post": _client("message_post", {**_Q, "messages": _ARRAY,
+                                             "idempotency_key": _STR},
                             ["queue_name", "messages"]),
     "message_delete": _client("message_delete",
                               {**_Q, "message_id": _STR, "claim_id": _STR},

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from herald.api import errors as api_errors
 from herald.api import wire
 from herald.api.handlers.base import BaseHandler
 from herald.api.longpoll import LongPollMixin, listed_something, parse_wait
 from herald.api.validation import messages as validate
 from herald.api.validation.query import render_query
 from herald.common import errors, ids
+from herald.common.validation import idempotency_key_ok
 
 DEFAULT_PAGE = 10
+#: Herald extension: a retried post with the same key returns the first ids.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class MessageCollectionHandler(LongPollMixin, BaseHandler):
@@ -29,9 +33,15 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
         size = self.body_length()
         validate.check_post_size(size, limits)
         messages = validate.validate_post(self.json_body(), limits)
+        key = self.request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None and not idempotency_key_ok(key):
+            raise api_errors.APIError(
+                400, "Invalid header value",
+                "The Idempotency-Key header must be 1 to 255 printable ASCII characters.")
         message_ids = await self.storage_call(
             "Messages could not be enqueued.",
-            self.storage.message_post(self.ctx, queue_name, messages, size))
+            self.storage.message_post(self.ctx, queue_name, messages, size,
+                                      idempotency_key=key))
         self.set_header("Location",
                         f"/v2/queues/{queue_name}/messages?ids={','.join(message_ids)}")
         self.reply_json(

@@ -1,0 +1,82 @@
+"""Idempotent posts: an ``Idempotency-Key`` remembered with the messages it made.
+
+A post that carries a key (REST header ``Idempotency-Key``, websocket body
+field ``idempotency_key``) is stored together with one row of
+``idempotency_keys`` -- (project, queue, key) -> the message ids -- *in the
+post's own transaction*. A retry of that post within ``[storage]
+idempotency_window`` seconds finds the row and gets the original ids back;
+nothing new is inserted and nobody is notified again.
+
+Concurrent duplicates: the poster holds the queue row lock (PostgreSQL; an
+immediate transaction on SQLite) before it looks the key up, so the second
+one sees the first one's committed row. Should two transactions still race
+(the lock is an optimisation of message ordering, not this module's
+guarantee), the primary key makes the second INSERT fail, its transaction
+rolls back with its messages, and ``MessageController.post`` retries and
+finds the winner's row.
+
+The same key with different messages is refused (409): returning the
+earlier ids would silently drop the new messages. Must not commit or open
+transactions: callers pass the connection of the post.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from herald.common import errors
+from herald.common.rpc import serializer
+from herald.storage.schema import idempotency_keys
+
+
+def fingerprint(items: list[dict[str, Any]]) -> str:
+    """Of the post's messages as the edge sent them (body, ttl, delay)."""
+    canonical = [{"body": serializer.encode(item.get("body")), "ttl": item.get("ttl"),
+                  "delay": item.get("delay")} for item in items]
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _where(project: str, queue: str, key: str) -> sa.ColumnElement[bool]:
+    return sa.and_(idempotency_keys.c.project == project, idempotency_keys.c.queue == queue,
+                   idempotency_keys.c.key == key)
+
+
+def lookup(conn: Connection, project: str, queue: str, key: str, print_: str,
+           now: float) -> list[str] | None:
+    """The ids an earlier post with this key made, or None (an expired row is
+    deleted so the key can be used again). Raises Conflict when the earlier
+    post had other messages."""
+    row = conn.execute(
+        sa.select(idempotency_keys.c.fingerprint, idempotency_keys.c.message_ids,
+                  idempotency_keys.c.expires)
+        .where(_where(project, queue, key))
+    ).one_or_none()
+    if row is None:
+        return None
+    if row.expires <= now:
+        conn.execute(sa.delete(idempotency_keys).where(_where(project, queue, key)))
+        return None
+    if row.fingerprint != print_:
+        raise errors.Conflict(
+            "This Idempotency-Key was already used for a different post to this queue.")
+    return list(json.loads(row.message_ids))
+
+
+def remember(conn: Connection, project: str, queue: str, key: str, print_: str,
+             message_ids: list[str], now: float, window: float) -> None:
+    """Store the key with the post's ids (raises IntegrityError on a race)."""
+    conn.execute(sa.insert(idempotency_keys).values(
+        project=project, queue=queue, key=key, fingerprint=print_,
+        message_ids=json.dumps(message_ids), created=now, expires=now + window))
+
+
+def collect_garbage(conn: Connection, now: float) -> int:
+    """Delete expired keys (lookups ignore them already)."""
+    return conn.execute(
+        sa.delete(idempotency_keys).where(idempotency_keys.c.expires <= now)).rowcount or 0
