@@ -1,4 +1,4 @@
-"""The storage RPC API, version 1.2: the contract between edges and workers.
+"""The storage RPC API, version 1.3: the contract between edges and workers.
 
 The api and ws-gateway services call these coroutines; the storage worker's
 endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
