@@ -36,6 +36,23 @@ ALL_OPTS = [
         "storage worker starts. Possible values: true, false (then run "
         "'herald db upgrade' yourself before starting workers).",
     ),
+    cfg.HostAddressOpt(
+        "health_bind",
+        default="127.0.0.1",
+        help="Address of the storage worker's health listener (see health_port). "
+        "Possible values: an IPv4 or IPv6 address or a host name; 0.0.0.0 listens "
+        "on every interface (in a container, for probes from outside it).",
+    ),
+    cfg.PortOpt(
+        "health_port",
+        default=0,
+        help="TCP port of the storage worker's health listener: GET /healthz "
+        "answers 200 while the process runs, GET /readyz 200 while the worker "
+        "reaches its database and answers RPC calls through the broker, else "
+        "503. For Docker HEALTHCHECK, systemd and orchestrators. The embedded "
+        "mode (herald run) never starts it: its REST API has /healthz and /readyz. "
+        "Possible values: 0 (no listener, the default) or a port 1 to 65535.",
+    ),
     cfg.ListOpt(
         "message_pipeline",
         default=["notifier"],

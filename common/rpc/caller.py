@@ -154,7 +154,12 @@ class OsloCaller:
     def stop(self) -> None:
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._transport.cleanup()
+        # Never connected: the connector thread holds oslo.messaging's
+        # reply-queue lock while it retries, and cleanup() would wait for it
+        # forever, so SIGTERM would never end the process. Nothing to release
+        # then; the connector is a daemon thread.
+        if self._reply_queue_ready.is_set():
+            self._transport.cleanup()
 
 
 def _error_to_wire(exc: BaseException) -> dict[str, Any]:

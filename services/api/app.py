@@ -10,6 +10,7 @@ from __future__ import annotations
 import tornado.web
 from oslo_config import cfg
 
+from herald.api import access
 from herald.api.handlers import (
     base,
     claims,
@@ -22,6 +23,7 @@ from herald.api.handlers import (
     subscriptions,
     topics,
 )
+from herald.common import health as probes
 from herald.common.rpc.storage_api import StorageAPI
 
 _SEGMENT = r"[^/]+"
@@ -59,7 +61,11 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
         *topics.routes(_SEGMENT),
     ]
     return tornado.web.Application(
-        [tornado.web.url(pattern, handler, deps) for pattern, handler in routes],
+        # Liveness and readiness for Docker, systemd and load balancers: no
+        # Client-ID or project needed, unlike /v2/ping.
+        [*probes.routes(probes.storage_probe(storage)),
+         *(tornado.web.url(pattern, handler, deps) for pattern, handler in routes)],
+        log_function=access.log_request,
         default_handler_class=base.NotFoundHandler,
         default_handler_args=deps,
         compress_response=False,

@@ -25,7 +25,7 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from tooz import coordination as tooz_coordination
 
-from herald.common import coordination
+from herald.common import coordination, health
 from herald.common.rpc import wakeups
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
@@ -34,6 +34,7 @@ from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, engine_from_conf
+from herald.storage.health import WorkerReadiness
 from herald.storage.outbox import OutboxController
 from herald.storage.subscriptions import SubscriptionController
 
@@ -55,6 +56,11 @@ class StorageWorker:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._started = False
+        # Read by /readyz: true between the end of start() and the beginning of stop().
+        self._serving = False
+        self._health: health.HealthListener | None = None
+        self._readiness = WorkerReadiness(conf, member_id, self._db.ping,
+                                          lambda: self._serving, serve_rpc)
         self._gc = ClaimController(self._db, conf)
         self._subscription_gc = SubscriptionController(self._db, conf)
         self._outbox_gc = OutboxController(self._db)
@@ -73,6 +79,7 @@ class StorageWorker:
     # -- lifecycle --------------------------------------------------------
 
     def start(self) -> None:
+        self._start_health_listener()
         self._wait_for_database()
         self._coordinator = coordination.start_coordinator(self._conf, self.member_id)
         if self._conf.storage.migrate_on_start:
@@ -96,10 +103,12 @@ class StorageWorker:
                                   [self.endpoint])
             self._rpc.start()
         self._started = True
+        self._serving = True
         LOG.info("storage worker %s started", self.member_id)
 
     def stop(self) -> None:
         """Stop everything started, in reverse order; safe to call twice."""
+        self._serving = False  # /readyz answers 503 from now on
         if self._rpc is not None:
             rpc, self._rpc = self._rpc, None
             _quietly("RPC server stop", rpc.stop)
@@ -124,6 +133,10 @@ class StorageWorker:
         if self._started:
             LOG.info("storage worker %s stopped", self.member_id)
         self._started = False
+        _quietly("readiness client close", self._readiness.close)
+        if self._health is not None:
+            listener, self._health = self._health, None
+            _quietly("health listener stop", listener.stop)
         self._db.dispose()
 
     # -- membership -------------------------------------------------------
@@ -166,6 +179,17 @@ class StorageWorker:
         return gateway_id in members
 
     # -- internals --------------------------------------------------------
+
+    def _start_health_listener(self) -> None:
+        # First of all, so that liveness answers while the worker still
+        # waits for its database (readiness says 503 until start() is done).
+        port = self._conf.storage.health_port
+        # Embedded mode (no RPC) has the REST API's /healthz and /readyz instead.
+        if not port or not self._serve_rpc or self._health is not None:
+            return
+        probe = health.BlockingProbe(self._readiness.check)
+        self._health = health.HealthListener(self._conf.storage.health_bind, port, probe.status)
+        self._health.start()
 
     def _wait_for_database(self) -> None:
         # In compose the database may still be starting: wait a bounded time.

@@ -36,6 +36,7 @@ from oslo_config import cfg
 from tooz import coordination as tooz_coordination
 
 from herald.common import coordination
+from herald.common import health as probes
 from herald.common.context import RequestContext
 from herald.common.rpc import ws_push
 from herald.common.rpc.server import RPCServer
@@ -66,12 +67,16 @@ class WSGatewayService:
         self._push_rpc = push_rpc
         self._push_server: RPCServer | None = None
         self.pushes: Pushes | None = None
+        # /readyz: 503 while storage (broker, worker, database) is unreachable
+        # and from the moment stop() begins, so load balancers drain us.
+        self.readiness = probes.storage_probe(storage, lambda: self.stopping)
 
     def make_app(self) -> tornado.web.Application:
         opts = self.conf.ws_gateway
         return tornado.web.Application(
             # The console first: every other path is the websocket endpoint.
-            [*webconsole.routes(), (r"/.*", Connection, {"gateway": self})],
+            [*probes.routes(self.readiness), *webconsole.routes(),
+             (r"/.*", Connection, {"gateway": self})],
             websocket_max_message_size=opts.max_frame_size,
             websocket_ping_interval=opts.ping_interval or None,
         )
