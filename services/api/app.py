@@ -10,7 +10,7 @@ from __future__ import annotations
 import tornado.web
 from oslo_config import cfg
 
-from herald.api import access
+from herald.api import access, openapi
 from herald.api.handlers import (
     base,
     claims,
@@ -37,6 +37,7 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
     deps = {"conf": conf, "storage": storage, "in_flight": in_flight or base.InFlight()}
     routes = [
         (r"/", home.VersionsHandler),
+        openapi.route(),
         (r"/v2/?", home.HomeHandler),
         (r"/v2/ping", health.PingHandler),
         (r"/v2/health", health.HealthHandler),
