@@ -1,4 +1,4 @@
-"""The storage RPC API, version 1.3: the contract between edges and workers.
+"""The storage RPC API, version 1.4: the contract between edges and workers.
 
 The api and ws-gateway services call these coroutines; the storage worker's
 endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
@@ -48,6 +48,12 @@ optional ``idempotency_key``; ``message_deliveries`` and
 ``subscription_test``; ``claim_create`` records the claim in the delivery
 history with ``ctxt.client_id`` (no signature change); ``subscription_get``'s
 ``delivery`` gains health fields.
+
+1.4 pools and flavors (``pool_*``, ``flavor_*``; rest-v2.md §7-8 as Herald
+means them: a pool is an extra database). With ``[DEFAULT] pooling`` on the
+workers, ``queue_create`` with ``_flavor`` metadata places the queue on one
+of the flavor's pools (BadRequest for an unknown flavor) and every other
+method runs on the queue's pool, with no signature change.
 """
 
 from __future__ import annotations
@@ -292,3 +298,59 @@ class StorageAPI:
         """Delete the subscriptions of a closed websocket connection; their count."""
         return await self._call(ctxt, "subscription_delete_connection",
                                 gateway_id=gateway_id, connection_id=connection_id)
+
+    # -- pools and flavors (1.4) --------------------------------------------
+
+    async def pool_list(self, ctxt: RequestContext, marker: str | None, limit: int,
+                        detailed: bool) -> list[dict[str, Any]]:
+        """``[{"name", "uri", "weight", "flavor"[, "options"]}]`` sorted by name."""
+        return await self._call(ctxt, "pool_list", marker=marker, limit=limit,
+                                detailed=detailed)
+
+    async def pool_get(self, ctxt: RequestContext, name: str,
+                       detailed: bool) -> dict[str, Any]:
+        """One pool (as listed); raises NotFound."""
+        return await self._call(ctxt, "pool_get", name=name, detailed=detailed)
+
+    async def pool_put(self, ctxt: RequestContext, name: str, uri: str, weight: int,
+                       flavor: str | None, options: dict[str, Any]) -> None:
+        """Create or overwrite; the database at ``uri`` is migrated (BadRequest
+        ``cannot connect to <uri>`` when that fails); Conflict when another
+        pool has the URI."""
+        return await self._call(ctxt, "pool_put", name=name, uri=uri, weight=weight,
+                                flavor=flavor, options=options)
+
+    async def pool_update(self, ctxt: RequestContext, name: str,
+                          changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply any of uri/weight/flavor/options; the pool after it (detailed)."""
+        return await self._call(ctxt, "pool_update", name=name, changes=changes)
+
+    async def pool_delete(self, ctxt: RequestContext, name: str) -> None:
+        """No-op if missing; Forbidden for a flavor's last pool, Conflict while
+        the pool holds queues."""
+        return await self._call(ctxt, "pool_delete", name=name)
+
+    async def flavor_list(self, ctxt: RequestContext, marker: str | None, limit: int,
+                          detailed: bool) -> list[dict[str, Any]]:
+        """The project's flavors ``[{"name"[, "pool_list", "capabilities"]}]``."""
+        return await self._call(ctxt, "flavor_list", marker=marker, limit=limit,
+                                detailed=detailed)
+
+    async def flavor_get(self, ctxt: RequestContext, name: str) -> dict[str, Any]:
+        """``{"name", "pool_list", "capabilities"}``; raises NotFound."""
+        return await self._call(ctxt, "flavor_get", name=name)
+
+    async def flavor_put(self, ctxt: RequestContext, name: str, pool_list: list[str],
+                         capabilities: dict[str, Any]) -> None:
+        """Create or overwrite, assigning the pools (BadRequest for unknown ones)."""
+        return await self._call(ctxt, "flavor_put", name=name, pool_list=pool_list,
+                                capabilities=capabilities)
+
+    async def flavor_update(self, ctxt: RequestContext, name: str,
+                            pool_list: list[str]) -> dict[str, Any]:
+        """Replace the pool list (pools left out are detached); the flavor after it."""
+        return await self._call(ctxt, "flavor_update", name=name, pool_list=pool_list)
+
+    async def flavor_delete(self, ctxt: RequestContext, name: str) -> None:
+        """Delete it and detach its pools (no-op if missing)."""
+        return await self._call(ctxt, "flavor_delete", name=name)

@@ -18,6 +18,7 @@ from herald.api.handlers import (
     health,
     home,
     messages,
+    pools,
     queues,
     share,
     subscriptions,
@@ -60,6 +61,7 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
         (rf"{_QUEUE}/subscriptions/(?P<subscription_id>{_SEGMENT})/test",
          deliveries.SubscriptionTestHandler),
         *topics.routes(_SEGMENT),
+        *pools.routes(_SEGMENT),
     ]
     return tornado.web.Application(
         # Liveness and readiness for Docker, systemd and load balancers: no

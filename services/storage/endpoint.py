@@ -36,7 +36,7 @@ from herald.common.rpc import STORAGE_API_VERSION, wakeups
 from herald.common.rpc.coalescer import BATCH_METHOD, error_to_wire
 from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
-from herald.storage import history, outbox, testfire
+from herald.storage import history, outbox, pools, testfire
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
 from herald.storage.messages import MessageController
@@ -125,10 +125,13 @@ class StorageEndpoint:
         self._pusher = pusher or WSPushClient(conf, use_rpc=False)
         self._gateway_alive = gateway_alive or (lambda gateway_id: None)
         self._members = members or (lambda: [])
-        self._queues = QueueController(db, conf)
-        self._messages = MessageController(db, conf)
-        self._claims = ClaimController(db, conf)
-        self._subscriptions = SubscriptionController(db, conf)
+        # With [DEFAULT] pooling, each call runs on the database of its
+        # queue's pool (herald.storage.pools); otherwise on ``db``.
+        self._pools = pools.Router(db, conf)
+        self._queues = self._pools.routed(QueueController)
+        self._messages = self._pools.routed(MessageController)
+        self._claims = self._pools.routed(ClaimController)
+        self._subscriptions = self._pools.routed(SubscriptionController)
 
     # -- batches (1.2) ------------------------------------------------------
 
@@ -266,7 +269,8 @@ class StorageEndpoint:
     @_rpc("Message deliveries could not be retrieved.")
     def message_deliveries(self, ctxt: RequestContext, queue: str,
                            message_id: str) -> dict[str, Any]:
-        return history.deliveries(self._db, ctxt.project_id, queue, message_id)
+        return history.deliveries(self._pools.db_for(ctxt.project_id, queue), ctxt.project_id,
+                                  queue, message_id)
 
     @_rpc("Messages could not be listed.")
     def message_list(self, ctxt: RequestContext, queue: str, marker: str | None = None,
@@ -367,10 +371,61 @@ class StorageEndpoint:
     @_rpc("Subscription could not be tested.")
     def subscription_test(self, ctxt: RequestContext, queue: str,
                           subscription_id: str) -> dict[str, Any]:
-        return testfire.fire(self._db, self._conf, self._pusher, self._gateway_alive,
+        return testfire.fire(self._pools.db_for(ctxt.project_id, queue), self._conf,
+                             self._pusher, self._gateway_alive,
                              ctxt.project_id, queue, subscription_id, ctxt.request_id)
 
     @_rpc("Subscriptions could not be deleted.")
     def subscription_delete_connection(self, ctxt: RequestContext, gateway_id: str,
                                        connection_id: str) -> int:
         return self._subscriptions.delete_connection(gateway_id, connection_id)
+
+    # -- pools and flavors (1.4) -----------------------------------------------
+    # Policy (admin role) is the edge's; these only keep the catalog.
+
+    @_rpc("Pools could not be listed.")
+    def pool_list(self, ctxt: RequestContext, marker: str | None = None, limit: int = 10,
+                  detailed: bool = False) -> list[dict[str, Any]]:
+        return self._pools.catalog.pool_list(marker, limit, detailed)
+
+    @_rpc("Pool could not be retrieved.")
+    def pool_get(self, ctxt: RequestContext, name: str,
+                 detailed: bool = False) -> dict[str, Any]:
+        return self._pools.catalog.pool_get(name, detailed)
+
+    @_rpc("Pool could not be created.")
+    def pool_put(self, ctxt: RequestContext, name: str, uri: str, weight: int,
+                 flavor: str | None = None, options: dict[str, Any] | None = None) -> None:
+        self._pools.catalog.pool_put(name, uri, weight, flavor, options or {})
+
+    @_rpc("Pool could not be updated.")
+    def pool_update(self, ctxt: RequestContext, name: str,
+                    changes: dict[str, Any]) -> dict[str, Any]:
+        return self._pools.catalog.pool_update(name, changes)
+
+    @_rpc("Pool could not be deleted.")
+    def pool_delete(self, ctxt: RequestContext, name: str) -> None:
+        self._pools.catalog.pool_delete(name)
+
+    @_rpc("Flavors could not be listed.")
+    def flavor_list(self, ctxt: RequestContext, marker: str | None = None, limit: int = 10,
+                    detailed: bool = False) -> list[dict[str, Any]]:
+        return self._pools.catalog.flavor_list(ctxt.project_id, marker, limit, detailed)
+
+    @_rpc("Flavor could not be retrieved.")
+    def flavor_get(self, ctxt: RequestContext, name: str) -> dict[str, Any]:
+        return self._pools.catalog.flavor_get(name)
+
+    @_rpc("Flavor could not be created.")
+    def flavor_put(self, ctxt: RequestContext, name: str, pool_list: list[str],
+                   capabilities: dict[str, Any] | None = None) -> None:
+        self._pools.catalog.flavor_put(ctxt.project_id, name, pool_list, capabilities or {})
+
+    @_rpc("Flavor could not be updated.")
+    def flavor_update(self, ctxt: RequestContext, name: str,
+                      pool_list: list[str]) -> dict[str, Any]:
+        return self._pools.catalog.flavor_update(name, pool_list)
+
+    @_rpc("Flavor could not be deleted.")
+    def flavor_delete(self, ctxt: RequestContext, name: str) -> None:
+        self._pools.catalog.flavor_delete(name)
