@@ -77,9 +77,12 @@ def validate_wait(value: Any) -> int:
 class Waiter:
     """One long poll's wake-up flag, set from any thread, awaited on its loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: object = None) -> None:
         self.loop = loop
+        self.owner = owner
         self.event = asyncio.Event()
+        #: Set by ``WaiterHub.release``: the service stops, answer now.
+        self.released = False
 
     def wake(self) -> None:
         # Called on arbitrary threads (RPC server, storage worker).
@@ -97,9 +100,10 @@ class WaiterHub:
         self._waiters: dict[Key, set[Waiter]] = {}
 
     @contextlib.contextmanager
-    def subscribe(self, project: str, queue: str) -> Iterator[Waiter]:
-        """Register a waiter for the queue while the block runs (on a loop)."""
-        waiter = Waiter(asyncio.get_running_loop())
+    def subscribe(self, project: str, queue: str, owner: object = None) -> Iterator[Waiter]:
+        """Register a waiter for the queue while the block runs (on a loop);
+        ``owner`` (the service holding the request) can ``release`` it."""
+        waiter = Waiter(asyncio.get_running_loop(), owner)
         key = (project, queue)
         with self._lock:
             self._waiters.setdefault(key, set()).add(waiter)
@@ -121,6 +125,16 @@ class WaiterHub:
             waiter.wake()
         return len(waiters)
 
+    def release(self, owner: object) -> int:
+        """End the waits of ``owner``'s long polls now (it is stopping): each
+        answers with what it has instead of holding the shutdown up."""
+        with self._lock:
+            waiters = [w for ws in self._waiters.values() for w in ws if w.owner is owner]
+        for waiter in waiters:
+            waiter.released = True
+            waiter.wake()
+        return len(waiters)
+
     def waiting(self, project: str | None = None, queue: str | None = None) -> int:
         """How many long polls wait (on one queue): for tests and health."""
         with self._lock:
@@ -136,6 +150,7 @@ async def long_poll(project: str, queue: str, wait: float,
                     attempt: Callable[[], Awaitable[T]],
                     found: Callable[[T], bool],
                     gone: asyncio.Event | None = None,
+                    owner: object = None,
                     hub: WaiterHub = HUB) -> T:
     """Run ``attempt`` until ``found(result)``, a wake-up at a time, for at
     most ``wait`` seconds; then return the last result.
@@ -145,15 +160,17 @@ async def long_poll(project: str, queue: str, wait: float,
     missed. At the deadline one last attempt runs (it catches messages that
     became available without a post: expired claims, ended delays). When
     ``gone`` is set (the client left) no further attempt starts and the last
-    result is returned; the caller must not hand out what it got.
+    result is returned; the caller must not hand out what it got. When the
+    ``owner`` service releases its waiters (stopping), the last result is
+    returned at once.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    with hub.subscribe(project, queue) as waiter:
+    with hub.subscribe(project, queue, owner) as waiter:
         result = await attempt()
         while not found(result):
             remaining = deadline - loop.time()
-            if remaining <= 0 or (gone is not None and gone.is_set()):
+            if remaining <= 0 or waiter.released or (gone is not None and gone.is_set()):
                 return result
             woken = asyncio.ensure_future(waiter.event.wait())
             watchers: set[asyncio.Future[Any]] = {woken}
@@ -166,7 +183,7 @@ async def long_poll(project: str, queue: str, wait: float,
             finally:
                 for watcher in watchers:
                     watcher.cancel()
-            if gone is not None and gone.is_set():
+            if waiter.released or (gone is not None and gone.is_set()):
                 return result
             waiter.event.clear()
             result = await attempt()

@@ -51,8 +51,10 @@ class LongPollMixin:
         """``attempt()`` once, or long-polled for up to ``wait`` seconds."""
         if wait <= 0:
             return await attempt()
+        # The application owns the wait: a stopping APIService releases it.
         return await wakeups.long_poll(project, queue, wait, attempt, found,
-                                       gone=self.client_gone)
+                                       gone=self.client_gone,
+                                       owner=self.application)  # type: ignore[attr-defined]
 
 
 def claimed_something(result: dict[str, Any]) -> bool:

@@ -14,10 +14,12 @@ import socket
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.web
 from oslo_config import cfg
 
 from herald.api.app import make_app
 from herald.api.handlers.base import InFlight
+from herald.common.rpc import wakeups
 from herald.common.rpc.storage_api import StorageAPI
 
 LOG = logging.getLogger(__name__)
@@ -31,12 +33,14 @@ class APIService:
         self._storage = storage
         self._in_flight = InFlight()
         self._server: tornado.httpserver.HTTPServer | None = None
+        self._app: tornado.web.Application | None = None
         self._sockets: list[socket.socket] = []
         self.port: int | None = None
 
     def start(self) -> None:
         """Listen; must be called with the asyncio loop running (or current)."""
         app = make_app(self._conf, self._storage, self._in_flight)
+        self._app = app
         self._server = tornado.httpserver.HTTPServer(
             app, max_body_size=self._conf.api.max_body_size, xheaders=False)
         self._sockets = tornado.netutil.bind_sockets(
@@ -50,6 +54,9 @@ class APIService:
             return
         server, self._server = self._server, None
         server.stop()  # closes the listening sockets: no new connections
+        # Long polls answer now with what they have, instead of holding the
+        # stop up until their deadline.
+        wakeups.HUB.release(self._app)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self._in_flight.count > 0 and loop.time() < deadline:

@@ -330,8 +330,10 @@ async def _poll(req: ActionRequest, wait: int, attempt: Callable[[], Awaitable[T
     the gateway's event loop waits for a wake-up, no storage call is held."""
     if wait <= 0:
         return await attempt()
+    # The gateway owns the wait: a stopping gateway releases it (see service).
     return await wakeups.long_poll(req.ctxt.project_id, req.body["queue_name"], wait,
-                                   attempt, found, gone=_gone(req))
+                                   attempt, found, gone=_gone(req),
+                                   owner=getattr(req.connection, "gateway", None))
 
 
 def _claim_not_found(claim_id: str, exc: errors.HeraldError) -> ActionError:

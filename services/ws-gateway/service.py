@@ -38,7 +38,7 @@ from tooz import coordination as tooz_coordination
 from herald.common import coordination
 from herald.common import health as probes
 from herald.common.context import RequestContext
-from herald.common.rpc import ws_push
+from herald.common.rpc import wakeups, ws_push
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway import webconsole
@@ -115,6 +115,8 @@ class WSGatewayService:
         timeout = self.conf.ws_gateway.shutdown_timeout
         if self._server is not None:
             self._server.stop()
+        # Long polls answer now with what they have (not at their deadline).
+        wakeups.HUB.release(self)
         if self.inflight:
             LOG.info("waiting for %d in-flight requests", len(self.inflight))
             await asyncio.wait(set(self.inflight), timeout=timeout or None)

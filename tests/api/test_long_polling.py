@@ -153,3 +153,28 @@ def test_client_disconnect_ends_the_wait_and_claims_nothing(api: Client, stack: 
     time.sleep(0.2)
     listed = api.get("/v2/queues/lp-gone/messages?echo=true").json()["messages"]
     assert len(listed) == 1
+
+
+def test_stopping_api_answers_waiting_requests_at_once(api: Client, stack: Any) -> None:
+    from herald.api.service import APIService
+
+    service = APIService(stack.conf, stack.storage)
+
+    async def start() -> None:
+        service.start()
+
+    stack.run(start())
+    other = Client(f"http://127.0.0.1:{service.port}", project=api.project)
+    result: dict[str, Any] = {}
+
+    def wait() -> None:
+        result["resp"] = other.post("/v2/queues/lp-stop/claims?wait=20", json_body={"ttl": 60})
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    assert _wait_until(lambda: wakeups.HUB.waiting(api.project, "lp-stop") == 1)
+    started = time.monotonic()
+    stack.run(service.stop(grace=10.0))
+    thread.join(10)
+    assert time.monotonic() - started < 2.0
+    assert result["resp"].status_code == 204

@@ -131,3 +131,19 @@ def test_closing_the_connection_ends_the_wait(gateway: WSGatewayService,
         assert status == 201 and len(body["messages"]) == 1
     finally:
         other.ws.close()
+
+
+def test_stopping_gateway_answers_waiting_requests_at_once(harness: GatewayHarness,
+                                                           project: str) -> None:
+    doomed = harness.gateway(shutdown_timeout=10.0)
+    client = WSClient(ws_url(doomed), project)
+    try:
+        client.send("claim_create", {"queue_name": "stopping", "wait": 20})
+        assert _wait_until(lambda: wakeups.HUB.waiting(project, "stopping") == 1)
+        started = time.monotonic()
+        harness.run(doomed.stop())
+        assert time.monotonic() - started < 4.0
+        reply, _ = client.recv()
+        assert reply["headers"]["status"] == 204
+    finally:
+        client.ws.close()
