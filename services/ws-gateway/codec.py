@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 import msgpack
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+# The REST API's limit too (herald.api.validation.body.MAX_DEPTH): the RPC
+# serializer, the storage and msgpack's encoder (512 levels) all recurse, so
+# a deeper document would decode here and fail later as a 500.
+MAX_DEPTH = 128
 
 
 class DecodeError(Exception):
@@ -38,17 +43,41 @@ def _parse_int(text: str) -> int:
     return value
 
 
+def _parse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; PostgreSQL's jsonb and every strict
+    # client reject them, so they must not get into a stored message.
+    raise ValueError(f"JSON contains {name}, which is not a number.")
+
+
+def _check_document(document: Any) -> None:
+    """Depth and non-finite floats (msgpack can carry NaN too); iterative."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"document contains {value}, which is not a number.")
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"document is nested deeper than {MAX_DEPTH} levels.")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+
+
 def decode(frame: str | bytes) -> Any:
     """Decode one frame: ``str`` is JSON text, ``bytes`` is msgpack."""
     if isinstance(frame, str):
         try:
-            return json.loads(frame, parse_int=_parse_int)
+            document = json.loads(frame, parse_int=_parse_int, parse_constant=_parse_constant)
+            _check_document(document)
+            return document
         except (ValueError, RecursionError) as exc:
             raise DecodeError(
                 f"Can't decode text (JSON) request. {type(exc).__name__}: {exc}"
             ) from exc
     try:
-        return msgpack.unpackb(frame, raw=False)
+        document = msgpack.unpackb(frame, raw=False)
+        _check_document(document)
+        return document
     except Exception as exc:  # msgpack raises several unrelated exception types
         raise DecodeError(
             f"Can't decode binary (MessagePack) request. {type(exc).__name__}: {exc}"
