@@ -73,5 +73,5 @@ def setup(service: str, member_id: str, log_format: str = "text",
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries that narrate every connection at INFO drown the service's own lines.
-    for noisy in ("oslo_messaging", "kombu", "amqp", "tornado.access", "tooz"):
+    for noisy in ("oslo_messaging", "kombu", "amqp", "tornado.access", "tooz", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

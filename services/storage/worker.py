@@ -153,7 +153,10 @@ class StorageWorker:
         """Whether this member's share of the ring holds the queue (for
         background work; the database still arbitrates every row)."""
         partitioner = self._partitioner
-        if partitioner is None:
+        # Embedded mode runs exactly one worker, so it owns every queue. Its
+        # ring can still hold the member of a killed earlier run until the
+        # file driver's member timeout, which would delay pushes meanwhile.
+        if partitioner is None or not self._serve_rpc:
             return True
         with self._ring_lock:
             return bool(partitioner.belongs_to_self(f"{project}/{queue}"))
