@@ -31,6 +31,8 @@ import logging
 import threading
 from typing import Any, Protocol
 
+import amqp.exceptions
+import kombu.exceptions
 import oslo_messaging
 from oslo_config import cfg
 
@@ -49,6 +51,13 @@ class Caller(Protocol):
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any: ...
 
     def stop(self) -> None: ...
+
+
+# What kombu/amqp raise when the broker connection is refused or dropped
+# while oslo.messaging sends with a finite ``retry``: not every path wraps
+# them in a MessagingException. A broker outage is a 503, not a storage bug.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError, OSError)
 
 
 def _unavailable(what: str) -> errors.ServiceUnavailable:
@@ -99,7 +108,7 @@ class OsloCaller:
                 client.call(ctxt, "ping")
             except oslo_messaging.MessagingTimeout:
                 pass  # broker reached, reply queue open; no worker answered yet
-            except oslo_messaging.MessagingException as exc:
+            except (oslo_messaging.MessagingException, *BROKER_ERRORS) as exc:
                 LOG.warning("message broker not reachable yet: %s", exc)
                 self._stopping.wait(1.0)
                 continue
@@ -124,7 +133,7 @@ class OsloCaller:
         except oslo_messaging.RemoteError as exc:
             LOG.error("storage call %s failed remotely: %s", method, exc.value)
             raise errors.InternalError(exc.value or exc.exc_type) from exc
-        except oslo_messaging.MessagingException as exc:
+        except (oslo_messaging.MessagingException, *BROKER_ERRORS) as exc:
             LOG.warning("storage call %s could not be delivered: %s", method, exc)
             raise _unavailable("The message broker is unreachable.") from exc
         except Exception as exc:

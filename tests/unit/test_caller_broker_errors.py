@@ -1,0 +1,53 @@
+"""A broker connection that fails under oslo.messaging's send is a 503, not a 500.
+
+Found by the broker fault scenario (tests/faults/test_broker.py): with the
+RabbitMQ link cut, some calls failed with kombu's OperationalError
+("[Errno 111] Connection refused"), which oslo.messaging does not wrap in a
+MessagingException on every path, and the REST API answered 500.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import amqp.exceptions
+import kombu.exceptions
+import pytest
+
+from herald.common import errors
+from herald.common.context import RequestContext
+from herald.common.rpc.caller import OsloCaller
+
+
+class _FailingClient:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.exc
+
+
+def _caller(exc: BaseException) -> OsloCaller:
+    caller = OsloCaller.__new__(OsloCaller)  # no transport: only _call_blocking is used
+    caller._conf = SimpleNamespace(rpc=SimpleNamespace(call_timeout=1.0))
+    caller._reply_queue_ready = threading.Event()
+    caller._reply_queue_ready.set()
+    caller._client = _FailingClient(exc)
+    return caller
+
+
+@pytest.mark.parametrize("exc", [
+    kombu.exceptions.OperationalError("[Errno 111] Connection refused"),
+    amqp.exceptions.ConnectionForced("broker forced connection closure"),
+    ConnectionResetError(104, "Connection reset by peer"),
+])
+def test_broker_connection_errors_are_503(exc: BaseException) -> None:
+    with pytest.raises(errors.ServiceUnavailable, match="message broker is unreachable"):
+        _caller(exc)._call_blocking(RequestContext(project_id="p"), "ping", {})
+
+
+def test_other_failures_stay_500() -> None:
+    with pytest.raises(errors.InternalError, match="KeyError"):
+        _caller(KeyError("x"))._call_blocking(RequestContext(project_id="p"), "ping", {})
