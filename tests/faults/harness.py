@@ -36,6 +36,7 @@ import json
 import os
 import socket
 import statistics
+import struct
 import threading
 import time
 import uuid
@@ -470,10 +471,17 @@ class BrokerLink:
         if server is not None:
             server.close()
         for sock in sockets:
+            # shutdown() first: close() alone does not end the recv() a pipe
+            # thread is blocked in, so the kernel would keep the connection
+            # open and the peer would send into a silent black hole instead
+            # of seeing the broker go away. Then RST (linger 0), as a
+            # crashed broker's host would answer.
             with contextlib.suppress(OSError):
-                # RST rather than FIN: the peers see a dead connection at once.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00"
-                                b"\x00\x00\x00\x00")
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
                 sock.close()
 
     def _accept(self, server: socket.socket) -> None:
