@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Any
 
 from oslo_config import cfg
 from tooz import coordination
@@ -37,3 +38,27 @@ def start_coordinator(conf: cfg.ConfigOpts, member_id: str) -> coordination.Coor
     coordinator = coordination.get_coordinator(backend_url(conf), member_id.encode())
     coordinator.start(start_heart=True)
     return coordinator
+
+
+def ensure_member(coordinator: coordination.CoordinationDriver, group: str,
+                  member_id: str, capabilities: Any = b"") -> bool:
+    """Join ``group`` again if this member was dropped from it; True if it was.
+
+    A member whose heartbeat lapses (the backend stalled longer than the
+    membership timeout) is deleted from the group by the next peer that
+    lists it; tooz never adds it back, and the member would stay out of the
+    partition ring for good, doing no background work. Call periodically;
+    ``capabilities`` as when it first joined (a partitioned group's weight).
+    """
+    group_id = group.encode()
+    members = coordinator.get_members(group_id).get()
+    if member_id.encode() in members:
+        return False
+    try:
+        coordinator.join_group(group_id, capabilities).get()
+    except coordination.MemberAlreadyExist:
+        return False
+    except coordination.GroupNotCreated:
+        coordinator.join_group_create(group_id, capabilities)
+    return True
+

@@ -216,11 +216,22 @@ class StorageWorker:
             coordinator = self._coordinator
             if coordinator is None:
                 return
+            _quietly("group membership check", self._ensure_member, coordinator)
             with self._ring_lock:
                 _quietly("run_watchers", coordinator.run_watchers)
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + gc_interval
                 _quietly("expiry GC", self.collect_garbage)
+
+    def _ensure_member(self, coordinator: Any) -> None:
+        # After a coordination stall a peer may have dropped us from the
+        # group; rejoining puts us back in everyone's ring at their next
+        # run_watchers (ours included).
+        # tooz's join_partitioned_group joins with a weight of 1.
+        if coordination.ensure_member(coordinator, coordination.STORAGE_GROUP, self.member_id,
+                                      {"weight": 1}):
+            LOG.warning("storage worker %s had been dropped from %s (coordination backend "
+                        "stalled?); joined again", self.member_id, coordination.STORAGE_GROUP)
 
     def collect_garbage(self) -> int:
         """Delete expired messages, claims and subscriptions of the queues this
