@@ -1,0 +1,109 @@
+"""Scenario: the tooz Redis stalled (SIGSTOP) longer than the membership timeout.
+
+Coordination goes to a private ``redis-server`` the test started (the
+machine's Redis is shared and is never stopped); its tooz membership timeout
+is ``MEMBERSHIP_TIMEOUT`` s. Under a steady load it is SIGSTOPped for
+``STALL`` s -- every worker's heartbeat expires -- then resumed.
+
+- Claims are decided by the database, not by tooz: the ledger must show no
+  double claim and no lost message, and the load must go on during the stall.
+- The partition map converges: afterwards every worker's view of the
+  ``herald.storage`` group (``workers`` in ``GET /v2/health``, answered by
+  whichever worker takes the call) is exactly the set of live workers again.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.topology import Topology
+from tests.faults.harness import (
+    Client,
+    fault_seconds,
+    rate,
+    report,
+    start_load,
+    start_private_redis,
+    verify,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbit]
+
+MEMBERSHIP_TIMEOUT = 3
+STALL = 2 * MEMBERSHIP_TIMEOUT
+CONVERGENCE_BOUND = 20.0
+ADMIN = {"X-Roles": "admin"}
+
+
+def _member_id(log: str) -> str:
+    found = re.search(r"storage worker (\S+) started", log)
+    assert found, "no start line in the worker's log"
+    return found.group(1)
+
+
+def test_redis_stalled_past_the_membership_timeout(topology: Topology, tmp_path: Path) -> None:
+    redis, redis_url = start_private_redis(topology)
+    coordination_url = (f"{redis_url}?namespace=faults-{uuid.uuid4().hex[:8]}"
+                        f"&membership_timeout={MEMBERSHIP_TIMEOUT}")
+    env = {"OS_COORDINATION__BACKEND_URL": coordination_url, "OS_DEFAULT__ADMIN_MODE": "true",
+           "OS_COORDINATION__HEARTBEAT_INTERVAL": "0.5"}
+    workers = topology.distributed(storage_workers=2, apis=1, env=env)[:2]
+    api = topology.services["api"]
+    live = {_member_id(w.log()) for w in workers}
+    project, queue = f"faults-{uuid.uuid4().hex[:8]}", "stall"
+    client = Client(api.url, project)
+    assert client.request("PUT", f"/v2/queues/{queue}").status_code == 201
+
+    def views(n: int = 6) -> list[frozenset[str]]:
+        seen = []
+        for _ in range(n):
+            response = client.request("GET", "/v2/health", headers=ADMIN)
+            seen.append(frozenset(response.json()["workers"]) if response.status_code == 200
+                        else frozenset({f"status {response.status_code}"}))
+        return seen
+
+    assert all(v == live for v in views()), views()
+    load = start_load(api.url, project, queue)
+    before = max(3.0, (fault_seconds() - STALL) / 2)
+    try:
+        time.sleep(before)
+        stalled_at = time.time()
+        redis.send(signal.SIGSTOP)
+        time.sleep(STALL)
+        redis.send(signal.SIGCONT)
+        resumed_at = time.time()
+        converged_after = None
+        last: list[frozenset[str]] = []
+        while time.time() - resumed_at < CONVERGENCE_BOUND:
+            last = views()
+            if all(v == live for v in last):
+                converged_after = time.time() - resumed_at
+                break
+            time.sleep(0.5)
+        time.sleep(max(0.0, fault_seconds() - before - STALL - (time.time() - resumed_at)))
+    finally:
+        redis.send(signal.SIGCONT)
+        load.stop()
+
+    ledger = load.ledger
+    acks = ledger.ack_times()
+    verdict = verify(ledger, client, queue)
+    report("tooz Redis stalled", tmp_path, ledger, verdict, stall_s=STALL,
+           membership_timeout_s=MEMBERSHIP_TIMEOUT,
+           acks_per_s_before=round(rate(acks, load.started + 1, stalled_at), 1),
+           acks_per_s_during_stall=round(rate(acks, stalled_at, resumed_at), 1),
+           partition_map_converged_s=None if converged_after is None
+           else round(converged_after, 2))
+    verdict.assert_ok()
+    assert rate(acks, stalled_at, resumed_at) > 0, "the load stopped while Redis was stalled"
+    assert converged_after is not None, (
+        f"views of herald.storage did not converge to {sorted(live)} within "
+        f"{CONVERGENCE_BOUND:.0f} s of Redis resuming: {[sorted(v) for v in last]}")
+    for operation, counter in ledger.statuses.items():
+        assert set(counter) <= {"201", "204"}, (operation, counter)
