@@ -48,6 +48,34 @@ class _TypedErrorsAreReplies:
         return call
 
 
+def _leave_late_deliveries_unacked(server: Any) -> None:
+    """Make the server's AMQP listener ignore deliveries that arrive after stop().
+
+    oslo.messaging's RPC listener acknowledges a request in its consumer
+    callback, before anything runs it. stop() only stops polling: requests
+    RabbitMQ had already pushed to this consumer are still read while the
+    connection closes, acknowledged there, and never run -- the caller
+    waits for its timeout (seen as 503s on every SIGTERM of a busy worker).
+    Left unacknowledged instead, RabbitMQ hands them to another worker when
+    the channel closes. Best effort: another driver or a changed oslo layout
+    is left alone.
+    """
+    poll_listener = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
+    shutdown = getattr(poll_listener, "_shutdown", None)
+    if poll_listener is None or shutdown is None or not callable(poll_listener):
+        return
+    base = type(poll_listener)
+
+    class _StopAware(base):  # type: ignore[misc, valid-type]
+        def __call__(self, message: Any) -> Any:
+            if self._shutdown.is_set():
+                LOG.debug("leaving a request delivered after stop to another worker")
+                return None
+            return super().__call__(message)
+
+    poll_listener.__class__ = _StopAware
+
+
 class RPCServer:
     def __init__(self, conf: cfg.ConfigOpts, topic: str, server_id: str,
                  endpoints: list[Any]) -> None:
@@ -66,6 +94,7 @@ class RPCServer:
 
     def start(self) -> None:
         self._server.start()
+        _leave_late_deliveries_unacked(self._server)
         LOG.info("RPC server listening on topic %s as %s", self._topic, self._server_id)
 
     def stop(self) -> None:

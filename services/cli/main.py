@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from herald.common import config, coordination, log
+from herald.common import config, coordination, health, log
 from herald.common.rpc import wakeups
 from herald.common.rpc.caller import InProcessCaller, OsloCaller
 from herald.common.rpc.storage_api import StorageAPI
@@ -47,8 +47,12 @@ async def _wait_for_signal() -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Every command calls this once its service is up: the moment systemd's
+    # Type=notify units count as started (a no-op outside systemd).
+    health.sd_notify("READY=1")
     await stop.wait()
     LOG.info("stop signal received, shutting down")
+    health.sd_notify("STOPPING=1")
 
 
 async def _serve_api(conf: cfg.ConfigOpts, storage: StorageAPI) -> None:
