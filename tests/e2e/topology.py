@@ -14,6 +14,7 @@ stops every process still running: SIGTERM, then SIGKILL after a timeout.
 New kinds of processes (notifier sinks...) are added with
 ``Topology.start(name, command, ...)`` plus a readiness check; the
 ``storage()``, ``api()`` and ``ws_gateway()`` helpers show the pattern.
+``lb()`` puts nginx, configured from ``deploy/nginx``, in front of them.
 """
 
 from __future__ import annotations
@@ -229,6 +230,25 @@ class Service:
         self.wait_for(listening, f"a listener on port {port}", timeout)
 
 
+@dataclass
+class LB:
+    """nginx started by ``Topology.lb``: REST root and websocket URL."""
+
+    service: Service
+    rest_url: str
+    ws_url: str
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def nginx_binary() -> str | None:
+    """Debian's nginx (in /usr/sbin, often not on a normal user's PATH)."""
+    import shutil
+
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+
 def ws_url(service: Service) -> str:
     """The websocket URL of a gateway started by ``Topology.ws_gateway``."""
     assert service.url, f"{service.name} serves no HTTP"
@@ -339,9 +359,19 @@ class Topology:
     # -- Herald's services ----------------------------------------------
 
     def storage(self, name: str = "storage", env: Mapping[str, str] | None = None,
-                wait: bool = True) -> Service:
-        """A storage worker (``herald storage``) consuming the test's topic."""
+                wait: bool = True, health_port: bool = False) -> Service:
+        """A storage worker (``herald storage``) consuming the test's topic.
+
+        With ``health_port`` it serves ``/healthz`` and ``/readyz`` on a free
+        port (``[storage] health_port``), and ``service.url`` is that root.
+        """
+        url = None
+        if health_port:
+            port = free_port()
+            env = {"OS_STORAGE__HEALTH_PORT": str(port), **(env or {})}
+            url = f"http://127.0.0.1:{port}"
         service = self.start(name, ["storage"], env)
+        service.url = url
         if wait:
             service.wait_for_log(STORAGE_READY_LINE)
         return service
@@ -379,6 +409,56 @@ class Topology:
                             and report["gateway"] in (report.get("gateways") or []))
             service.wait_for(ready, "GET /health: in herald.ws and storage reachable")
         return service
+
+    def lb(self, apis: list[Service], gateways: list[Service], name: str = "lb") -> LB:
+        """nginx in front of ``apis`` and ``gateways``, with deploy/nginx's config.
+
+        The server blocks are ``deploy/nginx/herald-lb.conf`` itself; only
+        what differs from a deployment is generated: the listen addresses
+        (free ports instead of 8888/9000), named upstream groups of the given
+        processes (instead of Docker's DNS) and a main configuration that
+        keeps nginx in the foreground, as the current user, with its pid,
+        logs and temporary files in the test's directory.
+        """
+        nginx = nginx_binary()
+        assert nginx, "nginx is not installed (.ci/run installs Debian's nginx-light)"
+        prefix = self.workdir / name
+        prefix.mkdir(parents=True, exist_ok=True)
+        rest_port, ws_port = free_port(), free_port()
+        servers = (REPO / "deploy" / "nginx" / "herald-lb.conf").read_text()
+        servers = servers.replace("listen 8888;", f"listen 127.0.0.1:{rest_port};")
+        servers = servers.replace("listen 9000;", f"listen 127.0.0.1:{ws_port};")
+        (prefix / "herald-lb.conf").write_text(servers)
+
+        def group(label: str, members: list[Service]) -> str:
+            lines = "".join(f"    server {s.url.removeprefix('http://')};\n" for s in members)
+            return (f"upstream herald_{label} {{\n{lines}}}\n"
+                    f"map \"\" $herald_{label}_backend {{ default herald_{label}; }}\n")
+
+        (prefix / "backends.conf").write_text(group("api", apis) + group("ws", gateways))
+        (prefix / "nginx.conf").write_text(f"""daemon off;
+worker_processes 1;  # one round-robin state: connections alternate exactly
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/backends.conf;
+    include {prefix}/herald-lb.conf;
+}}
+""")
+        argv = [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+        check = subprocess.run([*argv, "-t"], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        service = self.start_program(name, argv)
+        service.url = f"http://127.0.0.1:{rest_port}"
+        service.wait_for_listen()
+        return LB(service, rest_url=service.url, ws_url=f"ws://127.0.0.1:{ws_port}/")
 
     def embedded(self, name: str = "run", cwd: Path | None = None,
                  env: Mapping[str, str] | None = None, port: int | None = None,
