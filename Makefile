@@ -11,6 +11,11 @@
 #                       machine's RabbitMQ/PostgreSQL/Redis, runs every phase,
 #                       stops it, prints the table (docs/performance.md), e.g.
 #                       make bench BENCH_ARGS="--mode embedded --duration 10"
+#   make up             docker compose up: the whole topology in containers
+#                       (docker-compose.yml), REST on :8888, WebSocket on :9000
+#   make down / logs    docker compose down / follow every service's logs
+#   make up-local       the same services as local processes (honcho,
+#                       Procfile) on this machine's RabbitMQ/PostgreSQL/Redis
 #
 # Nothing but python3 is needed: the first run creates .venv and installs
 # Herald into it (editable, with the test extras). The install is redone
@@ -26,8 +31,11 @@ STAMP := $(VENV)/.herald-installed
 #   make test ARGS="-k e2e -x"
 ARGS ?=
 BENCH_ARGS ?=
+COMPOSE ?= docker compose
+# Debian installs nginx in /usr/sbin, which a normal user's PATH lacks.
+NGINX ?= $(shell command -v nginx 2>/dev/null || ls /usr/sbin/nginx 2>/dev/null)
 
-.PHONY: run test lint sample-config clean venv bench
+.PHONY: run test lint sample-config clean venv bench up down logs up-local
 
 venv: $(STAMP)
 
@@ -54,6 +62,26 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -c 'import aiohttp' 2>/dev/null || $(BIN)/python -m pip install -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# ARGS go to docker compose, e.g. make up ARGS="--scale ws-gateway=3 --scale storage=2"
+up:
+	$(COMPOSE) up -d --build --wait $(ARGS)
+
+down:
+	$(COMPOSE) down $(ARGS)
+
+logs:
+	$(COMPOSE) logs -f --tail=100 $(ARGS)
+
+# honcho (the ops extra) is installed on first use. Without nginx, lb is
+# left out and the api and gateway answer on :8878 and :9010 directly.
+up-local: $(STAMP)
+	$(BIN)/python -c 'import honcho' 2>/dev/null || $(BIN)/python -m pip install -e '.[test,ops]'
+	createdb -h 127.0.0.1 -U postgres herald 2>/dev/null || true
+	mkdir -p data/lb
+	set -a && . deploy/local.env && set +a && $(BIN)/herald db upgrade
+	PATH="$(CURDIR)/$(BIN):$$PATH" NGINX="$(NGINX)" $(BIN)/honcho -f Procfile -e deploy/local.env \
+		start $(if $(NGINX),,storage api ws-gateway)
 
 sample-config: $(STAMP)
 	$(BIN)/oslo-config-generator --config-file etc/herald-config-generator.conf
