@@ -95,7 +95,11 @@ def _rpc(what: str) -> Callable[[F], F]:
                 result = retrying(func, self, ctxt, **kwargs)
             except errors.HeraldError:
                 raise
-            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            # PendingRollbackError: an earlier statement of the same (shared,
+            # batched) transaction lost the connection; this operation never
+            # ran and the whole transaction is rolled back -- unavailable, not a bug.
+            except (sa_exc.OperationalError, sa_exc.InterfaceError,
+                    sa_exc.PendingRollbackError) as exc:
                 LOG.warning("storage operation %s failed: %s", func.__name__, exc)
                 raise errors.ServiceUnavailable(
                     f"{what} Please try again in a few seconds.") from exc
