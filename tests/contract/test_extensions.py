@@ -237,3 +237,38 @@ def test_test_fire_reports_the_outcome(endpoint, ctxt, receiver, database):
     assert OutboxController(database).lease("w", [(ctxt.project_id, "q")], 60, 10) == []
     with pytest.raises(errors.SubscriptionDoesNotExist):
         endpoint.subscription_test(make_ctxt("p2"), queue="q", subscription_id=ok)
+
+
+def test_losing_a_key_race_returns_the_winners_ids(endpoint, ctxt, database, database_url,
+                                                   monkeypatch):
+    """The fallback behind the queue lock: if a duplicate commits between our
+    lookup and our insert, the primary key refuses ours, our messages roll
+    back, and the retry answers with the winner's ids. (PostgreSQL only: on
+    SQLite nobody can commit while our immediate transaction runs.)"""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serializes writers; the race cannot happen there")
+    import json
+
+    from herald.storage import idempotency
+
+    endpoint.queue_create(ctxt, queue="raced", metadata={})
+    real_lookup = idempotency.lookup
+    calls = {"n": 0}
+
+    def lookup_then_lose(conn, project, queue, key, print_, now):
+        calls["n"] += 1
+        found = real_lookup(conn, project, queue, key, print_, now)
+        if calls["n"] == 1:
+            # The winner commits on its own connection right after we looked.
+            with database.engine.begin() as other:
+                other.execute(sa.insert(idempotency_keys).values(
+                    project=project, queue=queue, key=key, fingerprint=print_,
+                    message_ids=json.dumps(["0123456789abcdef0123456789abcdef"]),
+                    created=now, expires=now + 60))
+        return found
+
+    monkeypatch.setattr(idempotency, "lookup", lookup_then_lose)
+    ids = post(endpoint, ctxt, ["x"], key="k", queue="raced")
+    assert ids == ["0123456789abcdef0123456789abcdef"]
+    assert calls["n"] == 2
+    assert count_messages(database, "raced") == 0
