@@ -7,6 +7,7 @@
   the embedded in-process dispatcher, both off the Tornado event loop.
 - ``coalescer``: batches concurrent calls of an edge into one ``batch`` call.
 - ``server``: the worker-side oslo.messaging RPC server with a lifecycle.
+- ``wakeups``: long-poll wake-ups from the workers to every edge (fanout).
 """
 
 STORAGE_TOPIC = "herald-storage"

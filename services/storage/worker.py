@@ -3,11 +3,13 @@
 ``StorageWorker.start()`` brings the pieces up in dependency order (database
 reachable, coordinator, migrations under the cluster-wide ``herald-db-migrate``
 lock, partitioned group ``herald.storage``, background thread, outbox
-dispatcher, RPC server); ``stop()`` takes them down in reverse, finishing
+dispatcher, long-poll wake-up publisher and RPC server when serving RPC);
+``stop()`` takes them down in reverse, finishing
 in-flight RPC calls first. The background thread runs tooz watchers so the
 partition ring follows workers joining and leaving, and garbage-collects
 expired rows (messages, claims, subscriptions) only for the queues this
-member owns. The outbox dispatcher (``herald.storage.dispatcher``) delivers
+member owns (and the delivery history and idempotency keys past their
+retention). The outbox dispatcher (``herald.storage.dispatcher``) delivers
 the notifications of the queues this member owns, by the same ring. tooz
 spreads work; it never decides correctness (every read filters by expiry
 itself). Must not contain query logic.
