@@ -42,6 +42,19 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(list(argv))
 
 
+def _stop_cleanly_while_starting() -> None:
+    """Until the event loop's handlers take over (``_wait_for_signal``), make
+    SIGTERM end the process with status 0 instead of killing it (-15): a
+    worker may spend a minute waiting for its database, and ``docker stop``
+    or systemd must still see a clean stop."""
+
+    def stop(signum: int, frame: object) -> None:
+        LOG.info("stop signal received while starting, exiting")
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 async def _wait_for_signal() -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -159,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     member_id = coordination.new_member_id()
     service = "db" if args.command == "db" else args.command
     log.setup(service, member_id, conf.log_format)
+    _stop_cleanly_while_starting()
     commands = {
         "api": _cmd_api,
         "storage": _cmd_storage,

@@ -82,3 +82,16 @@ def test_api_not_ready_without_broker(topology: Topology) -> None:
     started = time.monotonic()
     assert status(f"{api.url}/readyz") == 503
     assert time.monotonic() - started < 3, "readiness must answer fast"
+
+
+def test_storage_worker_not_ready_without_database(topology: Topology) -> None:
+    # Nothing listens there: the worker keeps waiting for its database
+    # (bounded retries), alive but not ready.
+    dead_db = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/herald"
+    worker = topology.storage("storage", {"OS_STORAGE__CONNECTION": dead_db},
+                              wait=False, health_port=True)
+    worker.wait_for(lambda: status(f"{worker.url}/healthz") == 200, "GET /healthz 200")
+    reply = requests.get(f"{worker.url}/readyz", timeout=5)
+    assert reply.status_code == 503
+    assert reply.json()["ready"] is False
+    assert worker.stop() == 0, "SIGTERM while waiting for the database must exit 0"
