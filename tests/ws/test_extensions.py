@@ -1,13 +1,159 @@
-"""Websocket: idempotent posts with the ``idempotency_key`` body field of
-``message_post`` (docs/api-extensions.md)."""
+"""Herald's websocket extensions: long polling (``wait`` in ``claim_create``
+and ``message_list`` bodies) and idempotent posts (``idempotency_key`` in
+``message_post``), in one module so they share one gateway harness.
+
+Two gateways share one embedded storage worker: a long poll on one gateway
+is woken by a post through the other. Times are measured from the post.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
+import pytest
+
+from herald.common.rpc import wakeups
 from herald.ws_gateway.service import WSGatewayService
 from tests.ws.client import WSClient
-from tests.ws.conftest import ws_url
+from tests.ws.conftest import GatewayHarness, ws_url
 
 
+def _post_later(url: str, project: str, queue: str, delay: float,
+                stamp: dict[str, float]) -> threading.Thread:
+    def run() -> None:
+        poster = WSClient(url, project)
+        try:
+            time.sleep(delay)
+            status, _ = poster.status_body("message_post", {
+                "queue_name": queue, "messages": [{"body": "wake up", "ttl": 300}]})
+            stamp["posted"] = time.monotonic()
+            assert status == 201
+        finally:
+            poster.ws.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_claim_woken_by_a_post_through_another_gateway(harness: GatewayHarness,
+                                                      gateway: WSGatewayService,
+                                                      project: str, binary: bool) -> None:
+    other = harness.gateway()
+    stamp: dict[str, float] = {}
+    consumer = WSClient(ws_url(gateway), project, binary=binary)
+    try:
+        thread = _post_later(ws_url(other), project, "jobs", 0.7, stamp)
+        started = time.monotonic()
+        status, body = consumer.status_body("claim_create",
+                                            {"queue_name": "jobs", "wait": 10, "ttl": 60})
+        returned = time.monotonic()
+        thread.join()
+        assert status == 201, body
+        assert [m["body"] for m in body["messages"]] == ["wake up"]
+        assert returned - started >= 0.6
+        assert returned - stamp["posted"] < 1.0
+    finally:
+        consumer.ws.close()
+
+
+def test_list_woken_by_a_post(gateway: WSGatewayService, project: str) -> None:
+    stamp: dict[str, float] = {}
+    consumer = WSClient(ws_url(gateway), project)
+    try:
+        thread = _post_later(ws_url(gateway), project, "feed", 0.5, stamp)
+        status, body = consumer.status_body("message_list", {"queue_name": "feed", "wait": 10})
+        returned = time.monotonic()
+        thread.join()
+        assert status == 200
+        assert len(body["messages"]) == 1
+        assert returned - stamp["posted"] < 1.0
+    finally:
+        consumer.ws.close()
+
+
+def test_deadline_answers_empty(gateway: WSGatewayService, project: str) -> None:
+    client = WSClient(ws_url(gateway), project)
+    try:
+        started = time.monotonic()
+        assert client.status_body("claim_create", {"queue_name": "none", "wait": 1}) == (
+            204, {"claim_id": None})
+        assert 0.9 <= time.monotonic() - started < 2.5
+        started = time.monotonic()
+        assert client.status_body("message_list", {"queue_name": "none", "wait": 1}) == (
+            200, {"messages": []})
+        assert 0.9 <= time.monotonic() - started < 2.5
+    finally:
+        client.ws.close()
+
+
+@pytest.mark.parametrize("action", ["claim_create", "message_list"])
+def test_wait_validation(gateway: WSGatewayService, project: str, action: str) -> None:
+    client = WSClient(ws_url(gateway), project)
+    try:
+        status, body = client.status_body(action, {"queue_name": "q", "wait": 21})
+        assert status == 400
+        assert body == {"exception": "Wait must be at least 0 and may not be greater than "
+                                     "20 seconds.", "error": None}
+        assert client.status_body(action, {"queue_name": "q", "wait": -1})[0] == 400
+        assert client.status_body(action, {"queue_name": "q", "wait": "5"}) == (
+            400, {"error": "Schema validation failed."})
+        assert client.status_body(action, {"queue_name": "q", "wait": 1.5}) == (
+            400, {"error": "Schema validation failed."})
+    finally:
+        client.ws.close()
+
+
+def test_closing_the_connection_ends_the_wait(gateway: WSGatewayService,
+                                              project: str) -> None:
+    client = WSClient(ws_url(gateway), project)
+    client.send("claim_create", {"queue_name": "left", "wait": 20})
+    assert _wait_until(lambda: wakeups.HUB.waiting(project, "left") == 1)
+    client.ws.close()
+    assert _wait_until(lambda: wakeups.HUB.waiting(project, "left") == 0, 3.0)
+    assert _wait_until(lambda: not gateway.inflight, 3.0)
+    # Nothing was claimed for the departed connection.
+    other = WSClient(ws_url(gateway), project)
+    try:
+        assert other.status_body("message_post", {
+            "queue_name": "left", "messages": [{"body": 1}]})[0] == 201
+        status, body = other.status_body("claim_create", {"queue_name": "left"})
+        assert status == 201 and len(body["messages"]) == 1
+    finally:
+        other.ws.close()
+
+
+def test_stopping_gateway_answers_waiting_requests_at_once(harness: GatewayHarness,
+                                                           project: str) -> None:
+    doomed = harness.gateway(shutdown_timeout=10.0)
+    client = WSClient(ws_url(doomed), project)
+    try:
+        client.send("claim_create", {"queue_name": "stopping", "wait": 20})
+        assert _wait_until(lambda: wakeups.HUB.waiting(project, "stopping") == 1)
+        started = time.monotonic()
+        stopping = asyncio.run_coroutine_threadsafe(doomed.stop(), harness.loop)
+        reply, _ = client.recv()
+        assert reply["headers"]["status"] == 204
+        assert time.monotonic() - started < 1.0  # not the 10 s shutdown_timeout
+        client.ws.close()
+        stopping.result(10)
+    finally:
+        client.ws.close()
+
+
+# -- idempotent posts: the idempotency_key body field of message_post ----------
 def test_idempotency_key_returns_the_original_ids(gateway: WSGatewayService,
                                                  project: str) -> None:
     client = WSClient(ws_url(gateway), project, binary=True)
