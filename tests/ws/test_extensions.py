@@ -188,3 +188,26 @@ def test_idempotency_key_validation(gateway: WSGatewayService, project: str) -> 
         assert status == 400 and "idempotency_key" in reply["exception"]
     finally:
         client.ws.close()
+
+
+# -- test-fire of a websocket connection subscription -----------------------------
+
+
+def test_test_fire_reaches_a_subscribed_connection(harness: GatewayHarness,
+                                                   gateway: WSGatewayService,
+                                                   project: str) -> None:
+    from herald.common.context import RequestContext
+
+    listener = WSClient(ws_url(gateway), project)
+    try:
+        status, body = listener.status_body("subscription_create", {"queue_name": "tf"})
+        assert status == 201
+        ctxt = RequestContext(project_id=project, client_id=listener.headers["Client-ID"])
+        result = harness.run(harness.storage.subscription_test(
+            ctxt, "tf", body["subscription_id"]))
+        assert result["delivered"] is True and result["error"] is None
+        frame, _ = listener.recv()
+        assert frame == result["payload"]
+        assert frame["Message_Type"] == "TestNotification"
+    finally:
+        listener.ws.close()
