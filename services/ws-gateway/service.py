@@ -67,6 +67,7 @@ class WSGatewayService:
         self._push_rpc = push_rpc
         self._push_server: RPCServer | None = None
         self.pushes: Pushes | None = None
+        self._membership: asyncio.Task[None] | None = None
         # /readyz: 503 while storage (broker, worker, database) is unreachable
         # and from the moment stop() begins, so load balancers drain us.
         self.readiness = probes.storage_probe(storage, lambda: self.stopping)
@@ -91,6 +92,7 @@ class WSGatewayService:
                                           [PushEndpoint(self.pushes)])
             await loop.run_in_executor(None, self._push_server.start)
         self._coordinator = await loop.run_in_executor(None, self._join_group)
+        self._membership = asyncio.create_task(self._keep_membership())
         opts = self.conf.ws_gateway
         sockets = tornado.netutil.bind_sockets(opts.port, address=opts.bind)
         self.port = sockets[0].getsockname()[1]
@@ -107,11 +109,35 @@ class WSGatewayService:
         LOG.info("joined tooz group %s as %s", coordination.WS_GROUP, self.member_id)
         return coordinator
 
+    async def _keep_membership(self) -> None:
+        # A gateway whose heartbeat lapsed (tooz backend stalled past the
+        # membership timeout) is deleted from herald.ws by the next worker
+        # that lists it, and the workers then drop its subscribers' pushes as
+        # "gateway gone"; tooz never adds it back, so rejoin here.
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            await asyncio.sleep(self.conf.coordination.heartbeat_interval)
+            coordinator = self._coordinator
+            if coordinator is None or self.stopping:
+                continue
+            try:
+                rejoined = await loop.run_in_executor(
+                    None, coordination.ensure_member, coordinator, coordination.WS_GROUP,
+                    self.member_id)
+            except Exception as exc:  # the backend may still be down; next round
+                LOG.debug("tooz membership check failed: %s", exc)
+                continue
+            if rejoined:
+                LOG.warning("ws-gateway %s had been dropped from %s; joined again",
+                            self.member_id, coordination.WS_GROUP)
+
     async def stop(self) -> None:
         """Graceful stop: see the module docstring."""
         if self.stopping:
             return
         self.stopping = True
+        if self._membership is not None:
+            self._membership.cancel()
         timeout = self.conf.ws_gateway.shutdown_timeout
         if self._server is not None:
             self._server.stop()
