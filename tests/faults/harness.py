@@ -48,6 +48,7 @@ from typing import Any
 import psycopg
 import requests
 import sqlalchemy as sa
+import websocket
 
 from tests.e2e.topology import Service, Topology, free_port
 
@@ -433,6 +434,55 @@ def report(name: str, tmp_path: Path, ledger: Ledger, verdict: Verdict,
     path.write_text(json.dumps(figures, indent=2, default=str))
     print(f"\nFAULT FIGURES {name}: {json.dumps(figures, default=str)}\n({path})")
     return figures
+
+
+# -- websocket subscribers ------------------------------------------------------
+
+
+class WSListener(threading.Thread):
+    """A websocket client that subscribes to the queue and fails over."""
+
+    def __init__(self, urls: list[str], project: str, queue: str) -> None:
+        super().__init__(daemon=True)
+        self.urls = urls
+        self.project, self.queue = project, queue
+        self.stopping = threading.Event()
+        self.received: list[tuple[str, float]] = []  # (gateway url, time)
+        self.reconnected_at: float | None = None
+        self.errors: list[str] = []
+
+    def _subscribe(self, url: str) -> websocket.WebSocket:
+        ws = websocket.create_connection(url, timeout=5)
+        ws.send(json.dumps({"action": "subscription_create", "body": {"queue_name": self.queue},
+                            "headers": {"Client-ID": str(uuid.uuid4()),
+                                        "X-Project-ID": self.project}}))
+        while True:  # pushes may arrive before the reply
+            frame = json.loads(ws.recv())
+            if "headers" in frame and "request" in frame:
+                assert frame["headers"]["status"] == 201, frame
+                return ws
+
+    def run(self) -> None:
+        index = 0
+        ws = self._subscribe(self.urls[index])
+        while not self.stopping.is_set():
+            try:
+                frame = json.loads(ws.recv())
+                if frame.get("Message_Type") == "Notification":
+                    self.received.append((self.urls[index], time.time()))
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (websocket.WebSocketException, OSError) as exc:
+                # The gateway is gone: the next one in the list.
+                self.errors.append(repr(exc))
+                index = min(index + 1, len(self.urls) - 1)
+                try:
+                    ws = self._subscribe(self.urls[index])
+                    self.reconnected_at = time.time()
+                except (websocket.WebSocketException, OSError) as again:
+                    self.errors.append(repr(again))
+                    time.sleep(0.2)
+        ws.close()
 
 
 # -- fault injectors ---------------------------------------------------------------

@@ -9,7 +9,9 @@ is ``MEMBERSHIP_TIMEOUT`` s. Under a steady load it is SIGSTOPped for
   double claim and no lost message, and the load must go on during the stall.
 - The partition map converges: afterwards every worker's view of the
   ``herald.storage`` group (``workers`` in ``GET /v2/health``, answered by
-  whichever worker takes the call) is exactly the set of live workers again.
+  whichever worker takes the call) is exactly the set of live workers again,
+  and the websocket gateway is back in ``herald.ws`` (``GET /health``) --
+  else the workers would drop its subscribers' pushes as "gateway gone".
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Topology
+from tests.e2e.topology import Topology, gateway_health, ws_url
 from tests.faults.harness import (
     Client,
+    WSListener,
     fault_seconds,
     rate,
     report,
@@ -55,7 +58,13 @@ def test_redis_stalled_past_the_membership_timeout(topology: Topology, tmp_path:
            "OS_COORDINATION__HEARTBEAT_INTERVAL": "0.5"}
     workers = topology.distributed(storage_workers=2, apis=1, env=env)[:2]
     api = topology.services["api"]
+    gateway = topology.ws_gateway("ws", env=env)
     live = {_member_id(w.log()) for w in workers}
+
+    def gateway_listed() -> bool:
+        health = gateway_health(gateway.url or "")
+        return bool(health and health["gateway"] in (health.get("gateways") or []))
+
     project, queue = f"faults-{uuid.uuid4().hex[:8]}", "stall"
     client = Client(api.url, project)
     assert client.request("PUT", f"/v2/queues/{queue}").status_code == 201
@@ -69,6 +78,10 @@ def test_redis_stalled_past_the_membership_timeout(topology: Topology, tmp_path:
         return seen
 
     assert all(v == live for v in views()), views()
+    # Pushes to this websocket subscriber make the workers list herald.ws,
+    # which is when a gateway with a lapsed heartbeat gets dropped from it.
+    listener = WSListener([ws_url(gateway)], project, queue)
+    listener.start()
     load = start_load(api.url, project, queue)
     before = max(3.0, (fault_seconds() - STALL) / 2)
     try:
@@ -82,7 +95,7 @@ def test_redis_stalled_past_the_membership_timeout(topology: Topology, tmp_path:
         last: list[frozenset[str]] = []
         while time.time() - resumed_at < CONVERGENCE_BOUND:
             last = views()
-            if all(v == live for v in last):
+            if all(v == live for v in last) and gateway_listed():
                 converged_after = time.time() - resumed_at
                 break
             time.sleep(0.5)
@@ -90,20 +103,28 @@ def test_redis_stalled_past_the_membership_timeout(topology: Topology, tmp_path:
     finally:
         redis.send(signal.SIGCONT)
         load.stop()
+        listener.stopping.set()
+        listener.join(10)
 
     ledger = load.ledger
     acks = ledger.ack_times()
     verdict = verify(ledger, client, queue)
+    settled = resumed_at + (converged_after or 0) + 2.0
+    pushes_after = sum(1 for _, t in listener.received if t > settled)
     report("tooz Redis stalled", tmp_path, ledger, verdict, stall_s=STALL,
            membership_timeout_s=MEMBERSHIP_TIMEOUT,
            acks_per_s_before=round(rate(acks, load.started + 1, stalled_at), 1),
            acks_per_s_during_stall=round(rate(acks, stalled_at, resumed_at), 1),
            partition_map_converged_s=None if converged_after is None
-           else round(converged_after, 2))
+           else round(converged_after, 2),
+           ws_pushes_before_stall=sum(1 for _, t in listener.received if t < stalled_at),
+           ws_pushes_after_convergence=pushes_after)
     verdict.assert_ok()
     assert rate(acks, stalled_at, resumed_at) > 0, "the load stopped while Redis was stalled"
     assert converged_after is not None, (
         f"views of herald.storage did not converge to {sorted(live)} within "
-        f"{CONVERGENCE_BOUND:.0f} s of Redis resuming: {[sorted(v) for v in last]}")
+        f"{CONVERGENCE_BOUND:.0f} s of Redis resuming: {[sorted(v) for v in last]}, "
+        f"gateway in herald.ws: {gateway_listed()}")
     for operation, counter in ledger.statuses.items():
         assert set(counter) <= {"201", "204"}, (operation, counter)
+    assert pushes_after > 0, "the websocket subscriber got no push after Redis resumed"
