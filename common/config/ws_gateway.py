@@ -61,6 +61,24 @@ ALL_OPTS = [
         "finishes (TCP back-pressure on the client). Possible values: an integer "
         ">= 1.",
     ),
+    cfg.IntOpt(
+        "max_connections",
+        default=10000,
+        min=1,
+        help="Websocket connections the gateway keeps open at once. A handshake "
+        "beyond it is refused with HTTP 503 (the client retries later or uses "
+        "another gateway), so a flood of idle connections cannot exhaust the "
+        "gateway's memory or file descriptors. Possible values: an integer >= 1.",
+    ),
+    cfg.FloatOpt(
+        "handshake_timeout",
+        default=10.0,
+        min=0.1,
+        help="Seconds a TCP connection may take to send its complete HTTP "
+        "request (the websocket handshake) before the gateway closes it, so "
+        "connections that never finish their headers (slowloris) do not pile "
+        "up. Possible values: a number >= 0.1.",
+    ),
     cfg.FloatOpt(
         "write_timeout",
         default=30.0,

@@ -79,6 +79,13 @@ class Connection(tornado.websocket.WebSocketHandler):
             self.set_header("Content-Type", "application/json")
             self.finish(report)
             return
+        limit = self.gateway.conf.ws_gateway.max_connections
+        if len(self.gateway.connections) >= limit:
+            LOG.warning("refusing a websocket handshake from %s: %d connections open "
+                        "(max_connections)", self.request.remote_ip, len(self.gateway.connections))
+            self.set_status(503)
+            self.finish({"error": "Too many connections; try again later."})
+            return
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:

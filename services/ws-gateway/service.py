@@ -96,7 +96,10 @@ class WSGatewayService:
         opts = self.conf.ws_gateway
         sockets = tornado.netutil.bind_sockets(opts.port, address=opts.bind)
         self.port = sockets[0].getsockname()[1]
-        self._server = tornado.httpserver.HTTPServer(self.make_app())
+        # idle_connection_timeout also bounds how long a connection may take
+        # to send its request headers (the websocket handshake).
+        self._server = tornado.httpserver.HTTPServer(
+            self.make_app(), idle_connection_timeout=opts.handshake_timeout)
         self._server.add_sockets(sockets)
         LOG.info("ws-gateway %s listening on %s:%s", self.member_id, opts.bind, self.port)
 
