@@ -60,6 +60,10 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError, OSError)
 
 
+# How long stop() waits for oslo.messaging to release the broker connections.
+CLEANUP_SECONDS = 1.0
+
+
 def _unavailable(what: str) -> errors.ServiceUnavailable:
     return errors.ServiceUnavailable(f"{what} Please try again in a few seconds.")
 
@@ -168,7 +172,15 @@ class OsloCaller:
         # forever, so SIGTERM would never end the process. Nothing to release
         # then; the connector is a daemon thread.
         if self._reply_queue_ready.is_set():
-            self._transport.cleanup()
+            # cleanup() joins the reply waiter, whose blocking read only
+            # notices the stop after its poll timeout (up to 5 s in
+            # oslo.messaging): every SIGTERM'd edge took that long to exit.
+            # Nothing waits for a reply any more, so give cleanup a second
+            # and let the daemon threads go with the process.
+            cleaner = threading.Thread(target=self._transport.cleanup,
+                                       name="rpc-cleanup", daemon=True)
+            cleaner.start()
+            cleaner.join(CLEANUP_SECONDS)
 
 
 def _error_to_wire(exc: BaseException) -> dict[str, Any]:
