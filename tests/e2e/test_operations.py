@@ -256,7 +256,7 @@ def test_sigterm_under_light_load(topology: Topology, tmp_path: Path) -> None:
         assert _sigterm_and_wait(gateway) == 0, tail(gateway.log())
         ws_thread.join(15)
         client.close()
-        assert not ws_out.failures or close_codes, ws_out.failures
+        assert not ws_out.failures, ws_out.failures[:5]  # every reply was a 201
         assert close_codes == [1001], (close_codes, ws_out.failures)
         assert ws_out.ok > 5, ws_out
 
