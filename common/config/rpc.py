@@ -45,8 +45,10 @@ ALL_OPTS = [
         min=0.0,
         max=0.1,
         help="Seconds the first queued storage operation may wait for others to "
-        "join its batch. Possible values: a number from 0 (flush at the next "
-        "event loop turn: only operations submitted together are batched) to 0.1.",
+        "join its batch while an earlier batch is still in flight (an idle edge "
+        "sends at the next event loop turn and never waits). Possible values: a "
+        "number from 0 (always flush at the next event loop turn: only operations "
+        "submitted together are batched) to 0.1.",
     ),
     cfg.StrOpt(
         "topic",

@@ -17,10 +17,14 @@ ALL_OPTS = [
     ),
     cfg.IntOpt(
         "pool_size",
-        default=16,
-        min=1,
-        help="Database connections each worker keeps open (PostgreSQL); size it "
-        "to the worker's RPC executor threads. Possible values: an integer >= 1.",
+        default=0,
+        min=0,
+        help="Database connections each worker keeps open, one per thread that "
+        "runs storage calls; a few more (max(4, pool_size / 4)) may be opened for "
+        "the worker's own background threads. Possible values: 0 (the default: "
+        "[DEFAULT] executor_thread_pool_size, the worker's RPC executor threads, "
+        "16 by default; in embedded mode [rpc] client_threads, 32 by default) or "
+        "an integer >= 1.",
     ),
     cfg.IntOpt(
         "gc_interval",

@@ -8,6 +8,14 @@ operations or ``max_delay`` seconds after its first one arrived, whichever
 comes first. A flush of a single operation is sent as the plain method call
 (no batch envelope, nothing to unpack).
 
+The delay is only paid while a batch is in flight (Nagle's rule): when the
+edge has nothing outstanding, waiting cannot merge the operation with one
+being answered, so the queue is flushed at the next turn of the event loop,
+which still batches everything submitted in the current turn. Without this
+a lone request (one client, or a quiet edge) paid ``max_delay`` plus the
+timer's granularity on every call for nothing; under load there is always
+a batch in flight and the delay does its job.
+
 Guarantees:
 
 * every operation keeps its own outcome: the worker answers one
@@ -94,7 +102,7 @@ class Coalescer:
         self._max_delay = max(0.0, max_delay)
         self._uncoalesced = frozenset(uncoalesced)
         self._pending: list[_Op] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         # Strong references: the loop keeps only weak ones to tasks.
         self._sending: set[asyncio.Task[None]] = set()
         #: Batches sent and operations they carried (for tests and logs).
@@ -114,7 +122,10 @@ class Coalescer:
         if len(self._pending) >= self._max_batch:
             self.flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self._max_delay, self.flush)
+            if self._sending:
+                self._timer = loop.call_later(self._max_delay, self.flush)
+            else:  # idle: nothing to wait for (see the module docstring)
+                self._timer = loop.call_soon(self.flush)
         return await future
 
     def flush(self) -> None:

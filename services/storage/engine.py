@@ -2,8 +2,16 @@
 
 ``make_engine`` builds the SQLAlchemy engine from ``[storage] connection``:
 
-* PostgreSQL: a connection pool of ``[storage] pool_size`` with pre-ping, so
-  a database restart costs one failed check, not one failed request.
+* PostgreSQL: a connection pool of ``[storage] pool_size`` (sized to the
+  worker's RPC executor threads, see ``herald.common.config.storage``). A
+  connection is checked with a ping when it is taken from the pool only if
+  it sat idle for ``PING_IDLE_SECONDS`` or more (``_install_idle_ping``): a
+  database restart still costs an idle worker one failed check, not a failed
+  request, while a busy worker does not pay a round trip (a BEGIN and a
+  ``SELECT 1`` with psycopg) before every transaction, as SQLAlchemy's
+  ``pool_pre_ping`` would. Connections in use a moment ago are known good;
+  if the database dies under load, the failed statement invalidates the
+  pool and the next checkouts reconnect.
 * SQLite (embedded mode): WAL journal (readers never block the writer), a
   busy timeout, connections usable from any RPC executor thread, and write
   transactions opened with ``BEGIN IMMEDIATE``: the write lock is taken at
@@ -28,6 +36,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +48,9 @@ LOG = logging.getLogger(__name__)
 
 _WRITE_OPTION = "herald_write"
 SQLITE_BUSY_TIMEOUT_MS = 30000
+#: A pooled PostgreSQL connection idle at least this long is pinged before use.
+PING_IDLE_SECONDS = 2.0
+_IDLE_SINCE = "herald_idle_since"
 
 
 def _prepare_sqlite_path(url: sa.URL) -> None:
@@ -63,16 +75,52 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         )
         _install_sqlite_transactions(engine)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         parsed,
         pool_size=pool_size,
-        max_overflow=max(2, pool_size // 4),
-        pool_pre_ping=True,
+        # Room for the worker's own threads (outbox dispatcher, expiry GC,
+        # health checks) next to the RPC executor's.
+        max_overflow=max(4, pool_size // 4),
     )
+    _install_idle_ping(engine)
+    return engine
 
 
-def engine_from_conf(conf: cfg.ConfigOpts) -> Engine:
-    return make_engine(conf.storage.connection, pool_size=conf.storage.pool_size)
+def pool_size_from_conf(conf: cfg.ConfigOpts, serve_rpc: bool = True) -> int:
+    """``[storage] pool_size``, or (0) one connection per thread that can run
+    a storage call at once: the RPC executor's threads on a worker, the
+    in-process caller's in embedded mode (``serve_rpc`` False)."""
+    if conf.storage.pool_size:
+        return int(conf.storage.pool_size)
+    return int(conf.executor_thread_pool_size if serve_rpc else conf.rpc.client_threads)
+
+
+def engine_from_conf(conf: cfg.ConfigOpts, serve_rpc: bool = True) -> Engine:
+    return make_engine(conf.storage.connection,
+                       pool_size=pool_size_from_conf(conf, serve_rpc))
+
+
+def _install_idle_ping(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only if it was idle for a while."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        # A brand-new connection (no check-in yet) has just proven itself.
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+            # The ping opened a transaction (psycopg is not in autocommit):
+            # end it so the caller's BEGIN starts a fresh snapshot.
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out another one.
+            raise sa.exc.DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def _install_sqlite_transactions(engine: Engine) -> None:

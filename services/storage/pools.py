@@ -33,7 +33,7 @@ from oslo_config import cfg
 
 from herald.common import errors
 from herald.storage import clock, migrations
-from herald.storage.engine import Database, make_engine
+from herald.storage.engine import Database, make_engine, pool_size_from_conf
 
 LOG = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ class Router:
         with self._lock:
             db = self._databases.get(pool)
             if db is None:
-                db = Database(make_engine(uri, pool_size=self._conf.storage.pool_size))
+                db = Database(make_engine(uri, pool_size=pool_size_from_conf(self._conf)))
                 self._databases[pool] = db
             return db
 

@@ -77,18 +77,47 @@ def test_flushes_on_size_without_waiting_for_the_timer() -> None:
     assert results == [{"method": "op", "i": i} for i in range(8)]
 
 
-def test_flushes_after_the_delay() -> None:
+def test_flushes_after_the_delay_while_a_batch_is_in_flight() -> None:
     async def scenario() -> tuple[FakeTransport, float]:
         transport = FakeTransport()
-        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=100,
+        release = asyncio.Event()
+
+        async def slow_one(ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+            await release.wait()
+            return await transport.send_one(ctxt, method, kwargs)
+
+        coalescer = Coalescer(slow_one, transport.send_batch, max_batch=100,
                               max_delay=0.02)
+        in_flight = asyncio.ensure_future(coalescer.call(ctxt(9), "first", {}))
+        await asyncio.sleep(0.005)  # "first" went out at once and is unanswered
+        assert transport.singles == [] and len(coalescer._sending) == 1
         started = time.monotonic()
         await asyncio.gather(*(coalescer.call(ctxt(i), "op", {"i": i}) for i in range(3)))
-        return transport, time.monotonic() - started
+        elapsed = time.monotonic() - started
+        release.set()
+        await in_flight
+        return transport, elapsed
 
     transport, elapsed = run(scenario())
     assert [len(batch) for batch in transport.batches] == [3]
     assert 0.015 <= elapsed < 2
+
+
+def test_an_idle_coalescer_does_not_wait_for_the_delay() -> None:
+    """Nothing in flight: operations of one loop turn go out at the next."""
+    async def scenario() -> tuple[FakeTransport, float]:
+        transport = FakeTransport()
+        coalescer = Coalescer(transport.send_one, transport.send_batch, max_batch=100,
+                              max_delay=5.0)
+        started = time.monotonic()
+        await coalescer.call(ctxt(0), "alone", {})
+        await asyncio.gather(*(coalescer.call(ctxt(i), "op", {"i": i}) for i in range(3)))
+        return transport, time.monotonic() - started
+
+    transport, elapsed = run(scenario())
+    assert elapsed < 1  # the 5 s timer was never armed
+    assert transport.singles == [("alone", {})]
+    assert [len(batch) for batch in transport.batches] == [3]
 
 
 def test_a_lone_operation_is_sent_as_a_plain_call() -> None:
