@@ -127,3 +127,19 @@ def queue_metadata(conn: Connection, project: str, name: str,
         stmt = stmt.with_for_update()
     text = conn.execute(stmt).scalar_one_or_none()
     return None if text is None else load_metadata(text)
+
+
+def locked_queue_metadata(conn: Connection, project: str, name: str,
+                          now: float) -> dict[str, Any]:
+    """The queue's metadata for a poster, creating the queue if needed (lazy
+    queues), with the queue row locked on PostgreSQL (see ``queue_metadata``).
+
+    The queue usually exists: one locking SELECT. Only a miss pays the
+    race-free INSERT and a second SELECT.
+    """
+    lock = conn.dialect.name == "postgresql"
+    metadata = queue_metadata(conn, project, name, lock=lock)
+    if metadata is None:
+        ensure_queue(conn, project, name, None, now)
+        metadata = queue_metadata(conn, project, name, lock=lock)
+    return metadata or {}

@@ -21,9 +21,13 @@ from herald.common import errors, ids
 from herald.common.rpc import wakeups
 from herald.storage import base, clock, history
 from herald.storage.engine import Database
-from herald.storage.schema import claims, messages
+from herald.storage.schema import claims, messages, queues
 
 _ALL_MESSAGE_COLUMNS = tuple(messages.c)
+
+
+_MAX_CLAIMS = "_max_claim_count"
+_DLQ = "_dead_letter_queue"
 
 
 def _int_setting(metadata: dict[str, Any], key: str) -> int | None:
@@ -31,6 +35,19 @@ def _int_setting(metadata: dict[str, Any], key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value
+
+
+def _may_enable_dlq(metadata: dict[str, Any]) -> bool:
+    """Whether the fast claim path's text test left this queue to the exact
+    path: its stored JSON names both DLQ keys (maybe only inside values)."""
+    text = base.dump_metadata(metadata)
+    return f'"{_MAX_CLAIMS}"' in text and f'"{_DLQ}"' in text
+
+
+def _dlq_enabled(metadata: dict[str, Any]) -> bool:
+    """semantics.md §7: both an int max claim count and a DLQ name."""
+    dlq = metadata.get(_DLQ)
+    return _int_setting(metadata, _MAX_CLAIMS) is not None and isinstance(dlq, str) and bool(dlq)
 
 
 class ClaimController:
@@ -42,53 +59,133 @@ class ClaimController:
                limit: int, client_id: str = "") -> dict[str, Any]:
         now = clock.now()
         claim_id = ids.new_id()
-        claim_expires = now + ttl
         with self._db.write() as conn:
+            # Fast path, queues without a DLQ (nearly all): one conditional
+            # UPDATE ... RETURNING claims the rows (PostgreSQL: with the
+            # claim row and the delivery history in the same statement).
+            rows = self._claim_plain(conn, project, queue, claim_id, now, ttl, grace,
+                                     limit, client_id)
+            if rows:
+                return {"claim_id": claim_id,
+                        "messages": [base.stored_message(r, now) for r in rows]}
+            # Nothing claimed: an empty queue, a missing one, or a queue whose
+            # metadata may enable the DLQ (the fast path leaves those alone).
             metadata = base.queue_metadata(conn, project, queue)
-            if metadata is None:
+            if metadata is None or not _may_enable_dlq(metadata):
                 # Lazy queues: nothing can be claimed from a queue never created.
                 return {"claim_id": None, "messages": []}
-            max_claims = _int_setting(metadata, "_max_claim_count")
-            dlq = metadata.get("_dead_letter_queue")
-            dlq_enabled = max_claims is not None and isinstance(dlq, str) and bool(dlq)
-            candidates = conn.execute(
-                sa.select(*_ALL_MESSAGE_COLUMNS)
-                .where(base.in_queue(project, queue), base.live(now),
-                       base.unclaimed(now), base.visible(now))
-                .order_by(messages.c.seq)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if dlq_enabled:
-                to_move = [row for row in candidates if row.claim_count >= max_claims]
-                to_claim = [row.seq for row in candidates if row.claim_count < max_claims]
-                if to_move:
-                    self._move_to_dlq(conn, project, dlq, to_move, metadata, now)
-            else:
-                to_move, to_claim = [], [row.seq for row in candidates]
-            if not to_claim:
-                return {"claim_id": None, "messages": []}
-            conn.execute(sa.insert(claims).values(
-                id=claim_id, project=project, queue=queue, ttl=ttl, grace=grace,
-                updated=now, expires=claim_expires,
-            ))
-            values: dict[str, Any] = {"claim_id": claim_id, "claim_expires": claim_expires}
-            # The counter only matters (and is only kept) where a DLQ is set up;
-            # elsewhere it stays 0, as the reference shows it.
-            if dlq_enabled:
-                values["claim_count"] = messages.c.claim_count + 1
-            conn.execute(sa.update(messages).where(messages.c.seq.in_(to_claim)).values(**values))
-            self._extend_lifetimes(conn, claim_id, now, ttl, grace)
-            rows = conn.execute(
-                sa.select(*base.MESSAGE_COLUMNS)
-                .where(messages.c.seq.in_(to_claim))
-                .order_by(messages.c.seq)
-            ).all()
-            # Delivery history: one INSERT for the batch, committed with the claim.
-            history.record_claim(conn, project=project, queue=queue, claim_id=claim_id,
-                                 client_id=client_id, message_ids=[r.id for r in rows],
-                                 now=now, ttl=ttl, grace=grace)
-        return {"claim_id": claim_id, "messages": [base.stored_message(r, now) for r in rows]}
+            rows = self._claim_with_dlq(conn, project, queue, claim_id, metadata, now, ttl,
+                                        grace, limit, client_id)
+        return {"claim_id": claim_id if rows else None,
+                "messages": [base.stored_message(r, now) for r in rows]}
+
+    @staticmethod
+    def _claim_plain(conn: sa.Connection, project: str, queue: str, claim_id: str,
+                     now: float, ttl: int, grace: int, limit: int,
+                     client_id: str) -> list[Any]:
+        """Claim up to ``limit`` messages of a queue without a DLQ; [] if none.
+
+        The candidate subquery only matches when the queue row exists and its
+        metadata text cannot enable a DLQ (it lacks one of the two keys of
+        semantics.md §7): a conservative test, a value that merely contains
+        a key's name sends the claim down the exact path. The message
+        lifetimes are extended (semantics.md §5.1) by the same UPDATE.
+        """
+        claim_expires = now + ttl
+        no_dlq = sa.exists().where(
+            queues.c.project == project, queues.c.name == queue,
+            sa.not_(sa.and_(queues.c.metadata.contains(f'"{_MAX_CLAIMS}"', autoescape=True),
+                            queues.c.metadata.contains(f'"{_DLQ}"', autoescape=True))))
+        chosen = (sa.select(messages.c.seq)
+                  .where(base.in_queue(project, queue), base.live(now),
+                         base.unclaimed(now), base.visible(now), no_dlq)
+                  .order_by(messages.c.seq)
+                  .limit(limit)
+                  .with_for_update(skip_locked=True))
+        short_lived = messages.c.expires < now + ttl
+        update = (sa.update(messages)
+                  .where(messages.c.seq.in_(chosen.scalar_subquery()))
+                  .values(claim_id=claim_id, claim_expires=claim_expires,
+                          # SET sees the old row: both CASEs test the old expiry.
+                          expires=sa.case((short_lived, now + ttl + grace),
+                                          else_=messages.c.expires),
+                          ttl=sa.case((short_lived, ttl + grace), else_=messages.c.ttl))
+                  .returning(*base.MESSAGE_COLUMNS))
+        claim_values = {"id": claim_id, "project": project, "queue": queue, "ttl": ttl,
+                        "grace": grace, "updated": now, "expires": claim_expires}
+        if conn.dialect.name != "postgresql":
+            # SQLite has no data-modifying CTEs; in-process statements are
+            # cheap there, and its write transaction is already exclusive.
+            rows = sorted(conn.execute(update).all(), key=lambda row: row.seq)
+            if rows:
+                conn.execute(sa.insert(claims).values(**claim_values))
+                history.record_claim(conn, project=project, queue=queue, claim_id=claim_id,
+                                     client_id=client_id, message_ids=[r.id for r in rows],
+                                     now=now, ttl=ttl, grace=grace)
+            return rows
+        claimed = update.cte("claimed")
+        # Data-modifying CTEs run exactly once, whether or not the main query
+        # reads them; the claim row only exists if something was claimed.
+        claim_row = sa.insert(claims).from_select(
+            list(claim_values),
+            sa.select(*(sa.literal(value, type_=claims.c[key].type)
+                        for key, value in claim_values.items()))
+            .where(sa.exists(sa.select(claimed.c.seq)))).cte("claim_row")
+        history_rows = history.claim_history_from(claimed, project=project, queue=queue,
+                                                  claim_id=claim_id, client_id=client_id,
+                                                  now=now, ttl=ttl, grace=grace)
+        statement = (sa.select(*claimed.c).order_by(claimed.c.seq)
+                     .add_cte(claim_row, history_rows.cte("claim_history_rows")))
+        return list(conn.execute(statement).all())
+
+    def _claim_with_dlq(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
+                        metadata: dict[str, Any], now: float, ttl: int, grace: int,
+                        limit: int, client_id: str) -> list[Any]:
+        """The exact path (semantics.md §7): select, move over-claimed messages
+        to the DLQ, claim the rest, count the claims; several statements."""
+        claim_expires = now + ttl
+        max_claims = _int_setting(metadata, _MAX_CLAIMS)
+        dlq = metadata.get(_DLQ)
+        dlq_enabled = _dlq_enabled(metadata)
+        candidates = conn.execute(
+            sa.select(*_ALL_MESSAGE_COLUMNS)
+            .where(base.in_queue(project, queue), base.live(now),
+                   base.unclaimed(now), base.visible(now))
+            .order_by(messages.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if dlq_enabled:
+            assert max_claims is not None and isinstance(dlq, str)
+            to_move = [row for row in candidates if row.claim_count >= max_claims]
+            to_claim = [row.seq for row in candidates if row.claim_count < max_claims]
+            if to_move:
+                self._move_to_dlq(conn, project, dlq, to_move, metadata, now)
+        else:
+            to_claim = [row.seq for row in candidates]
+        if not to_claim:
+            return []
+        conn.execute(sa.insert(claims).values(
+            id=claim_id, project=project, queue=queue, ttl=ttl, grace=grace,
+            updated=now, expires=claim_expires,
+        ))
+        values: dict[str, Any] = {"claim_id": claim_id, "claim_expires": claim_expires}
+        # The counter only matters (and is only kept) where a DLQ is set up;
+        # elsewhere it stays 0, as the reference shows it.
+        if dlq_enabled:
+            values["claim_count"] = messages.c.claim_count + 1
+        conn.execute(sa.update(messages).where(messages.c.seq.in_(to_claim)).values(**values))
+        self._extend_lifetimes(conn, claim_id, now, ttl, grace)
+        rows = conn.execute(
+            sa.select(*base.MESSAGE_COLUMNS)
+            .where(messages.c.seq.in_(to_claim))
+            .order_by(messages.c.seq)
+        ).all()
+        # Delivery history: one INSERT for the batch, committed with the claim.
+        history.record_claim(conn, project=project, queue=queue, claim_id=claim_id,
+                             client_id=client_id, message_ids=[r.id for r in rows],
+                             now=now, ttl=ttl, grace=grace)
+        return list(rows)
 
     @staticmethod
     def _extend_lifetimes(conn: sa.Connection, claim_id: str, now: float, ttl: int,
@@ -141,12 +238,15 @@ class ClaimController:
         if not ids.is_valid_id(claim_id):
             raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
         now = clock.now()
+        # One statement: the live claim joined to its live messages.
         with self._db.read() as conn:
-            claim = self._live_claim(conn, project, queue, claim_id, now)
-            rows = [] if claim is None else conn.execute(
-                sa.select(*base.MESSAGE_COLUMNS)
-                .where(base.in_queue(project, queue), base.live(now),
-                       messages.c.claim_id == claim_id)
+            rows = conn.execute(
+                sa.select(*base.MESSAGE_COLUMNS, claims.c.ttl.label("claim_ttl"),
+                          claims.c.updated.label("claim_updated"))
+                .join(claims, messages.c.claim_id == claims.c.id)
+                .where(claims.c.id == claim_id, claims.c.project == project,
+                       claims.c.queue == queue, claims.c.expires > now,
+                       base.in_queue(project, queue), base.live(now))
                 .order_by(messages.c.seq)
             ).all()
         if not rows:
@@ -154,8 +254,8 @@ class ClaimController:
             raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
         return {
             "id": claim_id,
-            "ttl": int(claim.ttl),
-            "age": max(0, int(now - claim.updated)),
+            "ttl": int(rows[0].claim_ttl),
+            "age": max(0, int(now - rows[0].claim_updated)),
             "messages": [base.stored_message(row, now) for row in rows],
         }
 

@@ -14,7 +14,8 @@ submission order, each through its own method (own context, retries and
 typed errors) and with its own outcome. Consecutive writes that touch single
 queues (``_SHARED_TRANSACTION``) share one transaction, each in a SAVEPOINT,
 so a batch of posts costs one commit, and one failing operation never fails
-its neighbours.
+its neighbours. Posts of one batch to one queue go further: one INSERT for
+all of them (``MessageController.post_many``), each keeping its own outcome.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # own transactions (they may fire post-commit wake-ups of their own).
 _SHARED_TRANSACTION = frozenset({"message_post", "message_delete", "claim_create",
                                  "claim_update"})
+
+
+def _groupable_post(op: dict[str, Any]) -> bool:
+    """A post a batch may merge with other posts to its queue: not an
+    idempotent one (that needs its own key lookup and record)."""
+    return op.get("method") == "message_post" and not (op.get("args") or {}).get(
+        "idempotency_key")
+
 
 # Operations that change data get one INFO line each on the worker, with the
 # request id (see herald.common.log): the trail an operator greps for. Reads
@@ -170,8 +179,22 @@ class StorageEndpoint:
         order = sorted(indices, key=queue_key)
         try:
             with self._db.shared_write():
-                for i in order:
-                    outcomes[i] = self._run_op(ops[i])
+                position = 0
+                while position < len(order):
+                    # Posts to one queue (after the sort, neighbours) become
+                    # one INSERT; everything else runs on its own.
+                    group = [order[position]]
+                    while (position + len(group) < len(order)
+                           and _groupable_post(ops[order[position]])
+                           and _groupable_post(ops[order[position + len(group)]])
+                           and queue_key(order[position + len(group)])
+                           == queue_key(order[position])):
+                        group.append(order[position + len(group)])
+                    if len(group) > 1:
+                        self._run_post_group(ops, group, outcomes)
+                    else:
+                        outcomes[group[0]] = self._run_op(ops[group[0]])
+                    position += len(group)
                 posted = sorted({queue_key(i) for i in order
                                  if ops[i].get("method") == "message_post"
                                  and (outcomes[i] or {}).get("result")})
@@ -189,6 +212,38 @@ class StorageEndpoint:
             for i in order:
                 if outcomes[i] is None or "result" in (outcomes[i] or {}):
                     outcomes[i] = {"error": unavailable}
+
+    def _run_post_group(self, ops: list[dict[str, Any]], group: list[int],
+                        outcomes: list[dict[str, Any] | None]) -> None:
+        """Posts of one batch to one queue: one INSERT (``post_many``), each
+        post keeping its own outcome; one SAVEPOINT for the group."""
+        contexts = [RequestContext.from_dict(ops[i].get("context") or {}) for i in group]
+        first = ops[group[0]].get("args") or {}
+        posts = [{"messages": (ops[i].get("args") or {}).get("messages") or [],
+                  "body_size": (ops[i].get("args") or {}).get("body_size", 0),
+                  "client_id": ctxt.client_id, "request_id": ctxt.request_id}
+                 for i, ctxt in zip(group, contexts, strict=True)]
+        try:
+            results = self._message_post_group(contexts[0], queue=first.get("queue", ""),
+                                               posts=posts)
+        except Exception as exc:  # the group's statement failed: every post did
+            for i in group:
+                outcomes[i] = {"error": error_to_wire(exc)}
+            return
+        for i, ctxt, result in zip(group, contexts, results, strict=True):
+            if isinstance(result, errors.HeraldError):
+                outcomes[i] = {"error": error_to_wire(result)}
+            else:
+                outcomes[i] = {"result": result}
+                # The audit line every post gets (see _rpc), with its request id.
+                set_current_request_id(ctxt.request_id or "-")
+                LOG.info("message_post %s/%s done (%d posts in one insert)",
+                         ctxt.project_id, first.get("queue", "-"), len(group))
+
+    @_rpc("Messages could not be enqueued.")
+    def _message_post_group(self, ctxt: RequestContext, queue: str,
+                            posts: list[dict[str, Any]]) -> list[Any]:
+        return self._messages.post_many(ctxt.project_id, queue, posts)
 
     def _run_op(self, op: dict[str, Any]) -> dict[str, Any]:
         name = op.get("method")

@@ -48,6 +48,25 @@ def record_claim(conn: Connection, *, project: str, queue: str, claim_id: str,
         for message_id in message_ids])
 
 
+def claim_history_from(claimed: Any, *, project: str, queue: str, claim_id: str,
+                       client_id: str, now: float, ttl: int, grace: int) -> sa.Insert:
+    """``record_claim`` as an INSERT ... SELECT from ``claimed`` (a selectable
+    with the claimed messages' ``seq`` and ``id``), so that PostgreSQL's claim
+    writes its history in the claim statement itself (a CTE)."""
+    return sa.insert(claim_history).from_select(
+        ["project", "queue", "message_id", "claim_id", "client_id", "claimed_at", "ttl",
+         "grace"],
+        sa.select(sa.literal(project, type_=claim_history.c.project.type),
+                  sa.literal(queue, type_=claim_history.c.queue.type),
+                  claimed.c.id,
+                  sa.literal(claim_id, type_=claim_history.c.claim_id.type),
+                  sa.literal((client_id or "")[:256], type_=claim_history.c.client_id.type),
+                  sa.literal(now, type_=claim_history.c.claimed_at.type),
+                  sa.literal(ttl, type_=claim_history.c.ttl.type),
+                  sa.literal(grace, type_=claim_history.c.grace.type))
+        .order_by(claimed.c.seq))
+
+
 def record_attempt(conn: Connection, row: Any, *, attempt: int, outcome: str,
                    status: int | None, error: str | None, latency_ms: float,
                    now: float) -> None:

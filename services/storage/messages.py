@@ -46,6 +46,10 @@ def parse_marker(marker: str | None) -> int | None:
     return int(marker)
 
 
+class _AllRefused(Exception):
+    """Rolls back the write of a group of posts that were all refused."""
+
+
 class MessageController:
     def __init__(self, db: Database, conf: cfg.ConfigOpts,
                  stages: list[pipeline.Stage] | None = None) -> None:
@@ -108,9 +112,7 @@ class MessageController:
         client = base.normalize_client_id(client_id)
         with_checksum = self._conf.enable_checksum
         with self._db.write() as conn:
-            base.ensure_queue(conn, project, queue, None, now)
-            metadata = base.queue_metadata(conn, project, queue,
-                                           lock=self._db.is_postgres) or {}
+            metadata = base.locked_queue_metadata(conn, project, queue, now)
             self._check_size(metadata, body_size or 0)
             if idempotency_key is not None:
                 # After the queue lock: a duplicate that committed first is seen.
@@ -119,34 +121,8 @@ class MessageController:
                                               now)
                 if replayed is not None:
                     return replayed
-            queue_ttl = metadata.get("_default_message_ttl")
-            default_ttl = (queue_ttl if queue_ttl and isinstance(queue_ttl, int)
-                           else self._conf.limits.default_message_ttl)
-            queue_delay = metadata.get("_default_message_delay")
-            rows = []
-            accepted = []
-            for item in items:
-                body = item.get("body")
-                ttl = item.get("ttl")
-                ttl = default_ttl if ttl is None else int(ttl)
-                delay = self._delay(item, queue_delay)
-                rows.append({
-                    "id": ids.new_id(),
-                    "project": project,
-                    "queue": queue,
-                    "body": base.dump_body(body),
-                    "ttl": ttl,
-                    "created": now,
-                    "expires": now + ttl,
-                    "visible_at": now + delay,
-                    "client_id": client,
-                    "claim_id": None,
-                    "claim_expires": None,
-                    "claim_count": 0,
-                    "checksum": checksum(body) if with_checksum else None,
-                })
-                accepted.append({"id": rows[-1]["id"], "body": body, "ttl": ttl,
-                                 "delay": delay})
+            rows, accepted = self._rows(project, queue, metadata, items, client, now,
+                                        with_checksum)
             if rows:
                 # One statement for the whole batch; rows get consecutive
                 # positions in list order, inside the queue lock above.
@@ -168,6 +144,103 @@ class MessageController:
             # Committed: long polls on this queue, on any edge, try again now.
             wakeups.messages_available(project, queue)
         return [row["id"] for row in rows]
+
+    def _rows(self, project: str, queue: str, metadata: dict[str, Any],
+              items: list[dict[str, Any]], client: str, now: float,
+              with_checksum: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The ``messages`` rows of one post and what the pipeline sees of them."""
+        queue_ttl = metadata.get("_default_message_ttl")
+        default_ttl = (queue_ttl if queue_ttl and isinstance(queue_ttl, int)
+                       else self._conf.limits.default_message_ttl)
+        queue_delay = metadata.get("_default_message_delay")
+        rows = []
+        accepted = []
+        for item in items:
+            body = item.get("body")
+            ttl = item.get("ttl")
+            ttl = default_ttl if ttl is None else int(ttl)
+            delay = self._delay(item, queue_delay)
+            rows.append({
+                "id": ids.new_id(),
+                "project": project,
+                "queue": queue,
+                "body": base.dump_body(body),
+                "ttl": ttl,
+                "created": now,
+                "expires": now + ttl,
+                "visible_at": now + delay,
+                "client_id": client,
+                "claim_id": None,
+                "claim_expires": None,
+                "claim_count": 0,
+                "checksum": checksum(body) if with_checksum else None,
+            })
+            accepted.append({"id": rows[-1]["id"], "body": body, "ttl": ttl, "delay": delay})
+        return rows, accepted
+
+    def post_many(self, project: str, queue: str,
+                  posts: list[dict[str, Any]]) -> list[list[str] | errors.HeraldError]:
+        """Several posts to ONE queue (a coalesced batch's), as one INSERT.
+
+        ``posts``: ``{"messages", "body_size", "client_id", "request_id"}``
+        each (no idempotency keys: those posts go through ``post``). One
+        queue lock, one INSERT of every accepted row (each post's rows stay
+        consecutive, in post order), one pass of the pipeline stages with
+        each message carrying its own post's request id. Returns, per post,
+        its message ids or the typed error that refused it (a refused post
+        never fails the others); a database error fails them all.
+        """
+        now = clock.now()
+        with_checksum = self._conf.enable_checksum
+        outcomes: list[list[str] | errors.HeraldError] = []
+        all_rows: list[dict[str, Any]] = []
+        all_accepted: list[dict[str, Any]] = []
+        outbox_rows = 0
+        try:
+            outbox_rows = self._post_many(project, queue, posts, now, with_checksum,
+                                          outcomes, all_rows, all_accepted)
+        except _AllRefused:
+            return outcomes  # the SAVEPOINT took the lazy queue creation back
+        # As in ``_post``: after the commit (inside a shared transaction the
+        # endpoint fires them again after the shared commit).
+        if outbox_rows:
+            outbox.SIGNAL.set()
+        if all_rows:
+            wakeups.messages_available(project, queue)
+        return outcomes
+
+    def _post_many(self, project: str, queue: str, posts: list[dict[str, Any]], now: float,
+                   with_checksum: bool, outcomes: list[list[str] | errors.HeraldError],
+                   all_rows: list[dict[str, Any]], all_accepted: list[dict[str, Any]]) -> int:
+        outbox_rows = 0
+        with self._db.write() as conn:
+            metadata = base.locked_queue_metadata(conn, project, queue, now)
+            for post in posts:
+                try:
+                    self._check_size(metadata, post.get("body_size") or 0)
+                    rows, accepted = self._rows(
+                        project, queue, metadata, post["messages"],
+                        base.normalize_client_id(post.get("client_id")), now, with_checksum)
+                except errors.HeraldError as exc:
+                    outcomes.append(exc)
+                    continue
+                for message in accepted:
+                    message["request_id"] = post.get("request_id") or "-"
+                outcomes.append([row["id"] for row in rows])
+                all_rows.extend(rows)
+                all_accepted.extend(accepted)
+            if all_rows:
+                conn.execute(sa.insert(messages), all_rows)
+                batch = pipeline.PostedBatch(
+                    project=project, queue=queue, metadata=metadata, messages=all_accepted,
+                    now=now, request_id=str(posts[0].get("request_id") or "-"))
+                for stage in self._stages:
+                    stage(conn, batch)
+                outbox_rows = batch.outbox_rows
+            elif outcomes and all(isinstance(o, errors.HeraldError) for o in outcomes):
+                # Like a lone refused post: nothing stays, not even the queue.
+                raise _AllRefused
+        return outbox_rows
 
     # -- reading ----------------------------------------------------------
 
@@ -225,30 +298,36 @@ class MessageController:
         if not ids.is_valid_id(message_id):
             return
         now = clock.now()
+        # One conditional DELETE does the allowed cases (no claim given and
+        # the message not under a live claim; or the message's own claim id,
+        # live or just expired). Only when it deletes nothing is the row
+        # read, to tell "gone" (204) from "claimed" (403) and "not claimed"
+        # (400): the refusals are rare, the deletes are the hot path.
+        if claim_id is None:
+            allowed = base.unclaimed(now)
+        else:
+            allowed = messages.c.claim_id == claim_id
         with self._db.write() as conn:
+            deleted = conn.execute(
+                sa.delete(messages)
+                .where(base.in_queue(project, queue), base.live(now),
+                       messages.c.id == message_id, allowed)
+            ).rowcount
+            if deleted:
+                return
             row = conn.execute(
-                sa.select(messages.c.seq, messages.c.claim_id, messages.c.claim_expires)
+                sa.select(messages.c.claim_id, messages.c.claim_expires)
                 .where(base.in_queue(project, queue), base.live(now),
                        messages.c.id == message_id)
-                .with_for_update()
             ).one_or_none()
-            if row is None:
-                return
-            is_claimed = row.claim_id is not None and (row.claim_expires or 0) > now
-            if claim_id is None:
-                if is_claimed:
-                    raise errors.MessageIsClaimed(
-                        "This message is claimed; it cannot be deleted without a valid "
-                        "claim ID.")
-            elif row.claim_id != claim_id:
-                if is_claimed:
-                    raise errors.MessageIsClaimed(
-                        "This message is claimed; it cannot be deleted without a valid "
-                        "claim ID.")
-                raise errors.ClaimMismatch(
-                    "A claim was specified, but the message is not currently claimed.")
-            # Matching claim id: deleted even if that claim just expired.
-            conn.execute(sa.delete(messages).where(messages.c.seq == row.seq))
+        if row is None:
+            return
+        is_claimed = row.claim_id is not None and (row.claim_expires or 0) > now
+        if claim_id is None or is_claimed:
+            raise errors.MessageIsClaimed(
+                "This message is claimed; it cannot be deleted without a valid claim ID.")
+        raise errors.ClaimMismatch(
+            "A claim was specified, but the message is not currently claimed.")
 
     def delete_many(self, project: str, queue: str, message_ids: list[str],
                     claim_ids: list[str] | None) -> None:

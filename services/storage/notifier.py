@@ -58,7 +58,8 @@ class NotifierStage:
         ).all()
         if not recipients:
             return
-        payloads = [(m["id"], notification_payload(m, batch.queue, batch.metadata))
+        payloads = [(m["id"], m.get("request_id") or batch.request_id,
+                     notification_payload(m, batch.queue, batch.metadata))
                     for m in batch.messages]
         rows = []
         for sub in recipients:
@@ -66,10 +67,10 @@ class NotifierStage:
             # The policy is resolved now, with the queue metadata at hand, so
             # a delivery needs nothing but its row.
             options["_retry_policy"] = rules.effective_policy(options, batch.metadata)
-            for message_id, payload in payloads:
+            for message_id, request_id, payload in payloads:
                 rows.append(outbox.row_for(
                     project=batch.project, queue=batch.queue, subscription=sub,
                     kind=outbox.KIND_NOTIFICATION, payload=payload, options=options,
-                    request_id=batch.request_id, now=batch.now, message_id=message_id))
+                    request_id=request_id, now=batch.now, message_id=message_id))
         outbox.insert_rows(conn, rows)
         batch.outbox_rows += len(rows)

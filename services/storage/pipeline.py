@@ -26,7 +26,9 @@ class PostedBatch:
     project: str
     queue: str
     metadata: dict[str, Any]
-    #: ``{"id", "body", "ttl", "delay"}`` per message, in request order.
+    #: ``{"id", "body", "ttl", "delay"}`` per message, in request order; in a
+    #: coalesced batch of posts (``MessageController.post_many``) also the
+    #: ``request_id`` of the post each message came with.
     messages: list[dict[str, Any]]
     now: float
     request_id: str

@@ -1,0 +1,206 @@
+"""SQL statements per storage operation (issue 5: no N+1 queries, a claim is one statement).
+
+Every statement a storage operation sends to the database is counted with
+SQLAlchemy's ``before_cursor_execute`` event, on SQLite and PostgreSQL.
+The counts are the hot paths' budget: a change that adds a round trip per
+request (or per message) fails here, and the constants below are the ones
+docs/performance.md quotes. Transaction control (``BEGIN``, ``COMMIT``,
+savepoints of a coalesced batch) is not counted; neither is the pool's
+connection check, which only runs on connections idle for a while
+(``herald.storage.engine``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from herald.storage.endpoint import StorageEndpoint
+from herald.storage.engine import Database
+from tests.contract.conftest import make_ctxt
+
+# (SQLite, PostgreSQL) statements per operation on a queue without a DLQ.
+# SQLite has no data-modifying CTEs, so its claim writes its claim row and
+# history with statements of their own; it is in-process, so a statement
+# there is a function call, not a network round trip.
+EXPECTED = {
+    "post_1": (3, 3),           # queue row (locked) + messages + subscribers
+    "post_10": (3, 3),          # same: ONE insert for the 10 messages
+    "list": (1, 1),
+    "get": (1, 1),
+    "claim": (3, 1),            # PG: one UPDATE ... RETURNING (claim row, history in CTEs)
+    "claim_empty": (2, 2),      # nothing claimable: the UPDATE + a queue metadata read
+    "claim_get": (1, 1),
+    "delete_with_claim": (1, 1),
+    "delete_refused": (2, 2),   # nothing deleted: one read to tell 403 from 400
+    "pop": (1, 1),
+}
+
+
+class StatementCounter:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _on_execute(self, conn: Any, cursor: Any, statement: str, parameters: Any,
+                    context: Any, executemany: bool) -> None:
+        # SQLite's BEGIN [IMMEDIATE] is sent as a statement by our begin hook;
+        # on PostgreSQL the driver sends it by itself. Neither is counted.
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            self.statements.append(statement)
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[list[str]]:
+        self.statements = []
+        sa.event.listen(self.engine, "before_cursor_execute", self._on_execute)
+        try:
+            yield self.statements
+        finally:
+            sa.event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+
+def _expected(database: Database, name: str) -> int:
+    sqlite_count, pg_count = EXPECTED[name]
+    return pg_count if database.is_postgres else sqlite_count
+
+
+@pytest.fixture
+def counter(database: Database) -> StatementCounter:
+    return StatementCounter(database.engine)
+
+
+def _post(endpoint: StorageEndpoint, ctxt: Any, queue: str, n: int) -> list[str]:
+    return endpoint.message_post(ctxt, queue=queue,
+                                 messages=[{"body": {"i": i}, "ttl": 300} for i in range(n)],
+                                 body_size=20 * n)
+
+
+def _check(counter_list: list[str], database: Database, name: str) -> None:
+    expected = _expected(database, name)
+    assert len(counter_list) == expected, (
+        f"{name}: {len(counter_list)} statements, expected {expected}:\n"
+        + "\n---\n".join(counter_list))
+
+
+def test_post_statements(endpoint: StorageEndpoint, database: Database,
+                         counter: StatementCounter) -> None:
+    ctxt = make_ctxt()
+    endpoint.queue_create(ctxt, queue="q")
+    with counter.counting() as statements:
+        _post(endpoint, ctxt, "q", 1)
+    _check(statements, database, "post_1")
+    with counter.counting() as statements:
+        _post(endpoint, ctxt, "q", 10)
+    _check(statements, database, "post_10")
+    assert sum("INSERT INTO messages" in s for s in statements) == 1
+
+
+def test_read_statements(endpoint: StorageEndpoint, database: Database,
+                         counter: StatementCounter) -> None:
+    ctxt = make_ctxt()
+    ids = _post(endpoint, ctxt, "q", 10)
+    with counter.counting() as statements:
+        page = endpoint.message_list(ctxt, queue="q", limit=10, echo=True)
+    assert len(page["messages"]) == 10
+    _check(statements, database, "list")
+    with counter.counting() as statements:
+        endpoint.message_get(ctxt, queue="q", message_id=ids[3])
+    _check(statements, database, "get")
+
+
+def test_claim_and_delete_statements(endpoint: StorageEndpoint, database: Database,
+                                     counter: StatementCounter) -> None:
+    ctxt = make_ctxt()
+    _post(endpoint, ctxt, "q", 10)
+    with counter.counting() as statements:
+        claim = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=5)
+    assert len(claim["messages"]) == 5
+    _check(statements, database, "claim")
+    with counter.counting() as statements:
+        got = endpoint.claim_get(ctxt, queue="q", claim_id=claim["claim_id"])
+    assert [m["id"] for m in got["messages"]] == [m["id"] for m in claim["messages"]]
+    _check(statements, database, "claim_get")
+    with counter.counting() as statements:
+        endpoint.message_delete(ctxt, queue="q", message_id=claim["messages"][0]["id"],
+                                claim_id=claim["claim_id"])
+    _check(statements, database, "delete_with_claim")
+    with counter.counting() as statements, pytest.raises(Exception, match="claimed"):
+        endpoint.message_delete(ctxt, queue="q", message_id=claim["messages"][1]["id"])
+    _check(statements, database, "delete_refused")
+    with counter.counting() as statements:
+        popped = endpoint.message_pop(ctxt, queue="q", limit=5)
+    assert len(popped) == 5
+    _check(statements, database, "pop")
+    with counter.counting() as statements:
+        empty = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=5)
+    assert empty["messages"] == []
+    _check(statements, database, "claim_empty")
+
+
+def test_statements_do_not_grow_with_the_batch(endpoint: StorageEndpoint,
+                                               database: Database,
+                                               counter: StatementCounter) -> None:
+    """No N+1: claiming or listing 20 messages costs what claiming 2 does."""
+    ctxt = make_ctxt()
+    _post(endpoint, ctxt, "q", 20)
+    with counter.counting() as small:
+        endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=2)
+    with counter.counting() as large:
+        endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=18)
+    assert len(small) == len(large)
+
+
+def test_dlq_keys_that_do_not_enable_a_dlq_still_claim(endpoint: StorageEndpoint,
+                                                      database: Database,
+                                                      counter: StatementCounter) -> None:
+    """The fast path's text test is conservative: a queue naming both DLQ
+    keys without enabling the DLQ (semantics.md §7: the count is not an int)
+    is claimed by the exact path, with the same outcome."""
+    ctxt = make_ctxt()
+    endpoint.queue_create(ctxt, queue="q", metadata={"_max_claim_count": "2",
+                                                     "_dead_letter_queue": "dlq"})
+    _post(endpoint, ctxt, "q", 3)
+    with counter.counting() as statements:
+        claim = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=2)
+    assert len(claim["messages"]) == 2
+    assert all(m["claim_count"] == 0 for m in claim["messages"])
+    assert len(statements) > _expected(database, "claim")
+
+
+def test_posts_of_a_batch_to_one_queue_are_one_insert(endpoint: StorageEndpoint,
+                                                     database: Database, conf: Any,
+                                                     counter: StatementCounter) -> None:
+    """A coalesced batch: posts to one queue share one INSERT (and one queue
+    lock); a refused post keeps its own error; order and ids per post."""
+    from herald.common import errors
+    from herald.common.rpc.coalescer import error_from_wire, op_to_wire
+
+    a, b = make_ctxt("p1"), make_ctxt("p1")
+    too_big = conf.limits.max_messages_post_size + 1
+
+    def post(ctxt: Any, queue: str, bodies: list[Any], size: int = 10) -> dict[str, Any]:
+        return op_to_wire(ctxt, "message_post", {
+            "queue": queue, "body_size": size,
+            "messages": [{"body": body, "ttl": 300} for body in bodies]})
+
+    ops = [post(a, "q", [1, 2]), post(b, "q", ["refused"], size=too_big),
+           post(b, "q", [3]), post(a, "other", ["o"]), post(a, "q", [4, 5, 6])]
+    with counter.counting() as statements:
+        replies = endpoint.batch(make_ctxt(""), ops=ops)
+    assert [len(r["result"]) for r in replies if "result" in r] == [2, 1, 1, 3]
+    assert type(error_from_wire(replies[1]["error"])) is errors.BadRequest
+    inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO messages")]
+    assert len(inserts) == 2  # one per queue
+    listed = endpoint.message_list(a, queue="q", limit=20, echo=True)["messages"]
+    assert [m["body"] for m in listed] == [1, 2, 3, 4, 5, 6]
+    posted = replies[0]["result"] + replies[2]["result"] + replies[4]["result"]
+    assert [m["id"] for m in listed] == posted
+    # A group whose posts were all refused leaves nothing, not even its queue.
+    replies = endpoint.batch(make_ctxt(""), ops=[post(a, "fresh", ["x"], size=too_big),
+                                                 post(b, "fresh", ["y"], size=too_big)])
+    assert all("error" in r for r in replies)
+    assert endpoint.queue_get_metadata(a, queue="fresh") is None
