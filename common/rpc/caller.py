@@ -64,6 +64,10 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 CLEANUP_SECONDS = 1.0
 
 
+# Seconds a call may spend being published on top of [rpc] call_timeout.
+PUBLISH_GRACE = 2.0
+
+
 def _unavailable(what: str) -> errors.ServiceUnavailable:
     return errors.ServiceUnavailable(f"{what} Please try again in a few seconds.")
 
@@ -152,7 +156,21 @@ class OsloCaller:
 
     async def _send_one(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._call_blocking, ctxt, method, kwargs)
+        call = loop.run_in_executor(self._pool, self._call_blocking, ctxt, method, kwargs)
+        # Retrieve a late outcome, so it is not reported as never retrieved.
+        call.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # oslo.messaging's timeout starts once the call is published; the
+        # publish itself can block for seconds behind a connection that is
+        # being re-established (seen with a broker that vanished silently,
+        # tests/faults/test_broker.py). The client gets its 503 in bounded
+        # time anyway; the thread finishes (and its result is dropped) later.
+        try:
+            return await asyncio.wait_for(asyncio.shield(call),
+                                          self._conf.rpc.call_timeout + PUBLISH_GRACE)
+        except TimeoutError as exc:
+            LOG.warning("storage call %s not answered within %.1f s", method,
+                        self._conf.rpc.call_timeout + PUBLISH_GRACE)
+            raise _unavailable("The storage service did not answer in time.") from exc
 
     async def _send_batch(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # The call's own context only names the batch in the worker's log

@@ -1,4 +1,5 @@
-"""A broker connection that fails under oslo.messaging's send is a 503, not a 500.
+"""A broker connection that fails under oslo.messaging's send is a 503, not a 500,
+and a call stuck in oslo.messaging still answers 503 in bounded time.
 
 Found by the broker fault scenario (tests/faults/test_broker.py): with the
 RabbitMQ link cut, some calls failed with kombu's OperationalError
@@ -8,7 +9,10 @@ MessagingException on every path, and the REST API answered 500.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +22,7 @@ import pytest
 
 from herald.common import errors
 from herald.common.context import RequestContext
+from herald.common.rpc import caller as caller_module
 from herald.common.rpc.caller import OsloCaller
 
 
@@ -51,3 +56,27 @@ def test_broker_connection_errors_are_503(exc: BaseException) -> None:
 def test_other_failures_stay_500() -> None:
     with pytest.raises(errors.InternalError, match="KeyError"):
         _caller(KeyError("x"))._call_blocking(RequestContext(project_id="p"), "ping", {})
+
+
+class _StuckClient:
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(3.0)  # a publish blocked behind a reconnecting connection
+
+
+def test_a_call_stuck_in_the_publish_answers_503_in_bounded_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the silent broker outage (tests/faults/test_broker.py): calls
+    # took call_timeout + 5 s because the publish blocked before oslo's
+    # timeout even started.
+    monkeypatch.setattr(caller_module, "PUBLISH_GRACE", 0.3)
+    caller = _caller(KeyError("unused"))
+    caller._client = _StuckClient()
+    caller._conf.rpc.call_timeout = 0.2
+    caller._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(errors.ServiceUnavailable, match="did not answer in time"):
+            asyncio.run(caller._send_one(RequestContext(project_id="p"), "ping", {}))
+        assert time.monotonic() - started < 1.5
+    finally:
+        caller._pool.shutdown(wait=False)
