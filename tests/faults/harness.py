@@ -495,6 +495,12 @@ class BrokerLink:
     cutting the only path to it looks the same to the processes behind the
     link. ``close()`` stops listening and resets every forwarded connection;
     ``open()`` listens again on the same port.
+
+    ``go_silent()`` / ``come_back()`` model a broker host that dies without a
+    word and reboots: while silent, nothing is accepted and the bytes of the
+    existing connections vanish (no FIN, no RST); once back, new
+    connections work and an old one is reset as soon as its peer sends on
+    it, as a rebooted host answers a connection it no longer knows.
     """
 
     def __init__(self, target_port: int = 5672) -> None:
@@ -503,6 +509,8 @@ class BrokerLink:
         self._server: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._silent = False
+        self._epoch = 0  # incremented by come_back(): older connections are stale
 
     @property
     def url(self) -> str:
@@ -534,6 +542,19 @@ class BrokerLink:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def go_silent(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+            self._silent = True
+        if server is not None:
+            server.close()
+
+    def come_back(self) -> None:
+        with self._lock:
+            self._silent = False
+            self._epoch += 1
+        self.open()
+
     def _accept(self, server: socket.socket) -> None:
         while True:
             try:
@@ -551,13 +572,23 @@ class BrokerLink:
                     upstream.close()
                     return
                 self._sockets += [client, upstream]
+                epoch = self._epoch
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(src, dst, epoch),
+                                 daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, epoch: int) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
+                if self._epoch != epoch:  # the broker "rebooted": reset, both ways
+                    for sock in (src, dst):
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                            struct.pack("ii", 1, 0))
+                            sock.close()
+                    return
+                if self._silent:
+                    continue  # the bytes vanish
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)

@@ -1,5 +1,12 @@
 """Scenario: every RabbitMQ connection of every service dropped mid-run.
 
+Two kinds of outage: ``reset`` (the connections are reset, the broker
+refuses new ones: a broker process that died) and ``silent`` (the bytes
+vanish without FIN or RST, then the "rebooted" broker resets the stale
+connections when they send: a broker host that died). Only heartbeats
+reveal the silent kind to a connection that is just waiting (an RPC
+server's consumer).
+
 The API and both storage workers reach RabbitMQ only through a
 ``BrokerLink`` (a TCP forwarder the test controls; the machine's broker is
 shared and is never stopped). Under a steady load the link is cut -- every
@@ -40,7 +47,9 @@ OUTAGE = 5.0
 RECOVERY_BOUND = 10.0
 
 
-def test_broker_connections_dropped_then_back(topology: Topology, tmp_path: Path) -> None:
+@pytest.mark.parametrize("outage", ["reset", "silent"])
+def test_broker_connections_dropped_then_back(topology: Topology, tmp_path: Path,
+                                              outage: str) -> None:
     link = BrokerLink()
     link.open()
     env = {"OS_RPC__CALL_TIMEOUT": str(CALL_TIMEOUT), "OS_DEFAULT__TRANSPORT_URL": link.url}
@@ -55,10 +64,10 @@ def test_broker_connections_dropped_then_back(topology: Topology, tmp_path: Path
     try:
         time.sleep(before)
         cut_at = time.time()
-        link.close()
+        link.close() if outage == "reset" else link.go_silent()
         time.sleep(OUTAGE)
         back_at = time.time()
-        link.open()
+        link.open() if outage == "reset" else link.come_back()
         time.sleep(max(RECOVERY_BOUND + 2, fault_seconds() - before - OUTAGE))
     finally:
         load.stop()
@@ -68,7 +77,7 @@ def test_broker_connections_dropped_then_back(topology: Topology, tmp_path: Path
     baseline = rate(acks, load.started + 1, cut_at)
     recovery = throughput_recovery(acks, back_at, baseline)
     verdict = verify(ledger, client, queue)
-    figures = report("broker connections dropped", tmp_path, ledger, verdict,
+    figures = report(f"broker connections dropped ({outage})", tmp_path, ledger, verdict,
                      outage_s=OUTAGE, baseline_acks_per_s=round(baseline, 1),
                      acks_during_outage=sum(1 for t in acks if cut_at + 1 < t < back_at),
                      recovery_s=None if recovery is None else round(recovery, 2))
