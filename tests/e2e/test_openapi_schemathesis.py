@@ -8,7 +8,7 @@ project headers are sent with every request so that generated requests get
 past the pipeline into the handlers.
 
 Bounded for CI: a handful of examples per operation and ``--max-time``
-(``HERALD_SCHEMATHESIS_SECONDS``, default 40). The full report is printed,
+(``HERALD_SCHEMATHESIS_SECONDS``, default 30). The full report is printed,
 and attached to a failure.
 """
 
@@ -39,7 +39,7 @@ def _schemathesis() -> list[str]:
 
 def test_schemathesis_finds_no_5xx_and_no_nonconforming_reply(
         local_topology: Topology, tmp_path: Path) -> None:
-    seconds = os.environ.get("HERALD_SCHEMATHESIS_SECONDS", "40")
+    seconds = os.environ.get("HERALD_SCHEMATHESIS_SECONDS", "30")
     service = local_topology.embedded("run", cwd=tmp_path / "embedded")
     argv = [*_schemathesis(), "run", f"{service.url}/openapi.json",
             "--checks", CHECKS, "--max-examples", "5", "--max-time", seconds,

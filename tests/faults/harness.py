@@ -23,7 +23,7 @@ the test can cut; a private ``redis-server`` (``start_private_redis``) is
 what a test may SIGSTOP; PostgreSQL backends are terminated only in the
 test's own database (``terminate_backends``).
 
-Durations: ``fault_seconds()`` is the load phase of a scenario, 15 s by
+Durations: ``fault_seconds()`` is the load phase of a scenario, 12 s by
 default so that the whole suite stays fast; ``HERALD_FAULT_SECONDS=120``
 makes a manual soak.
 """
@@ -52,7 +52,7 @@ import websocket
 
 from tests.e2e.topology import Service, Topology, free_port
 
-DEFAULT_FAULT_SECONDS = 15.0
+DEFAULT_FAULT_SECONDS = 12.0
 # Claims of the consumers: the minimum ttl. A double claim is a second claim
 # of a message while the first one (60 s) is certainly still live.
 CLAIM_TTL = 60

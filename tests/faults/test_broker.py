@@ -68,7 +68,15 @@ def test_broker_connections_dropped_then_back(topology: Topology, tmp_path: Path
         time.sleep(OUTAGE)
         back_at = time.time()
         link.open() if outage == "reset" else link.come_back()
-        time.sleep(max(RECOVERY_BOUND + 2, fault_seconds() - before - OUTAGE))
+        # Until the throughput is back (or the bound is passed), then a little
+        # more load to show it stays back; longer only for a soak.
+        soak_until = time.time() + fault_seconds() - before - OUTAGE
+        while (time.time() - back_at < RECOVERY_BOUND + 1
+               and throughput_recovery(load.ledger.ack_times(), back_at,
+                                       rate(load.ledger.ack_times(), load.started + 1,
+                                            cut_at)) is None):
+            time.sleep(0.5)
+        time.sleep(max(2.0, soak_until - time.time()))
     finally:
         load.stop()
 

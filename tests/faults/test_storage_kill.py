@@ -28,7 +28,7 @@ from tests.faults.harness import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
 
-KILL_EVERY = 3.0
+KILL_EVERY = 2.5
 
 
 def test_storage_workers_killed_and_restarted(topology: Topology, tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def test_bad_subscribers_and_a_killed_gateway(topology: Topology, backends: Back
                               json={"subscriber": hooks["ok"].url}).status_code == 201
         for listener in listeners:
             listener.start()
-        duration = max(fault_seconds(), BASELINE + 10)
+        duration = max(fault_seconds(), BASELINE + 8)
         sent: list[int] = []
         started = time.time()
         poster = threading.Thread(target=_poster(client, queue, time.monotonic() + duration,
