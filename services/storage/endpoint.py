@@ -131,7 +131,8 @@ class StorageEndpoint:
     def __init__(self, db: Database, conf: cfg.ConfigOpts,
                  members: Callable[[], list[str]] | None = None,
                  pusher: WSPushClient | None = None,
-                 gateway_alive: Callable[[str], bool | None] | None = None) -> None:
+                 gateway_alive: Callable[[str], bool | None] | None = None,
+                 router: pools.Router | None = None) -> None:
         self._db = db
         self._conf = conf
         # For test-fired websocket subscriptions (the worker passes its own).
@@ -140,7 +141,7 @@ class StorageEndpoint:
         self._members = members or (lambda: [])
         # With [DEFAULT] pooling, each call runs on the database of its
         # queue's pool (herald.storage.pools); otherwise on ``db``.
-        self._pools = pools.Router(db, conf)
+        self._pools = router or pools.Router(db, conf)
         self._queues = self._pools.routed(QueueController)
         self._messages = self._pools.routed(MessageController)
         self._claims = self._pools.routed(ClaimController)

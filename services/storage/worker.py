@@ -31,7 +31,7 @@ from herald.common import coordination, health
 from herald.common.rpc import wakeups
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
-from herald.storage import history, migrations
+from herald.storage import history, migrations, pools
 from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
@@ -74,9 +74,16 @@ class StorageWorker:
         self._gateways_cache: tuple[float, set[str]] = (0.0, set())
         # Available right after construction: the embedded mode builds its
         # in-process caller from it.
+        # Shared with the endpoint: with [DEFAULT] pooling, background jobs
+        # run on every pool's database as well as the main one.
+        self._router = pools.Router(self._db, conf)
+        # Outbox dispatchers of the pool databases, by pool database.
+        self._pool_dispatchers: dict[int, Dispatcher] = {}
+        self._pool_dispatchers_lock = threading.Lock()
         self.endpoint = StorageEndpoint(self._db, conf, members=self.members,
                                         pusher=self._pusher,
-                                        gateway_alive=self.gateway_alive)
+                                        gateway_alive=self.gateway_alive,
+                                        router=self._router)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -96,6 +103,7 @@ class StorageWorker:
         self._dispatcher = Dispatcher(self._db, self._conf, self.member_id, self.owns,
                                       self._pusher, self.gateway_alive)
         self._dispatcher.start()
+        _quietly("pool dispatchers", self._sync_pool_dispatchers)
         if self._serve_rpc:
             # Wake-ups for the long polls waiting on the edges (fanout casts).
             self._wakeups = wakeups.FanoutPublisher(self._conf)
@@ -126,6 +134,11 @@ class StorageWorker:
         if self._thread is not None:
             thread, self._thread = self._thread, None
             thread.join(timeout=30)
+        # After the background thread, which starts them, has ended.
+        with self._pool_dispatchers_lock:
+            pool_dispatchers, self._pool_dispatchers = self._pool_dispatchers, {}
+        for dispatcher in pool_dispatchers.values():
+            _quietly("pool outbox dispatcher stop", dispatcher.stop)
         if self._partitioner is not None and self._coordinator is not None:
             partitioner, self._partitioner = self._partitioner, None
             _quietly("group leave", self._coordinator.leave_partitioned_group, partitioner)
@@ -139,6 +152,7 @@ class StorageWorker:
         if self._health is not None:
             listener, self._health = self._health, None
             _quietly("health listener stop", listener.stop)
+        _quietly("pool engines dispose", self._router.dispose)
         self._db.dispose()
 
     # -- membership -------------------------------------------------------
@@ -224,6 +238,10 @@ class StorageWorker:
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + gc_interval
                 _quietly("expiry GC", self.collect_garbage)
+            if self._router.enabled:
+                # A pool registered through the admin API gets its dispatcher
+                # within a heartbeat (one small catalog read each time).
+                _quietly("pool dispatchers", self._sync_pool_dispatchers)
 
     def _ensure_member(self, coordinator: Any) -> None:
         # After a coordination stall a peer may have dropped us from the
@@ -235,28 +253,58 @@ class StorageWorker:
             LOG.warning("storage worker %s had been dropped from %s (coordination backend "
                         "stalled?); joined again", self.member_id, coordination.STORAGE_GROUP)
 
+    def _pool_databases(self) -> list[Database]:
+        """The pool databases (the main one excluded); none without pooling."""
+        return [db for db in self._router.databases() if db is not self._db]
+
+    def _sync_pool_dispatchers(self) -> None:
+        """One outbox dispatcher per registered pool database: notifications of
+        queues placed on a pool are written to that pool's outbox."""
+        current = {id(db): db for db in self._pool_databases()}
+        with self._pool_dispatchers_lock:
+            for key in set(self._pool_dispatchers) - set(current):
+                _quietly("pool outbox dispatcher stop", self._pool_dispatchers.pop(key).stop)
+            for key, db in current.items():
+                if key not in self._pool_dispatchers and not self._stopping.is_set():
+                    dispatcher = Dispatcher(db, self._conf, self.member_id, self.owns,
+                                            self._pusher, self.gateway_alive)
+                    dispatcher.start()
+                    self._pool_dispatchers[key] = dispatcher
+
     def collect_garbage(self) -> int:
         """Delete expired messages, claims and subscriptions of the queues this
         member owns, and delivered outbox rows, delivery history and
-        idempotency keys past their retention."""
+        idempotency keys past their retention — in the main database and in
+        every pool's."""
+        deleted = self._collect_garbage_in(self._db, self._gc, self._subscription_gc,
+                                           self._outbox_gc)
+        for db in self._pool_databases():
+            deleted += self._collect_garbage_in(
+                db, self._router.controller(ClaimController, db),
+                self._router.controller(SubscriptionController, db), OutboxController(db))
+        return deleted
+
+    def _collect_garbage_in(self, db: Database, claims: ClaimController,
+                            subscriptions: SubscriptionController,
+                            outbox: OutboxController) -> int:
         deleted = 0
-        for project, queue in self._gc.expired_queues():
+        for project, queue in claims.expired_queues():
             if self._stopping.is_set():
                 break
             if self.owns(project, queue):
-                deleted += self._gc.collect_garbage(project, queue)
+                deleted += claims.collect_garbage(project, queue)
         if deleted:
             LOG.info("expiry GC deleted %d messages", deleted)
         expired = 0
-        for project, queue in self._subscription_gc.expired_queues():
+        for project, queue in subscriptions.expired_queues():
             if self._stopping.is_set():
                 break
             if self.owns(project, queue):
-                expired += self._subscription_gc.collect_garbage(project, queue)
+                expired += subscriptions.collect_garbage(project, queue)
         if expired:
             LOG.info("expiry GC deleted %d subscriptions", expired)
-        self._outbox_gc.collect_garbage(self._conf.notification.outbox_retention)
-        history.collect_garbage(self._db, self._conf.storage.delivery_history_retention)
+        outbox.collect_garbage(self._conf.notification.outbox_retention)
+        history.collect_garbage(db, self._conf.storage.delivery_history_retention)
         return deleted
 
 

@@ -6,44 +6,12 @@ receiver (200 on /ok, 500 elsewhere) served by the stack's real dispatcher.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from .conftest import Client, Stack, assert_error
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.bodies.append((self.path, json.loads(raw)))
-                self.send_response(200 if self.path == "/ok" else 500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+from .conftest import Client, Receiver, Stack, assert_error
 
 
 def _post(api: Client, queue: str, messages: list[dict[str, Any]],

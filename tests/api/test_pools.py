@@ -4,12 +4,15 @@ landing in the pool's database (a second SQLite file), not the main one."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from tests.api.conftest import Client, Stack, assert_error
+from tests.api.conftest import Client, Receiver, Stack, assert_error
 
 ADMIN = {"X-Roles": "admin"}
 
@@ -114,3 +117,41 @@ def test_flavor_refusals(pooling: Client) -> None:
 def test_queue_with_unknown_flavor_is_400(pooling: Client) -> None:
     assert_error(pooling.put("/v2/queues/q", json_body={"_flavor": "nope"}), 400,
                  description="Flavor nope does not exist")
+
+
+def _flavored_queue(pooling: Client, tmp_path: Path) -> tuple[str, str]:
+    """A pool + flavor of their own and a queue placed on them: (queue, pool uri)."""
+    suffix = uuid.uuid4().hex[:8]
+    uri = f"sqlite:///{tmp_path}/pool-{suffix}.sqlite"
+    assert pooling.put(f"/v2/pools/p{suffix}", headers=ADMIN,
+                       json_body={"uri": uri, "weight": 1, "options": {}}).status_code == 201
+    assert pooling.put(f"/v2/flavors/f{suffix}", headers=ADMIN,
+                       json_body={"pool_list": [f"p{suffix}"]}).status_code == 201
+    queue = f"q{suffix}"
+    assert pooling.put(f"/v2/queues/{queue}",
+                       json_body={"_flavor": f"f{suffix}"}).status_code == 201
+    return queue, uri
+
+
+def test_flavored_queue_notifications_are_delivered(pooling: Client, tmp_path: Path,
+                                                    receiver: Receiver) -> None:
+    # The outbox rows of a pool's queue live in the pool's database: the
+    # worker must run a dispatcher there too.
+    queue, _ = _flavored_queue(pooling, tmp_path)
+    assert pooling.post(f"/v2/queues/{queue}/subscriptions",
+                        json_body={"subscriber": f"{receiver.url}/ok"}).status_code == 201
+    pooling.post_messages(queue, 1)
+    deadline = time.monotonic() + 10
+    while not receiver.bodies and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert receiver.bodies and receiver.bodies[0][1]["queue_name"] == queue
+
+
+def test_flavored_queue_is_garbage_collected(stack: Stack, pooling: Client, tmp_path: Path,
+                                             clock: Any) -> None:
+    queue, uri = _flavored_queue(pooling, tmp_path)
+    pooling.post_messages(queue, 2, ttl=60)
+    assert messages_in(uri, queue) == 2
+    clock.advance(120)
+    stack.worker.collect_garbage()
+    assert messages_in(uri, queue) == 0
