@@ -50,6 +50,30 @@ ALL_OPTS = [
         "number from 0 (always flush at the next event loop turn: only operations "
         "submitted together are batched) to 0.1.",
     ),
+    cfg.ListOpt(
+        "bus_keys",
+        default=[],
+        secret=True,
+        help="Shared secret keys that authenticate RPC messages between Herald's "
+        "services: the first key signs every call and cast (HMAC-SHA256), every "
+        "key listed is accepted when verifying, so a key is rotated by adding the "
+        "new one second on every service, then moving it first, then removing the "
+        "old one. Workers and gateways reject (and log) unsigned, forged and "
+        "replayed messages. Every service of one deployment must share them. "
+        "Possible values: a comma-separated list of long random strings; empty "
+        "(the default) turns signing and verification off, and each service logs "
+        "a warning at start that the bus is unauthenticated.",
+    ),
+    cfg.FloatOpt(
+        "bus_max_skew",
+        default=60.0,
+        min=1.0,
+        help="Seconds a signed RPC message's timestamp may differ from the "
+        "receiver's clock before it is rejected as stale; a message's nonce is "
+        "remembered that long so a replay within the window is rejected too. "
+        "Possible values: a number >= 1 (clocks of the services must agree "
+        "within it).",
+    ),
     cfg.StrOpt(
         "topic",
         default="herald-storage",

@@ -38,7 +38,7 @@ from oslo_config import cfg
 
 from herald.common import errors
 from herald.common.context import RequestContext
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION, bus_auth
 from herald.common.rpc.coalescer import BATCH_METHOD, Coalescer
 from herald.common.rpc.serializer import JsonSerializer
 
@@ -81,13 +81,14 @@ class OsloCaller:
             conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
         )
         target = oslo_messaging.Target(topic=conf.rpc.topic, version=STORAGE_API_VERSION)
-        self._client = oslo_messaging.get_rpc_client(
+        # Signs every call (plain and batch) when [rpc] bus_keys is set.
+        self._client = bus_auth.SigningClient.from_conf(oslo_messaging.get_rpc_client(
             self._transport,
             target,
             serializer=JsonSerializer(),
             timeout=conf.rpc.call_timeout,
             retry=conf.rpc.call_retry,
-        )
+        ), conf)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.rpc.client_threads, thread_name_prefix="rpc-call"
         )

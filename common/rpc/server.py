@@ -17,7 +17,7 @@ import oslo_messaging
 from oslo_config import cfg
 
 from herald.common.errors import HeraldError
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -27,10 +27,17 @@ class _TypedErrorsAreReplies:
     """Endpoint proxy: a ``HeraldError`` is an answer for the client, not a
     server failure. Re-raised as oslo.messaging's ``ExpectedException`` it is
     still sent back as the typed error, but without an ERROR log line and a
-    traceback for every 404."""
+    traceback for every 404.
 
-    def __init__(self, endpoint: Any) -> None:
+    Every call and cast any Herald RPC server dispatches passes through here,
+    so this is also where bus authentication is enforced (``bus_auth``): the
+    signature argument is always removed before the endpoint sees the
+    arguments, and with a ``verifier`` a message it does not vouch for is
+    rejected as ``Forbidden`` before the endpoint runs."""
+
+    def __init__(self, endpoint: Any, verifier: bus_auth.Verifier | None = None) -> None:
         self._endpoint = endpoint
+        self._verifier = verifier
         self.target = getattr(endpoint, "target", None)
 
     def __getattr__(self, name: str) -> Any:
@@ -39,9 +46,12 @@ class _TypedErrorsAreReplies:
             return attr
 
         @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
+        def call(ctxt: Any, *args: Any, **kwargs: Any) -> Any:
+            auth = kwargs.pop(bus_auth.AUTH_ARG, None)
             try:
-                return attr(*args, **kwargs)
+                if self._verifier is not None:
+                    self._verifier.check(name, kwargs, ctxt, auth)
+                return attr(ctxt, *args, **kwargs)
             except HeraldError:
                 raise oslo_messaging.ExpectedException() from None
 
@@ -83,10 +93,13 @@ class RPCServer:
             conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
         )
         target = oslo_messaging.Target(topic=topic, server=server_id)
+        bus_auth.warn_if_unauthenticated(conf)
+        # One verifier (one nonce memory) for all endpoints of this server.
+        verifier = bus_auth.verifier_from_conf(conf)
         self._server = oslo_messaging.get_rpc_server(
             self._transport,
             target,
-            [_TypedErrorsAreReplies(endpoint) for endpoint in endpoints],
+            [_TypedErrorsAreReplies(endpoint, verifier) for endpoint in endpoints],
             serializer=JsonSerializer(),
         )
         self._topic = topic

@@ -44,7 +44,7 @@ from oslo_config import cfg
 
 from herald.common.context import RequestContext
 from herald.common.errors import BadRequest
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -274,9 +274,9 @@ class FanoutPublisher:
             self._conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS)
         target = oslo_messaging.Target(topic=wakeup_topic(self._conf),
                                        version=WAKEUP_API_VERSION, fanout=True)
-        self._client = oslo_messaging.get_rpc_client(
+        self._client = bus_auth.SigningClient.from_conf(oslo_messaging.get_rpc_client(
             self._transport, target, serializer=JsonSerializer(),
-            retry=self._conf.rpc.call_retry)
+            retry=self._conf.rpc.call_retry), self._conf)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="wakeup-publisher",
                                         daemon=True)

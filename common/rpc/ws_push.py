@@ -27,7 +27,7 @@ import oslo_messaging
 from oslo_config import cfg
 
 from herald.common.context import RequestContext
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth
 from herald.common.rpc.serializer import JsonSerializer, decode, encode
 
 LOG = logging.getLogger(__name__)
@@ -67,9 +67,11 @@ class WSPushClient:
                     self._conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS)
                 target = oslo_messaging.Target(topic=self._conf.rpc.ws_topic,
                                                version=PUSH_API_VERSION)
-                self._client = oslo_messaging.get_rpc_client(
-                    self._transport, target, serializer=JsonSerializer(),
-                    retry=self._conf.rpc.call_retry)
+                self._client = bus_auth.SigningClient.from_conf(
+                    oslo_messaging.get_rpc_client(
+                        self._transport, target, serializer=JsonSerializer(),
+                        retry=self._conf.rpc.call_retry),
+                    self._conf)
             return self._client
 
     def is_local(self, gateway_id: str) -> bool:

@@ -23,7 +23,7 @@ from oslo_config import cfg
 
 from herald.common.context import RequestContext
 from herald.common.health import CHECK_TIMEOUT_SECONDS, NotReady
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION, bus_auth
 from herald.common.rpc.serializer import JsonSerializer
 
 
@@ -45,9 +45,9 @@ class WorkerReadiness:
             target = oslo_messaging.Target(topic=self._conf.rpc.topic, server=self._member_id,
                                            version=STORAGE_API_VERSION)
             # retry=0: a probe must fail, not wait for the broker to come back.
-            self._client = oslo_messaging.get_rpc_client(
+            self._client = bus_auth.SigningClient.from_conf(oslo_messaging.get_rpc_client(
                 self._transport, target, serializer=JsonSerializer(),
-                timeout=CHECK_TIMEOUT_SECONDS * 2, retry=0)
+                timeout=CHECK_TIMEOUT_SECONDS * 2, retry=0), self._conf)
         return self._client
 
     def check(self) -> None:

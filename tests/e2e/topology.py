@@ -97,6 +97,8 @@ class Backends:
             "OS_RPC__TOPIC": self.rpc_topic,
             "OS_STORAGE__CONNECTION": self.database_url,
             "OS_COORDINATION__BACKEND_URL": self.coordination_url,
+            # Every distributed test runs with an authenticated bus.
+            "OS_RPC__BUS_KEYS": "e2e-bus-key",
         }
 
 

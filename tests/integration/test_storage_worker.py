@@ -30,6 +30,7 @@ _OVERRIDES = [
     ("topic", "rpc"),
     ("heartbeat_interval", "coordination"),
     ("call_timeout", "rpc"),
+    ("bus_keys", "rpc"),
 ]
 
 
@@ -43,6 +44,8 @@ def conf(rabbit_url: str, postgres_url: str, redis_coordination_url: str,
     conf.set_override("topic", rpc_topic, group="rpc")
     conf.set_override("heartbeat_interval", 0.2, group="coordination")
     conf.set_override("call_timeout", 20, group="rpc")
+    # Workers and edges of the integration tests talk over a signed bus.
+    conf.set_override("bus_keys", ["integration-bus-key"], group="rpc")
     yield conf
     for name, group in _OVERRIDES:
         conf.clear_override(name, group=group)
