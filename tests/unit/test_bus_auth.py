@@ -114,3 +114,37 @@ def test_without_keys_the_proxy_only_drops_the_argument() -> None:
     proxy.incr(CTXT, n=1, **{bus_auth.AUTH_ARG: {"sig": "x"}})
     proxy.incr(CTXT, n=2)
     assert endpoint.calls == [{"n": 1}, {"n": 2}]
+
+
+class _FakeClient:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def prepare(self, **kwargs: Any) -> _FakeClient:
+        return self
+
+    def call(self, ctxt: Any, method: str, **kwargs: Any) -> None:
+        self.sent.append((method, kwargs))
+
+    cast = call
+
+
+def test_signing_client_signs_calls_and_casts_only_with_a_key(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from herald.common import config
+
+    conf = config.load([])
+    raw = _FakeClient()
+    monkeypatch.setattr(bus_auth, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger=bus_auth.LOG.name):
+        unsigned = bus_auth.SigningClient.from_conf(raw, conf)
+        bus_auth.warn_if_unauthenticated(conf)  # once per process
+    assert [r.getMessage() for r in caplog.records].count(
+        next(r.getMessage() for r in caplog.records if "NOT authenticated" in r.getMessage())) == 1
+    unsigned.call(CTXT, "ping")
+    signed = bus_auth.SigningClient(raw, bus_auth.Signer(["k1"]))
+    signed.prepare(server="s").cast(CTXT, "push", payload=b"\x00")
+    assert raw.sent[0] == ("ping", {})
+    method, kwargs = raw.sent[1]
+    auth = kwargs.pop(bus_auth.AUTH_ARG)
+    _verifier("k1").verify(method, kwargs, CTXT, auth)
