@@ -1,7 +1,5 @@
 """``python -m bench``: see ``bench.run``."""
 
-import sys
+from bench.run import run_and_exit
 
-from bench.run import main
-
-sys.exit(main())
+run_and_exit()
