@@ -50,7 +50,9 @@ class StorageWorker:
         self._conf = conf
         self.member_id = member_id
         self._serve_rpc = serve_rpc
-        self._db = Database(engine_from_conf(conf))
+        # One connection per thread that runs storage calls: the RPC executor's,
+        # or in embedded mode the in-process caller's (see engine.pool_size_from_conf).
+        self._db = Database(engine_from_conf(conf, serve_rpc))
         self._coordinator: Any = None
         self._partitioner: Any = None
         self._rpc: RPCServer | None = None
