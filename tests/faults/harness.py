@@ -527,7 +527,7 @@ class BrokerLink:
             server, self._server = self._server, None
             sockets, self._sockets = self._sockets, []
         if server is not None:
-            server.close()
+            _stop_listening(server)
         for sock in sockets:
             # shutdown() first: close() alone does not end the recv() a pipe
             # thread is blocked in, so the kernel would keep the connection
@@ -547,7 +547,7 @@ class BrokerLink:
             server, self._server = self._server, None
             self._silent = True
         if server is not None:
-            server.close()
+            _stop_listening(server)
 
     def come_back(self) -> None:
         with self._lock:
@@ -592,6 +592,15 @@ class BrokerLink:
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+
+
+def _stop_listening(server: socket.socket) -> None:
+    # close() alone does not wake the thread blocked in accept(): the kernel
+    # keeps the socket listening until accept() returns, so the port could
+    # not be bound again when the "broker" comes back. shutdown() wakes it.
+    with contextlib.suppress(OSError):
+        server.shutdown(socket.SHUT_RDWR)
+    server.close()
 
 
 def start_private_redis(topology: Topology, name: str = "redis") -> tuple[Service, str]:
