@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from tests.webhook_receiver import WebhookReceiver
+
 PG_ADMIN_DSN = os.environ.get("HERALD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBIT_URL = os.environ.get("HERALD_TEST_RABBIT", "rabbit://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -66,3 +68,11 @@ def rpc_topic() -> str:
 def redis_coordination_url() -> str:
     """A tooz Redis URL in a namespace of its own."""
     return f"{REDIS_URL}?namespace=herald-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A local webhook subscriber (200 on /ok, 500 elsewhere)."""
+    r = WebhookReceiver()
+    yield r
+    r.close()

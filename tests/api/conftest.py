@@ -15,11 +15,9 @@ unreachable storage would (503), ``bug-*`` as a storage bug would (500),
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -235,34 +233,3 @@ def assert_error(resp: requests.Response, status: int, title: str | None = None,
     if description is not None:
         assert description in body.get("description", ""), body
     return body
-
-
-class Receiver:
-    """A local webhook subscriber: records each POST; 200 on /ok, 500 elsewhere."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.bodies.append((self.path, json.loads(raw)))
-                self.send_response(200 if self.path == "/ok" else 500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Client, Receiver, Stack, assert_error
+from tests.webhook_receiver import WebhookReceiver
+
+from .conftest import Client, Stack, assert_error
 
 
 def _post(api: Client, queue: str, messages: list[dict[str, Any]],
@@ -64,7 +66,7 @@ def test_key_window_expiry(api: Client, stack: Stack, clock: Any) -> None:
 # -- delivery history -------------------------------------------------------------
 
 
-def test_deliveries_show_claims_and_push_attempts(api: Client, receiver: Receiver) -> None:
+def test_deliveries_show_claims_and_push_attempts(api: Client, receiver: WebhookReceiver) -> None:
     assert api.post("/v2/queues/hist/subscriptions",
                     json_body={"subscriber": f"{receiver.url}/ok", "ttl": 3600}
                     ).status_code == 201
@@ -101,7 +103,7 @@ def test_deliveries_show_claims_and_push_attempts(api: Client, receiver: Receive
 
 
 def test_failing_subscriber_shows_in_health(api: Client, stack: Stack,
-                                           receiver: Receiver) -> None:
+                                           receiver: WebhookReceiver) -> None:
     stack.override("retry_delay_scale", 0.0, group="notification")
     resp = api.post("/v2/queues/sick/subscriptions",
                     json_body={"subscriber": f"{receiver.url}/down", "ttl": 3600})
@@ -128,7 +130,7 @@ def test_failing_subscriber_shows_in_health(api: Client, stack: Stack,
 # -- test-fire ----------------------------------------------------------------------
 
 
-def test_test_fire(api: Client, receiver: Receiver) -> None:
+def test_test_fire(api: Client, receiver: WebhookReceiver) -> None:
     ok = api.post("/v2/queues/tf/subscriptions",
                   json_body={"subscriber": f"{receiver.url}/ok"}).json()["subscription_id"]
     resp = api.post(f"/v2/queues/tf/subscriptions/{ok}/test")

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.api.conftest import Client, Receiver, Stack, assert_error
+from tests.api.conftest import Client, Stack, assert_error
+from tests.webhook_receiver import WebhookReceiver
 
 ADMIN = {"X-Roles": "admin"}
 
@@ -134,7 +135,7 @@ def _flavored_queue(pooling: Client, tmp_path: Path) -> tuple[str, str]:
 
 
 def test_flavored_queue_notifications_are_delivered(pooling: Client, tmp_path: Path,
-                                                    receiver: Receiver) -> None:
+                                                    receiver: WebhookReceiver) -> None:
     # The outbox rows of a pool's queue live in the pool's database: the
     # worker must run a dispatcher there too.
     queue, _ = _flavored_queue(pooling, tmp_path)

@@ -9,8 +9,6 @@ test-fired subscription against a local HTTP receiver.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -184,39 +182,7 @@ def test_push_attempts_and_subscription_health(endpoint, ctxt, database, clock):
 # -- test-fire ------------------------------------------------------------------------
 
 
-class Receiver:
-    """Answers POST /ok with 200 and anything else with 500; keeps bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                receiver.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(200 if self.path == "/ok" else 500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
-
-
 def test_test_fire_reports_the_outcome(endpoint, ctxt, receiver, database):
-    import json
-
     ok = endpoint.subscription_create(ctxt, queue="q", subscriber=f"{receiver.url}/ok",
                                       ttl=3600, options={})["subscription_id"]
     bad = endpoint.subscription_create(ctxt, queue="q", subscriber=f"{receiver.url}/bad",
@@ -224,7 +190,7 @@ def test_test_fire_reports_the_outcome(endpoint, ctxt, receiver, database):
     result = endpoint.subscription_test(ctxt, queue="q", subscription_id=ok)
     assert result["delivered"] is True and result["status"] == 200
     assert result["error"] is None and result["latency_ms"] > 0
-    sent = json.loads(receiver.bodies[-1])
+    sent = receiver.bodies[-1][1]
     assert sent == result["payload"]
     assert sent["Message_Type"] == "TestNotification" and sent["subscription_id"] == ok
     failed = endpoint.subscription_test(ctxt, queue="q", subscription_id=bad)
