@@ -4,6 +4,9 @@
 picks a free port, exposed as ``.port``); ``stop()`` stops accepting, lets
 in-flight requests finish for a short grace period, then closes every
 connection. Lifecycle only: no request handling here.
+
+Stopping never resets a connection the kernel already accepted: see
+``herald.common.listeners``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from oslo_config import cfg
 
 from herald.api.app import make_app
 from herald.api.handlers.base import InFlight
+from herald.common import listeners
 from herald.common.rpc import wakeups
 from herald.common.rpc.storage_api import StorageAPI
 
 LOG = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
+# A connection taken in from the backlog at stop has sent its request (or is
+# about to); this long is left for it to be read and counted in flight
+# before idle connections are closed.
+STOP_SETTLE_SECONDS = 0.2
 
 
 class APIService:
@@ -53,14 +61,15 @@ class APIService:
         if self._server is None:
             return
         server, self._server = self._server, None
-        server.stop()  # closes the listening sockets: no new connections
+        listeners.stop_accepting(server)  # no new connections from here on
         # Long polls answer now with what they have, instead of holding the
         # stop up until their deadline.
         wakeups.HUB.release(self._app)
         loop = asyncio.get_running_loop()
+        settled = loop.time() + min(STOP_SETTLE_SECONDS, grace)
         deadline = loop.time() + grace
-        while self._in_flight.count > 0 and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        while loop.time() < deadline and (self._in_flight.count > 0 or loop.time() < settled):
+            await asyncio.sleep(0.02)
         if self._in_flight.count > 0:
             LOG.warning("stopping with %d request(s) still in flight", self._in_flight.count)
         try:

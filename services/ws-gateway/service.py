@@ -35,7 +35,7 @@ import tornado.web
 from oslo_config import cfg
 from tooz import coordination as tooz_coordination
 
-from herald.common import coordination
+from herald.common import coordination, listeners
 from herald.common import health as probes
 from herald.common.context import RequestContext
 from herald.common.rpc import wakeups, ws_push
@@ -143,7 +143,7 @@ class WSGatewayService:
             self._membership.cancel()
         timeout = self.conf.ws_gateway.shutdown_timeout
         if self._server is not None:
-            self._server.stop()
+            listeners.stop_accepting(self._server)
         # Long polls answer now with what they have (not at their deadline).
         wakeups.HUB.release(self)
         if self.inflight:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import socket
 import time
 import uuid
 
@@ -70,6 +71,40 @@ def test_stop_lets_in_flight_requests_finish(stack: Stack, api: Client) -> None:
     assert stopped_after < 5.0  # it waited for the request, not for the whole grace
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/", timeout=5)
+
+
+def test_stop_serves_connections_waiting_in_the_backlog(stack: Stack) -> None:
+    # The loop is busy when the stop begins (as under load): connections the
+    # kernel completed meanwhile wait in the listener's backlog. Closing the
+    # listener would reset them; they must be answered instead.
+    service = APIService(stack.conf, stack.storage)
+
+    async def start() -> None:
+        service.start()
+
+    async def busy_then_stop() -> None:
+        time.sleep(0.5)  # blocks the loop on purpose: nothing is accepted
+        await service.stop(grace=5.0)
+
+    stack.run(start())
+    port = service.port
+
+    def request_while_busy() -> bytes:
+        time.sleep(0.15)  # the loop is blocked by now
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        return reply
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = [pool.submit(request_while_busy) for _ in range(4)]
+        stack.run(busy_then_stop())
+        for reply in replies:
+            assert reply.result(10).startswith(b"HTTP/1.1 200 "), reply.result()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 def test_stop_gives_up_after_the_grace_period(stack: Stack, api: Client) -> None:
