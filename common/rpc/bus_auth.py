@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import threading
@@ -42,7 +41,7 @@ from typing import Any
 from oslo_config import cfg
 
 from herald.common import errors
-from herald.common.rpc.serializer import JsonSerializer, encode
+from herald.common.rpc.serializer import JsonSerializer, canonical_json
 
 LOG = logging.getLogger(__name__)
 
@@ -77,10 +76,9 @@ def _context_dict(ctxt: Any) -> dict[str, Any]:
 
 def _digest(key: str, method: str, kwargs: dict[str, Any], context: dict[str, Any],
             ts: float, nonce: str) -> str:
-    # encode(): the serialized form (bytes as tagged base64), identical on
-    # both sides; encode(decode(x)) == x for anything that crossed the bus.
-    canonical = json.dumps([method, encode(kwargs), context, ts, nonce],
-                           sort_keys=True, separators=(",", ":"))
+    # The serialized form (bytes as tagged base64), identical on both sides:
+    # encode(decode(x)) == x for anything that crossed the bus.
+    canonical = canonical_json([method, kwargs, context, ts, nonce])
     return hmac.new(key.encode(), canonical.encode(), hashlib.sha256).hexdigest()
 
 

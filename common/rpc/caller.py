@@ -94,7 +94,8 @@ class OsloCaller:
         )
         self._coalescer = Coalescer(self._send_one, self._send_batch,
                                     max_batch=conf.rpc.coalesce_max_batch,
-                                    max_delay=conf.rpc.coalesce_max_delay)
+                                    max_delay=conf.rpc.coalesce_max_delay,
+                                    max_inflight=conf.rpc.coalesce_max_inflight)
         # oslo.messaging opens the reply queue's connection on the first call,
         # under a lock and retrying forever whatever ``retry`` says: with the
         # broker down, that call and every call queued behind the lock would

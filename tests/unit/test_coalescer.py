@@ -39,6 +39,13 @@ class FakeTransport:
         await asyncio.sleep(0)
         return self.answer(method, kwargs)
 
+    def held_until(self, release: asyncio.Event) -> Any:
+        """A ``send_one`` whose calls stay unanswered until ``release`` is set."""
+        async def send_one(ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+            await release.wait()
+            return await self.send_one(ctxt, method, kwargs)
+        return send_one
+
     async def send_batch(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.batches.append(ops)
         await asyncio.sleep(0)
@@ -81,10 +88,7 @@ def test_flushes_after_the_delay_while_a_batch_is_in_flight() -> None:
     async def scenario() -> tuple[FakeTransport, float]:
         transport = FakeTransport()
         release = asyncio.Event()
-
-        async def slow_one(ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
-            await release.wait()
-            return await transport.send_one(ctxt, method, kwargs)
+        slow_one = transport.held_until(release)
 
         coalescer = Coalescer(slow_one, transport.send_batch, max_batch=100,
                               max_delay=0.02)
@@ -101,6 +105,53 @@ def test_flushes_after_the_delay_while_a_batch_is_in_flight() -> None:
     transport, elapsed = run(scenario())
     assert [len(batch) for batch in transport.batches] == [3]
     assert 0.015 <= elapsed < 2
+
+
+def one_slot(transport: FakeTransport, release: asyncio.Event, max_batch: int) -> Coalescer:
+    """A coalescer allowed one batch in flight, whose calls wait for ``release``."""
+    return Coalescer(transport.held_until(release), transport.send_batch, max_batch=max_batch,
+                     max_delay=0.0, max_inflight=1)
+
+
+def test_at_most_max_inflight_batches_the_rest_go_together_after_a_reply() -> None:
+    """Group commit: while max_inflight batches are unanswered, operations of
+    later loop turns only queue (however long the delay is past), and all of
+    them go in one batch as soon as a reply frees a slot."""
+    async def scenario() -> tuple[FakeTransport, list[Any]]:
+        transport, release = FakeTransport(), asyncio.Event()
+        coalescer = one_slot(transport, release, max_batch=100)
+        first = asyncio.ensure_future(coalescer.call(ctxt(9), "first", {}))
+        later = []
+        for i in range(5):  # five separate loop turns, each past the 0 s delay
+            await asyncio.sleep(0.01)
+            later.append(asyncio.ensure_future(coalescer.call(ctxt(i), "op", {"i": i})))
+        await asyncio.sleep(0.01)
+        assert transport.singles == [] and transport.batches == []  # all queued
+        release.set()
+        results = await asyncio.gather(first, *later)
+        return transport, results
+
+    transport, results = run(scenario())
+    assert transport.singles == [("first", {})]
+    assert [[op["args"]["i"] for op in batch] for batch in transport.batches] == [[0, 1, 2, 3, 4]]
+    assert results[1:] == [{"method": "op", "i": i} for i in range(5)]
+
+
+def test_a_full_queue_is_sent_even_with_every_slot_in_flight() -> None:
+    async def scenario() -> FakeTransport:
+        transport, release = FakeTransport(), asyncio.Event()
+        coalescer = one_slot(transport, release, max_batch=3)
+        first = asyncio.ensure_future(coalescer.call(ctxt(9), "first", {}))
+        await asyncio.sleep(0.01)
+        full = [asyncio.ensure_future(coalescer.call(ctxt(i), "op", {"i": i}))
+                for i in range(3)]
+        await asyncio.gather(*full)  # answered while "first" still waits
+        release.set()
+        await first
+        return transport
+
+    transport = run(scenario())
+    assert [len(batch) for batch in transport.batches] == [3]
 
 
 def test_an_idle_coalescer_does_not_wait_for_the_delay() -> None:
