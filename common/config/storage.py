@@ -33,6 +33,18 @@ ALL_OPTS = [
         help="Seconds between two runs of the background job that deletes "
         "expired messages and claims. Possible values: an integer >= 1.",
     ),
+    cfg.IntOpt(
+        "analyze_interval",
+        default=10,
+        min=0,
+        help="Seconds between two checks, by the storage workers, of the "
+        "PostgreSQL planner statistics of the hot tables: a table whose rows "
+        "changed by more than 500 and 20 % since its last ANALYZE is analyzed "
+        "again (by one worker at a time), so that statements keep their index "
+        "plans while queues grow faster than autovacuum notices, or where "
+        "autovacuum is off. Possible values: 0 (never; leave it to autovacuum) "
+        "or an integer >= 1. Ignored on SQLite.",
+    ),
     cfg.BoolOpt(
         "migrate_on_start",
         default=True,

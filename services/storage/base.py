@@ -83,6 +83,26 @@ def in_queue(project: str, queue: str) -> sa.ColumnElement[bool]:
     return sa.and_(messages.c.project == project, messages.c.queue == queue)
 
 
+_head = messages.alias("queue_head")
+
+
+def from_queue_start(project: str, queue: str) -> sa.ColumnElement[bool]:
+    """``seq`` at or after the queue's first stored position: for scans of a
+    queue's head in ``seq`` order (list, claim, pop), next to ``in_queue``.
+
+    It changes no result. It gives PostgreSQL's plan a starting point: for
+    a queue holding most of the table the planner reads the primary key in
+    ``seq`` order from the very first row, filtering out every older row of
+    every other queue (18,885 rows, 14 ms per claim on a 1,000,000-message
+    queue after the benchmark's other phases; EXPLAIN ANALYZE). With this
+    bound, found in one probe of (project, queue, seq), the same claim read
+    10 rows in 0.35 ms."""
+    first = (sa.select(sa.func.min(_head.c.seq))
+             .where(_head.c.project == project, _head.c.queue == queue)
+             .scalar_subquery())
+    return messages.c.seq >= first
+
+
 def stored_message(row: Row[Any] | Any, now: float) -> dict[str, Any]:
     """The contract's StoredMessage from a row with MESSAGE_COLUMNS."""
     live_claim = row.claim_id if (row.claim_id and (row.claim_expires or 0) > now) else None
@@ -127,6 +147,21 @@ def queue_metadata(conn: Connection, project: str, name: str,
         stmt = stmt.with_for_update()
     text = conn.execute(stmt).scalar_one_or_none()
     return None if text is None else load_metadata(text)
+
+
+def locked_queues_metadata(conn: Connection, keys: list[tuple[str, str]]
+                           ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The metadata of the existing queues among ``keys`` (project, name),
+    their rows locked on PostgreSQL in (project, name) order -- the order
+    every poster takes queue locks in, so two batches cannot deadlock (see
+    ``queue_metadata`` for why posters lock). One statement."""
+    stmt = (sa.select(queues.c.project, queues.c.name, queues.c.metadata)
+            .where(sa.tuple_(queues.c.project, queues.c.name).in_(sorted(set(keys))))
+            .order_by(queues.c.project, queues.c.name))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {(row.project, row.name): load_metadata(row.metadata)
+            for row in conn.execute(stmt)}
 
 
 def locked_queue_metadata(conn: Connection, project: str, name: str,

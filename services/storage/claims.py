@@ -97,7 +97,8 @@ class ClaimController:
             sa.not_(sa.and_(queues.c.metadata.contains(f'"{_MAX_CLAIMS}"', autoescape=True),
                             queues.c.metadata.contains(f'"{_DLQ}"', autoescape=True))))
         chosen = (sa.select(messages.c.seq)
-                  .where(base.in_queue(project, queue), base.live(now),
+                  .where(base.in_queue(project, queue),
+                         base.from_queue_start(project, queue), base.live(now),
                          base.unclaimed(now), base.visible(now), no_dlq)
                   .order_by(messages.c.seq)
                   .limit(limit)
@@ -149,8 +150,8 @@ class ClaimController:
         dlq_enabled = _dlq_enabled(metadata)
         candidates = conn.execute(
             sa.select(*_ALL_MESSAGE_COLUMNS)
-            .where(base.in_queue(project, queue), base.live(now),
-                   base.unclaimed(now), base.visible(now))
+            .where(base.in_queue(project, queue), base.from_queue_start(project, queue),
+                   base.live(now), base.unclaimed(now), base.visible(now))
             .order_by(messages.c.seq)
             .limit(limit)
             .with_for_update(skip_locked=True)

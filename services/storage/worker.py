@@ -31,7 +31,7 @@ from herald.common import coordination, health
 from herald.common.rpc import wakeups
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
-from herald.storage import history, migrations, pools
+from herald.storage import history, migrations, pools, statistics
 from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
@@ -230,6 +230,8 @@ class StorageWorker:
         interval = self._conf.coordination.heartbeat_interval
         gc_interval = self._conf.storage.gc_interval
         next_gc = time.monotonic() + gc_interval
+        analyze_interval = self._conf.storage.analyze_interval
+        next_analyze = time.monotonic() + analyze_interval
         while not self._stopping.wait(interval):
             coordinator = self._coordinator
             if coordinator is None:
@@ -240,6 +242,10 @@ class StorageWorker:
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + gc_interval
                 _quietly("expiry GC", self.collect_garbage)
+            if analyze_interval and time.monotonic() >= next_analyze:
+                next_analyze = time.monotonic() + analyze_interval
+                for db in [self._db, *self._pool_databases()]:
+                    _quietly("planner statistics", statistics.refresh, db)
             if self._router.enabled:
                 # A pool registered through the admin API gets its dispatcher
                 # within a heartbeat (one small catalog read each time).
