@@ -41,6 +41,8 @@ from herald.common.rpc.serializer import decode
 from herald.common.rpc.ws_push import WSPushClient
 
 MESSAGE_TOKEN = '"$zaqar_message$"'
+#: Threads casting websocket pushes at most (see ``Deliverer``).
+PUSH_THREADS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +103,16 @@ class Deliverer:
         self._timeout = opts.delivery_timeout
         self._http = SimpleAsyncHTTPClient(force_instance=True,
                                            max_clients=opts.max_concurrent_deliveries)
-        # Blocking transports (smtplib, oslo.messaging casts) get threads.
+        # Blocking transports get threads: smtplib one per attempt in flight;
+        # websocket pushes (oslo.messaging casts, which return once the broker
+        # has the message) fewer, below oslo.messaging's connection pool
+        # (rpc_conn_pool_size, 30), which otherwise made every burst of
+        # pushes wait for a pooled connection with a warning per cast.
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=opts.max_concurrent_deliveries, thread_name_prefix="delivery")
+        self._push_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(PUSH_THREADS, opts.max_concurrent_deliveries),
+            thread_name_prefix="ws-push")
         self._pusher = pusher
         self._gateway_alive = gateway_alive
 
@@ -160,12 +169,12 @@ class Deliverer:
             return Outcome(gone=True, error="not a websocket subscriber URI")
         gateway_id, connection_id = target
         loop = asyncio.get_running_loop()
-        alive = await loop.run_in_executor(self._threads, self._gateway_alive, gateway_id)
+        alive = await loop.run_in_executor(self._push_threads, self._gateway_alive, gateway_id)
         if alive is False:
             return Outcome(gone=True, error=f"gateway {gateway_id} is gone")
         payload = decode(json.loads(row.payload))
         pushed = await loop.run_in_executor(
-            self._threads, lambda: self._pusher.push(gateway_id, connection_id, payload,
+            self._push_threads, lambda: self._pusher.push(gateway_id, connection_id, payload,
                                                      row.request_id))
         if pushed is False:
             return Outcome(gone=True, error=f"connection {connection_id} is gone")
@@ -174,3 +183,4 @@ class Deliverer:
     def close(self) -> None:
         self._http.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._push_threads.shutdown(wait=False, cancel_futures=True)

@@ -2,17 +2,23 @@
 
 A dedicated thread runs an asyncio loop (Tornado's HTTP client needs one).
 Each round -- every ``[notification] dispatch_interval``, or at once when a
-post committed in this process (``outbox.SIGNAL``) -- it:
+post committed in this process (``outbox.SIGNAL``) or the last round leased
+a full batch -- it:
 
 1. lists the queues with due outbox rows and keeps those whose partition
-   this worker owns (``owns(project, queue)``, the tooz ring), plus any
-   queue whose rows waited longer than ``takeover_after`` (a dead owner the
-   ring has not noticed yet);
+   this worker owns (``owns(project, queue)``, the tooz ring), those this
+   process just committed rows to (signalled: delivering them here saves
+   the owner's poll interval of push latency), plus any queue whose rows
+   waited longer than ``takeover_after`` (a dead owner the ring has not
+   noticed yet);
 2. leases up to ``dispatch_batch_size`` of their rows (the database decides;
-   see ``outbox``), skipping subscriptions it is still serving;
-3. serves each subscription in its own task, its rows one after the other in
-   posting order, with at most ``max_concurrent_deliveries`` attempts in
-   flight overall: a slow or dead subscriber holds only its own task.
+   see ``outbox``: SKIP LOCKED keeps two dispatchers off one row);
+3. serves the rows of each post to each subscription in a task of its own,
+   one after the other in request order (notifications.md §2); different
+   posts and subscriptions are served concurrently, with at most
+   ``max_concurrent_deliveries`` attempts in flight overall: a slow or dead
+   subscriber holds only its own tasks, and a busy subscriber's deliveries
+   overlap instead of queueing behind each other's round trips.
 
 After a failed attempt the subscription's retry policy (notifications.md §4,
 ``herald.common.subscriptions.retry_delays``; delays jittered by ±10 % and
@@ -33,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import json
 import logging
 import random
@@ -75,9 +82,13 @@ class Dispatcher:
         # Database calls are blocking: a small pool of their own.
         self._db_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="outbox-db")
-        self._busy: set[str] = set()
         self._held: dict[int, Any] = {}
+        # Successful attempts waiting to be recorded, and the task doing it.
+        self._to_record: list[tuple[outbox.Delivered, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Wakes the loop from another thread (set once the loop runs).
+        self._signal_listener_wake: Callable[[], None] = lambda: None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -89,6 +100,7 @@ class Dispatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        self._signal_listener_wake()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -109,6 +121,23 @@ class Dispatcher:
         return await loop.run_in_executor(self._db_threads, lambda: func(*args, **kwargs))
 
     async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+
+        def wake() -> None:  # on the committing thread
+            try:
+                loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # the loop is closing
+                pass
+
+        self._signal = outbox.SIGNAL.listen(wake)
+        self._signal_listener_wake = wake
+        try:
+            await self._dispatch()
+        finally:
+            outbox.SIGNAL.unlisten(self._signal)
+
+    async def _dispatch(self) -> None:
         self._semaphore = asyncio.Semaphore(self._opts.max_concurrent_deliveries)
         self._deliverer = Deliverer(self._conf, self._pusher, self._gateway_alive)
         next_extend = time.monotonic() + self._opts.lease_seconds / 3
@@ -128,12 +157,10 @@ class Dispatcher:
             self._deliverer.close()
 
     async def _wait(self) -> None:
-        deadline = time.monotonic() + self._opts.dispatch_interval
-        while time.monotonic() < deadline and not self._stopping.is_set():
-            if outbox.SIGNAL.is_set():
-                break
-            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
-        outbox.SIGNAL.clear()
+        if not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._opts.dispatch_interval)
+        self._wake.clear()
 
     async def _shutdown(self) -> None:
         # In-flight attempts get a moment; the rest of the leased rows go back
@@ -152,26 +179,30 @@ class Dispatcher:
     # -- one round ---------------------------------------------------------
 
     async def _round(self) -> None:
+        signalled = self._signal.take()
         due = await self._in_db(self._outbox.due_queues, self._opts.takeover_after)
         mine = [(project, queue) for project, queue, overdue in due
-                if overdue or self._owns(project, queue)]
+                if overdue or (project, queue) in signalled or self._owns(project, queue)]
         if not mine:
             return
         rows = await self._in_db(self._outbox.lease, self.member_id, mine,
-                              self._opts.lease_seconds, self._opts.dispatch_batch_size,
-                              sorted(self._busy))
-        by_subscription: dict[str, list[Any]] = collections.defaultdict(list)
+                                 self._opts.lease_seconds, self._opts.dispatch_batch_size)
+        # One task per (subscription, post): a post's rows in order, the
+        # rest concurrently. Rows come sorted by seq, so dict order is
+        # posting order.
+        by_post: dict[tuple[str, str], list[Any]] = collections.defaultdict(list)
         for row in rows:
             self._held[row.seq] = row
-            by_subscription[row.subscription_id].append(row)
-        for subscription_id, sub_rows in by_subscription.items():
-            self._busy.add(subscription_id)
-            task = asyncio.create_task(self._serve(subscription_id, sub_rows))
+            by_post[(row.subscription_id, row.request_id)].append(row)
+        for post_rows in by_post.values():
+            task = asyncio.create_task(self._serve(post_rows))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if len(rows) >= self._opts.dispatch_batch_size:
+            self._wake.set()  # more may be due: another round right away
 
-    async def _serve(self, subscription_id: str, rows: list[Any]) -> None:
-        """Deliver one subscription's rows in posting order."""
+    async def _serve(self, rows: list[Any]) -> None:
+        """Deliver one post's rows to one subscription, in order."""
         try:
             for index, row in enumerate(rows):
                 if self._stopping.is_set():
@@ -182,7 +213,6 @@ class Dispatcher:
                         self._held.pop(rest.seq, None)
                     return
         finally:
-            self._busy.discard(subscription_id)
             for row in rows:
                 self._held.pop(row.seq, None)
 
@@ -208,7 +238,8 @@ class Dispatcher:
                 LOG.info("delivered %s #%d of %s/%s to %s (status %s, attempt %d, %.0f ms)",
                          row.kind, row.seq, row.project, row.queue, row.subscriber,
                          outcome.status, attempts, elapsed * 1000)
-                await self._record(row, outcome, attempts, elapsed, delivered=True)
+                await self._record_delivered(outbox.Delivered(row, attempts, outcome.status,
+                                                              elapsed * 1000.0))
                 return True
             if not outcome.retry or attempts > len(delays):
                 LOG.error("giving up on %s #%d of %s/%s to %s after %d attempts: %s",
@@ -228,19 +259,44 @@ class Dispatcher:
             return True
 
     async def _record(self, row: Any, outcome: Outcome, attempts: int, elapsed: float, *,
-                      delivered: bool = False, failed: bool = False,
-                      next_attempt: float | None = None) -> None:
+                      failed: bool = False, next_attempt: float | None = None) -> None:
+        """Record a failed attempt (successes: ``_record_delivered``)."""
         try:
             await self._in_db(self._outbox.record_attempt, row, self.member_id,
-                           delivered=delivered, failed=failed, status=outcome.status,
-                           error=outcome.error, next_attempt=next_attempt, attempts=attempts,
-                           latency_ms=elapsed * 1000.0)
+                              delivered=False, failed=failed, status=outcome.status,
+                              error=outcome.error, next_attempt=next_attempt,
+                              attempts=attempts, latency_ms=elapsed * 1000.0)
         except Exception:
             # Not recorded: the lease runs out and the row is tried again
             # (a duplicate, never a loss).
             LOG.exception("could not record the delivery attempt of outbox row %d", row.seq)
-        if delivered or failed or next_attempt is not None:
+        if failed or next_attempt is not None:
             self._held.pop(row.seq, None)
+
+    async def _record_delivered(self, item: outbox.Delivered) -> None:
+        """Record a successful attempt together with the others that end
+        while one recording transaction runs (group commit: one transaction
+        of a few statements per group instead of one per delivery)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append((item, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_pending())
+        await future
+        self._held.pop(item.row.seq, None)
+
+    async def _record_pending(self) -> None:
+        while self._to_record:
+            group, self._to_record = self._to_record, []
+            try:
+                await self._in_db(self._outbox.record_deliveries,
+                                  [item for item, _ in group], self.member_id)
+            except Exception:
+                # Not recorded: the leases run out and the rows are delivered
+                # again (duplicates, never a loss).
+                LOG.exception("could not record %d deliveries", len(group))
+            for _, future in group:
+                if not future.done():
+                    future.set_result(None)
 
     def _forget(self, row: Any) -> None:
         target = rules.parse_ws_subscriber(row.subscriber)

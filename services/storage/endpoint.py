@@ -33,11 +33,11 @@ from sqlalchemy import exc as sa_exc
 
 from herald.common import errors
 from herald.common.context import RequestContext, set_current_request_id
-from herald.common.rpc import STORAGE_API_VERSION, wakeups
+from herald.common.rpc import STORAGE_API_VERSION
 from herald.common.rpc.coalescer import BATCH_METHOD, error_to_wire
 from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
-from herald.storage import history, outbox, pools, testfire
+from herald.storage import history, pools, testfire
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
 from herald.storage.messages import MessageController
@@ -58,11 +58,34 @@ _SHARED_TRANSACTION = frozenset({"message_post", "message_delete", "claim_create
                                  "claim_update"})
 
 
-def _groupable_post(op: dict[str, Any]) -> bool:
-    """A post a batch may merge with other posts to its queue: not an
-    idempotent one (that needs its own key lookup and record)."""
-    return op.get("method") == "message_post" and not (op.get("args") or {}).get(
-        "idempotency_key")
+def _group_kind(op: dict[str, Any]) -> str | None:
+    """What a batch may merge ``op`` with, among its neighbours on one queue:
+    ``"post"`` (one INSERT; not an idempotent post, which needs its own key
+    lookup and record), ``"delete"`` (one DELETE), or None."""
+    method = op.get("method")
+    if method == "message_post" and not (op.get("args") or {}).get("idempotency_key"):
+        return "post"
+    if method == "message_delete":
+        return "delete"
+    return None
+
+
+def _post_of(op: dict[str, Any], ctxt: RequestContext) -> dict[str, Any]:
+    """A ``message_post`` operation as ``MessageController.post_many`` takes it."""
+    args = op.get("args") or {}
+    return {"messages": args.get("messages") or [], "body_size": args.get("body_size", 0),
+            "client_id": ctxt.client_id, "request_id": ctxt.request_id}
+
+
+def _split_by(indices: list[int], key: Callable[[int], Any]) -> list[list[int]]:
+    """``indices`` cut into runs of equal ``key`` (they come sorted by it)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and key(runs[-1][0]) == key(i):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 # Operations that change data get one INFO line each on the worker, with the
@@ -182,30 +205,24 @@ class StorageEndpoint:
             with self._db.shared_write():
                 position = 0
                 while position < len(order):
-                    # Posts to one queue (after the sort, neighbours) become
-                    # one INSERT; everything else runs on its own.
-                    group = [order[position]]
-                    while (position + len(group) < len(order)
-                           and _groupable_post(ops[order[position]])
-                           and _groupable_post(ops[order[position + len(group)]])
-                           and queue_key(order[position + len(group)])
-                           == queue_key(order[position])):
-                        group.append(order[position + len(group)])
-                    if len(group) > 1:
-                        self._run_post_group(ops, group, outcomes)
+                    # Neighbouring posts (after the sort) become one INSERT,
+                    # across their queues; neighbouring deletes in one queue
+                    # one DELETE; everything else runs on its own. Running a
+                    # run of neighbours together keeps each queue's order.
+                    kind = _group_kind(ops[order[position]])
+                    run = [order[position]]
+                    while (kind is not None and position + len(run) < len(order)
+                           and _group_kind(ops[order[position + len(run)]]) == kind
+                           and (kind == "post" or queue_key(order[position + len(run)])
+                                == queue_key(order[position]))):
+                        run.append(order[position + len(run)])
+                    if kind == "post" and len(run) > 1:
+                        self._run_posts(ops, _split_by(run, queue_key), outcomes)
+                    elif kind == "delete" and len(run) > 1:
+                        self._run_delete_group(ops, run, outcomes)
                     else:
-                        outcomes[group[0]] = self._run_op(ops[group[0]])
-                    position += len(group)
-                posted = sorted({queue_key(i) for i in order
-                                 if ops[i].get("method") == "message_post"
-                                 and (outcomes[i] or {}).get("result")})
-                if posted:
-                    # The poster's own signals (dispatcher, long polls) fired
-                    # before this commit, too early to see the rows: again now.
-                    self._db.after_commit(outbox.SIGNAL.set)
-                    for project, queue in posted:
-                        self._db.after_commit(functools.partial(
-                            wakeups.messages_available, project, queue))
+                        outcomes[run[0]] = self._run_op(ops[run[0]])
+                    position += len(run)
         except Exception as exc:  # begin or commit failed: nothing was stored
             LOG.warning("shared transaction of %d operations failed: %s", len(order), exc)
             unavailable = error_to_wire(errors.ServiceUnavailable(
@@ -214,20 +231,70 @@ class StorageEndpoint:
                 if outcomes[i] is None or "result" in (outcomes[i] or {}):
                     outcomes[i] = {"error": unavailable}
 
+    def _run_posts(self, ops: list[dict[str, Any]], groups: list[list[int]],
+                   outcomes: list[dict[str, Any] | None]) -> None:
+        """Neighbouring posts of a batch, one group per queue: all queues in
+        one statement set (``post_to_queues``) when there are several and
+        they exist; else, or if that fails, one group after the other, each
+        failing alone. With pools the queues may live in different
+        databases: one group at a time then."""
+        if len(groups) > 1 and not self._pools.enabled:
+            try:
+                per_group = self._message_post_queues(ops, groups)
+            except Exception as exc:  # logged by _rpc; the groups' own path decides
+                LOG.info("posts to %d queues in one statement set failed (%s); one queue "
+                         "at a time", len(groups), exc)
+                per_group = None
+            if per_group is not None:
+                for group, results in zip(groups, per_group, strict=True):
+                    self._run_group(ops, group, outcomes, lambda *_, r=results: r,
+                                    "message_post", "posts in one insert")
+                return
+        for group in groups:
+            if len(group) > 1:
+                self._run_post_group(ops, group, outcomes)
+            else:
+                outcomes[group[0]] = self._run_op(ops[group[0]])
+
+    def _message_post_queues(self, ops: list[dict[str, Any]],
+                             groups: list[list[int]]) -> list[list[Any]] | None:
+        contexts = {i: RequestContext.from_dict(ops[i].get("context") or {})
+                    for group in groups for i in group}
+        return self._post_to_queues(contexts[groups[0][0]], groups=[
+            (contexts[group[0]].project_id, str((ops[group[0]].get("args") or {}).get(
+                "queue", "")), [_post_of(ops[i], contexts[i]) for i in group])
+            for group in groups])
+
+    @_rpc("Messages could not be enqueued.")
+    def _post_to_queues(self, ctxt: RequestContext,
+                        groups: list[tuple[str, str, list[dict[str, Any]]]]) -> Any:
+        # Not routed through pools: only used when pooling is off (_run_posts).
+        return self._messages.post_to_queues(groups)
+
     def _run_post_group(self, ops: list[dict[str, Any]], group: list[int],
                         outcomes: list[dict[str, Any] | None]) -> None:
         """Posts of one batch to one queue: one INSERT (``post_many``), each
         post keeping its own outcome; one SAVEPOINT for the group."""
+        def run(contexts: list[RequestContext], queue: str,
+                args: list[dict[str, Any]]) -> list[Any]:
+            posts = [_post_of(ops[i], ctxt) for i, ctxt in zip(group, contexts, strict=True)]
+            return self._message_post_group(contexts[0], queue=queue, posts=posts)
+
+        self._run_group(ops, group, outcomes, run, "message_post", "posts in one insert")
+
+    def _run_group(self, ops: list[dict[str, Any]], group: list[int],
+                   outcomes: list[dict[str, Any] | None],
+                   run: Callable[[list[RequestContext], str, list[dict[str, Any]]], list[Any]],
+                   method: str, how: str) -> None:
+        """Run a merged group of operations on one queue; each gets its own
+        outcome from ``run``'s list (a HeraldError or its result) and the
+        audit line a lone operation gets (see ``_rpc``), with its request id."""
         contexts = [RequestContext.from_dict(ops[i].get("context") or {}) for i in group]
-        first = ops[group[0]].get("args") or {}
-        posts = [{"messages": (ops[i].get("args") or {}).get("messages") or [],
-                  "body_size": (ops[i].get("args") or {}).get("body_size", 0),
-                  "client_id": ctxt.client_id, "request_id": ctxt.request_id}
-                 for i, ctxt in zip(group, contexts, strict=True)]
+        args = [ops[i].get("args") or {} for i in group]
+        queue = str(args[0].get("queue", ""))
         try:
-            results = self._message_post_group(contexts[0], queue=first.get("queue", ""),
-                                               posts=posts)
-        except Exception as exc:  # the group's statement failed: every post did
+            results = run(contexts, queue, args)
+        except Exception as exc:  # the group's statement failed: every operation did
             for i in group:
                 outcomes[i] = {"error": error_to_wire(exc)}
             return
@@ -236,15 +303,31 @@ class StorageEndpoint:
                 outcomes[i] = {"error": error_to_wire(result)}
             else:
                 outcomes[i] = {"result": result}
-                # The audit line every post gets (see _rpc), with its request id.
                 set_current_request_id(ctxt.request_id or "-")
-                LOG.info("message_post %s/%s done (%d posts in one insert)",
-                         ctxt.project_id, first.get("queue", "-"), len(group))
+                LOG.info("%s %s/%s done (%d %s)", method, ctxt.project_id, queue or "-",
+                         len(group), how)
 
     @_rpc("Messages could not be enqueued.")
     def _message_post_group(self, ctxt: RequestContext, queue: str,
                             posts: list[dict[str, Any]]) -> list[Any]:
         return self._messages.post_many(ctxt.project_id, queue, posts)
+
+    def _run_delete_group(self, ops: list[dict[str, Any]], group: list[int],
+                          outcomes: list[dict[str, Any] | None]) -> None:
+        """Deletes of one batch in one queue: one statement for the plain cases
+        (``MessageController.delete_each``), each keeping its own outcome."""
+        def run(contexts: list[RequestContext], queue: str,
+                args: list[dict[str, Any]]) -> list[Any]:
+            return self._message_delete_group(
+                contexts[0], queue=queue,
+                deletes=[(str(a.get("message_id", "")), a.get("claim_id")) for a in args])
+
+        self._run_group(ops, group, outcomes, run, "message_delete", "deletes in one statement")
+
+    @_rpc("Messages could not be deleted.")
+    def _message_delete_group(self, ctxt: RequestContext, queue: str,
+                              deletes: list[tuple[str, str | None]]) -> list[Any]:
+        return self._messages.delete_each(ctxt.project_id, queue, deletes)
 
     def _run_op(self, op: dict[str, Any]) -> dict[str, Any]:
         name = op.get("method")

@@ -67,15 +67,21 @@ def claim_history_from(claimed: Any, *, project: str, queue: str, claim_id: str,
         .order_by(claimed.c.seq))
 
 
-def record_attempt(conn: Connection, row: Any, *, attempt: int, outcome: str,
-                   status: int | None, error: str | None, latency_ms: float,
-                   now: float) -> None:
-    """One push attempt of outbox ``row``, in the transaction recording it there."""
-    conn.execute(sa.insert(delivery_attempts).values(
+def attempt_row(row: Any, *, attempt: int, outcome: str, status: int | None,
+                error: str | None, latency_ms: float, now: float) -> dict[str, Any]:
+    """The history row of one push attempt of outbox ``row``."""
+    return dict(
         project=row.project, queue=row.queue, message_id=getattr(row, "message_id", None),
         subscription_id=row.subscription_id, subscriber=row.subscriber, kind=row.kind,
         outbox_seq=row.seq, attempt=attempt, attempted_at=now, outcome=outcome,
-        status=status, error=error, latency_ms=round(float(latency_ms), 3)))
+        status=status, error=error, latency_ms=round(float(latency_ms), 3))
+
+
+def record_attempts(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """History rows (``attempt_row``), in the transaction recording them in
+    the outbox: one INSERT."""
+    if rows:
+        conn.execute(sa.insert(delivery_attempts), rows)
 
 
 def deliveries(db: Database, project: str, queue: str, message_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Must not create claims (see ``claims``) nor deliver notifications.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -136,14 +137,20 @@ class MessageController:
                 idempotency.remember(conn, project, queue, idempotency_key, print_,
                                      [row["id"] for row in rows], now,
                                      self._conf.storage.idempotency_window)
-        if batch.outbox_rows:
-            # Committed: wake this process's dispatcher now rather than at its
-            # next poll (push latency). Other workers find the rows by polling.
-            outbox.SIGNAL.set()
-        if rows:
-            # Committed: long polls on this queue, on any edge, try again now.
-            wakeups.messages_available(project, queue)
+        self._signal_committed(project, queue, bool(rows), bool(batch.outbox_rows))
         return [row["id"] for row in rows]
+
+    def _signal_committed(self, project: str, queue: str, posted: bool,
+                          outbox_rows: bool) -> None:
+        """Once the post is committed (at the end of a coalesced batch's shared
+        transaction, or now): this process's dispatcher delivers its outbox
+        rows now rather than at the queue owner's next poll (push latency),
+        and long polls on the queue, on any edge, try again."""
+        if outbox_rows:
+            self._db.after_commit(functools.partial(outbox.SIGNAL.set, project, queue))
+        if posted:
+            self._db.after_commit(functools.partial(wakeups.messages_available,
+                                                    project, queue))
 
     def _rows(self, project: str, queue: str, metadata: dict[str, Any],
               items: list[dict[str, Any]], client: str, now: float,
@@ -201,12 +208,7 @@ class MessageController:
                                           outcomes, all_rows, all_accepted)
         except _AllRefused:
             return outcomes  # the SAVEPOINT took the lazy queue creation back
-        # As in ``_post``: after the commit (inside a shared transaction the
-        # endpoint fires them again after the shared commit).
-        if outbox_rows:
-            outbox.SIGNAL.set()
-        if all_rows:
-            wakeups.messages_available(project, queue)
+        self._signal_committed(project, queue, bool(all_rows), bool(outbox_rows))
         return outcomes
 
     def _post_many(self, project: str, queue: str, posts: list[dict[str, Any]], now: float,
@@ -215,20 +217,10 @@ class MessageController:
         outbox_rows = 0
         with self._db.write() as conn:
             metadata = base.locked_queue_metadata(conn, project, queue, now)
-            for post in posts:
-                try:
-                    self._check_size(metadata, post.get("body_size") or 0)
-                    rows, accepted = self._rows(
-                        project, queue, metadata, post["messages"],
-                        base.normalize_client_id(post.get("client_id")), now, with_checksum)
-                except errors.HeraldError as exc:
-                    outcomes.append(exc)
-                    continue
-                for message in accepted:
-                    message["request_id"] = post.get("request_id") or "-"
-                outcomes.append([row["id"] for row in rows])
-                all_rows.extend(rows)
-                all_accepted.extend(accepted)
+            rows, accepted = self._accept(project, queue, metadata, posts, now,
+                                          with_checksum, outcomes)
+            all_rows.extend(rows)
+            all_accepted.extend(accepted)
             if all_rows:
                 conn.execute(sa.insert(messages), all_rows)
                 batch = pipeline.PostedBatch(
@@ -241,6 +233,73 @@ class MessageController:
                 # Like a lone refused post: nothing stays, not even the queue.
                 raise _AllRefused
         return outbox_rows
+
+    def post_to_queues(self, groups: list[tuple[str, str, list[dict[str, Any]]]]
+                       ) -> list[list[list[str] | errors.HeraldError]] | None:
+        """Posts of a coalesced batch to several queues, each group one queue
+        with ``post_many``'s posts: one statement locking every queue row (in
+        (project, name) order, as the per-queue path takes them), one INSERT
+        of every accepted message, then the pipeline stages per queue. The
+        outcomes are ``post_many``'s, per group.
+
+        None, with nothing written, when a queue does not exist yet: the
+        per-queue path creates it lazily and takes the creation back if every
+        post to it is refused, which one shared statement set cannot."""
+        now = clock.now()
+        with_checksum = self._conf.enable_checksum
+        per_group: list[list[list[str] | errors.HeraldError]] = []
+        batches: list[pipeline.PostedBatch] = []
+        try:
+            with self._db.write() as conn:
+                found = base.locked_queues_metadata(conn, [(p, q) for p, q, _ in groups])
+                if len(found) < len({(p, q) for p, q, _ in groups}):
+                    raise _AllRefused  # nothing written: the savepoint goes
+                all_rows: list[dict[str, Any]] = []
+                for project, queue, posts in groups:
+                    outcomes: list[list[str] | errors.HeraldError] = []
+                    rows, accepted = self._accept(project, queue, found[(project, queue)],
+                                                  posts, now, with_checksum, outcomes)
+                    per_group.append(outcomes)
+                    if rows:
+                        all_rows.extend(rows)
+                        batches.append(pipeline.PostedBatch(
+                            project=project, queue=queue, metadata=found[(project, queue)],
+                            messages=accepted, now=now,
+                            request_id=str(posts[0].get("request_id") or "-")))
+                if all_rows:
+                    conn.execute(sa.insert(messages), all_rows)
+                for batch in batches:
+                    for stage in self._stages:
+                        stage(conn, batch)
+        except _AllRefused:
+            return None
+        for batch in batches:
+            self._signal_committed(batch.project, batch.queue, True, bool(batch.outbox_rows))
+        return per_group
+
+    def _accept(self, project: str, queue: str, metadata: dict[str, Any],
+                posts: list[dict[str, Any]], now: float, with_checksum: bool,
+                outcomes: list[list[str] | errors.HeraldError],
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of the posts to one queue that pass its checks, in post
+        order; each post's outcome (its ids or its refusal) in ``outcomes``."""
+        all_rows: list[dict[str, Any]] = []
+        all_accepted: list[dict[str, Any]] = []
+        for post in posts:
+            try:
+                self._check_size(metadata, post.get("body_size") or 0)
+                rows, accepted = self._rows(
+                    project, queue, metadata, post["messages"],
+                    base.normalize_client_id(post.get("client_id")), now, with_checksum)
+            except errors.HeraldError as exc:
+                outcomes.append(exc)
+                continue
+            for message in accepted:
+                message["request_id"] = post.get("request_id") or "-"
+            outcomes.append([row["id"] for row in rows])
+            all_rows.extend(rows)
+            all_accepted.extend(accepted)
+        return all_rows, all_accepted
 
     # -- reading ----------------------------------------------------------
 
@@ -256,6 +315,8 @@ class MessageController:
                 .limit(limit))
         if position is not None:
             stmt = stmt.where(messages.c.seq > position)
+        else:
+            stmt = stmt.where(base.from_queue_start(project, queue))
         if not include_claimed:
             stmt = stmt.where(base.unclaimed(now))
         if not include_delayed:
@@ -329,6 +390,49 @@ class MessageController:
         raise errors.ClaimMismatch(
             "A claim was specified, but the message is not currently claimed.")
 
+    def delete_each(self, project: str, queue: str,
+                    deletes: list[tuple[str, str | None]]) -> list[errors.HeraldError | None]:
+        """Several single-message deletes (``(message_id, claim_id)`` each, a
+        coalesced batch's) with ``delete``'s outcome each: None, or the error
+        ``delete`` would raise.
+
+        The allowed cases are ``delete``'s own conditional DELETE, sent once
+        with every row's parameters (one executemany: one round trip with
+        psycopg's pipelining, each row planned as the single-row delete on
+        the unique id index -- an ``id IN (...)`` list was planned as a scan
+        of the whole queue while its statistics were stale). When every
+        row was deleted, that is every outcome; otherwise each delete takes
+        ``delete``'s path again, where a row deleted just now reads as gone
+        (204, its outcome anyway) and a refused one gets its 403/400. A
+        message named twice always takes that path, so the outcomes are
+        those of running the deletes one after the other.
+        """
+        counts: dict[str, int] = {}
+        for message_id, _ in deletes:
+            counts[message_id] = counts.get(message_id, 0) + 1
+        plain = [(mid, cid) for mid, cid in deletes if counts[mid] == 1 and ids.is_valid_id(mid)
+                 and (cid is None or ids.is_valid_id(cid))]
+        outcomes: list[errors.HeraldError | None] = [None] * len(deletes)
+        if len(plain) == len(deletes):
+            now = clock.now()
+            stmt = (sa.delete(messages)
+                    .where(base.in_queue(project, queue), base.live(now),
+                           messages.c.id == sa.bindparam("message_id"),
+                           sa.or_(messages.c.claim_id == sa.bindparam("claim_id"),
+                                  sa.and_(sa.bindparam("claim_id").is_(None),
+                                          base.unclaimed(now)))))
+            with self._db.write() as conn:
+                deleted = conn.execute(stmt, [{"message_id": mid, "claim_id": cid}
+                                              for mid, cid in plain]).rowcount
+            if deleted == len(deletes):
+                return outcomes
+        for index, (message_id, claim_id) in enumerate(deletes):
+            try:
+                self.delete(project, queue, message_id, claim_id)
+            except errors.HeraldError as exc:
+                outcomes[index] = exc
+        return outcomes
+
     def delete_many(self, project: str, queue: str, message_ids: list[str],
                     claim_ids: list[str] | None) -> None:
         wanted = [mid for mid in dict.fromkeys(message_ids or []) if ids.is_valid_id(mid)]
@@ -355,7 +459,8 @@ class MessageController:
         # instead of queueing behind each other (rendered only on PostgreSQL;
         # SQLite's immediate transaction already serializes them).
         chosen = (sa.select(messages.c.seq)
-                  .where(base.in_queue(project, queue), base.live(now),
+                  .where(base.in_queue(project, queue),
+                         base.from_queue_start(project, queue), base.live(now),
                          base.unclaimed(now), base.visible(now))
                   .order_by(messages.c.seq)
                   .limit(limit)

@@ -17,9 +17,10 @@ this module never consults tooz. It does not deliver anything either
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,9 +36,75 @@ STATE_PENDING = "pending"
 STATE_DELIVERED = "delivered"
 STATE_FAILED = "failed"
 
-#: Set after a transaction that wrote outbox rows commits: wakes this
-#: process's dispatcher at once instead of at its next poll.
-SIGNAL = threading.Event()
+Key = tuple[str, str]
+
+
+class DispatchSignal:
+    """"Outbox rows of (project, queue) just committed in this process".
+
+    Set after a transaction that wrote outbox rows commits. Every listening
+    dispatcher of the process is woken at once (instead of at its next
+    poll) and told which queues, so it leases their rows this round even
+    when another worker owns them in the partition ring: the rows are due
+    now, the owner would only find them at its next poll, and SKIP LOCKED
+    keeps two dispatchers off the same row. ``is_set``/``clear`` tell tests
+    whether anything was signalled at all.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flag = threading.Event()
+        self._listeners: list[SignalListener] = []
+
+    def set(self, project: str | None = None, queue: str | None = None) -> None:
+        self._flag.set()
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.notify(None if project is None or queue is None else (project, queue))
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def listen(self, wake: Callable[[], None]) -> SignalListener:
+        """Register a dispatcher; ``wake`` is called on the committing thread."""
+        listener = SignalListener(wake)
+        with self._lock:
+            self._listeners.append(listener)
+        return listener
+
+    def unlisten(self, listener: SignalListener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+
+class SignalListener:
+    """One dispatcher's share of ``SIGNAL``: the queues signalled since it
+    last looked."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._keys: set[Key] = set()
+
+    def notify(self, key: Key | None) -> None:
+        if key is not None:
+            with self._lock:
+                self._keys.add(key)
+        self._wake()
+
+    def take(self) -> set[Key]:
+        with self._lock:
+            keys, self._keys = self._keys, set()
+        return keys
+
+
+#: The process's signal (storage controllers set it, dispatchers listen).
+SIGNAL = DispatchSignal()
 
 
 def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: str,
@@ -77,6 +144,16 @@ def _due(now: float) -> sa.ColumnElement[bool]:
                    sa.or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now))
 
 
+@dataclasses.dataclass(frozen=True)
+class Delivered:
+    """One successful attempt, for ``OutboxController.record_deliveries``."""
+
+    row: Any
+    attempts: int
+    status: int | None
+    latency_ms: float
+
+
 class OutboxController:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -95,7 +172,7 @@ class OutboxController:
         return [(r[0], r[1], r[2] <= now - takeover_after) for r in rows]
 
     def lease(self, owner: str, queues: Sequence[tuple[str, str]], lease_seconds: float,
-              limit: int, busy_subscriptions: Sequence[str] = ()) -> list[Any]:
+              limit: int) -> list[Any]:
         """Lease up to ``limit`` due rows of ``queues`` (oldest first); rows of a
         subscription that no longer exists or expired are dropped instead."""
         if not queues:
@@ -107,8 +184,6 @@ class OutboxController:
                   .order_by(outbox.c.seq)
                   .limit(limit)
                   .with_for_update(skip_locked=True))
-        if busy_subscriptions:
-            chosen = chosen.where(outbox.c.subscription_id.not_in(list(busy_subscriptions)))
         with self._db.write() as conn:
             rows = conn.execute(
                 sa.update(outbox)
@@ -171,10 +246,53 @@ class OutboxController:
                 return
             outcome = (history.OUTCOME_DELIVERED if delivered
                        else history.OUTCOME_FAILED if failed else history.OUTCOME_RETRY)
-            history.record_attempt(conn, row, attempt=attempts, outcome=outcome,
-                                   status=status, error=error, latency_ms=latency_ms, now=now)
+            history.record_attempts(conn, [history.attempt_row(
+                row, attempt=attempts, outcome=outcome, status=status, error=error,
+                latency_ms=latency_ms, now=now)])
             conn.execute(sa.update(subscriptions)
                          .where(subscriptions.c.id == row.subscription_id).values(**stats))
+
+    def record_deliveries(self, delivered: Sequence[Delivered], owner: str) -> None:
+        """Record successful attempts (the hot path) together: what
+        ``record_attempt(delivered=True)`` does for each, in one transaction
+        of a few statements instead of three statements and a commit per row.
+        Rows another dispatcher leased meanwhile are left to it, as there."""
+        if not delivered:
+            return
+        now = clock.now()
+        by_values: dict[tuple[int, int | None], list[Delivered]] = {}
+        for item in delivered:
+            by_values.setdefault((item.attempts, item.status), []).append(item)
+        with self._db.write() as conn:
+            ours: set[int] = set()
+            for (attempts, status), items in by_values.items():
+                ours.update(conn.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.seq.in_([item.row.seq for item in items]),
+                           outbox.c.lease_owner == owner)
+                    .values(attempts=attempts, last_attempt=now, last_status=status,
+                            last_error=None, state=STATE_DELIVERED, done_at=now,
+                            leased_until=None, lease_owner=None)
+                    .returning(outbox.c.seq)).scalars())
+            recorded = [item for item in delivered if item.row.seq in ours]
+            history.record_attempts(conn, [history.attempt_row(
+                item.row, attempt=item.attempts, outcome=history.OUTCOME_DELIVERED,
+                status=item.status, error=None, latency_ms=item.latency_ms, now=now)
+                for item in recorded])
+            per_subscription: dict[str, list[Delivered]] = {}
+            for item in recorded:
+                per_subscription.setdefault(item.row.subscription_id, []).append(item)
+            # Sorted: two dispatchers lock subscription rows in one order.
+            for subscription_id in sorted(per_subscription):
+                items = per_subscription[subscription_id]
+                conn.execute(sa.update(subscriptions)
+                             .where(subscriptions.c.id == subscription_id)
+                             .values(delivery_attempts=subscriptions.c.delivery_attempts
+                                     + len(items),
+                                     deliveries=subscriptions.c.deliveries + len(items),
+                                     last_attempt=now, last_success=now,
+                                     last_status=items[-1].status, last_error=None,
+                                     consecutive_failures=0))
 
     def extend_lease(self, seqs: Sequence[int], owner: str, lease_seconds: float) -> None:
         if not seqs:

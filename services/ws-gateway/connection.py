@@ -62,6 +62,8 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._outbox: collections.deque[tuple[str | bytes, bool]] = collections.deque()
         self._pending_bytes = 0  # queued + the frame being written
         self._wakeup = asyncio.Event()
+        #: Set by the writer whenever a frame left the queue (``wait_for_room``).
+        self._drained = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         #: Set once the connection closed: long polls of its requests stop.
@@ -162,6 +164,20 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._wakeup.set()
         return True
 
+    async def wait_for_room(self) -> None:
+        """Until the queue holds fewer than ``outbound_queue_size`` frames, at
+        most ``write_timeout`` (then ``send`` decides). For pushes: a backlog
+        of notifications arrives as a burst of casts, faster than any client
+        reads, and must be paced by the writer rather than taken for a
+        client that stopped reading."""
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                while not self._closing and len(self._outbox) >= self._queue_size:
+                    self._drained.clear()
+                    await self._drained.wait()
+        except TimeoutError:
+            pass
+
     @property
     def pending(self) -> tuple[int, int]:
         """(frames queued, bytes queued or being written) — for tests and health."""
@@ -176,6 +192,7 @@ class Connection(tornado.websocket.WebSocketHandler):
                 await self._wakeup.wait()
                 continue
             frame, binary = self._outbox.popleft()
+            self._drained.set()
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                 # cancellation that races with the write completing.
@@ -203,6 +220,7 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._outbox.clear()
         self._pending_bytes = 0
         self._wakeup.set()
+        self._drained.set()
 
     # -- shutdown ---------------------------------------------------------------
 

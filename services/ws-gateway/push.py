@@ -48,15 +48,30 @@ class Pushes:
         return None
 
     def deliver(self, connection_id: str, payload: Any) -> bool:
-        """Queue ``payload`` for the connection; False if it is not ours (any thread)."""
+        """Queue ``payload`` for the connection; False if it is not ours (any
+        thread but the loop's).
+
+        Waits while the connection's outbound queue is full (at most its
+        ``write_timeout``): the calling RPC thread is the back-pressure that
+        paces a burst of pushes, which then wait in the broker instead of
+        overflowing the queue of a client that reads normally."""
         if self._find(connection_id) is None:
             return False
-        self._loop.call_soon_threadsafe(self._send, connection_id, payload)
+        queued = asyncio.run_coroutine_threadsafe(self._send(connection_id, payload),
+                                                  self._loop)
+        try:
+            # Bounded: the loop may be stopping and never run it.
+            queued.result(self._gateway.conf.ws_gateway.write_timeout + 5.0)
+        except Exception:  # loop stopped, connection gone: the push is lost
+            LOG.debug("push to ws connection %s not queued", connection_id, exc_info=True)
         return True
 
-    def _send(self, connection_id: str, payload: Any) -> None:
+    async def _send(self, connection_id: str, payload: Any) -> None:
         connection = self._find(connection_id)
         if connection is None:
+            return
+        await connection.wait_for_room()
+        if connection.closed.is_set():
             return
         binary = bool(getattr(connection, "push_binary", False))
         connection.send(codec.encode(payload, binary), binary=binary)

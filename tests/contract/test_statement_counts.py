@@ -204,3 +204,112 @@ def test_posts_of_a_batch_to_one_queue_are_one_insert(endpoint: StorageEndpoint,
                                                  post(b, "fresh", ["y"], size=too_big)])
     assert all("error" in r for r in replies)
     assert endpoint.queue_get_metadata(a, queue="fresh") is None
+
+
+def test_deletes_of_a_batch_in_one_queue_are_one_statement(endpoint: StorageEndpoint,
+                                                           counter: StatementCounter) -> None:
+    """A coalesced batch of consumers' deletes: one DELETE for all of them;
+    the refused ones keep exactly the outcome a lone delete gives."""
+    from herald.common import errors
+    from herald.common.rpc.coalescer import error_from_wire, op_to_wire
+
+    ctxt = make_ctxt("p1")
+    ids = endpoint.message_post(ctxt, queue="q", body_size=10,
+                                messages=[{"body": i, "ttl": 300} for i in range(8)])
+    claim = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=5)
+    claimed = [m["id"] for m in claim["messages"]]
+    assert claimed == ids[:5]
+
+    def delete(message_id: str, claim_id: str | None = None) -> dict[str, Any]:
+        args = {"queue": "q", "message_id": message_id}
+        if claim_id is not None:
+            args["claim_id"] = claim_id
+        return op_to_wire(ctxt, "message_delete", args)
+
+    good = [delete(mid, claim["claim_id"]) for mid in claimed[:4]] + [delete(ids[5])]
+    with counter.counting() as statements:
+        replies = endpoint.batch(make_ctxt(""), ops=good)
+    assert replies == [{"result": None}] * 5
+    sent = [s for s in statements if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(sent) == 1 and sent[0].lstrip().startswith("DELETE")
+
+    other = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=1)
+    assert [m["id"] for m in other["messages"]] == [ids[6]]
+    replies = endpoint.batch(make_ctxt(""), ops=[
+        delete(claimed[4]),                        # claimed, no claim id: 403
+        delete(ids[7], claim["claim_id"]),         # not claimed, a claim id: 400
+        delete(ids[6], claim["claim_id"]),         # someone else's claim: 403
+        delete(ids[0], claim["claim_id"]),         # already gone: 204
+        delete("not-an-id"),                       # malformed message id: 204
+        delete(ids[7], "not-a-claim-id"),          # malformed claim id: 400
+        delete(claimed[4], claim["claim_id"]),     # its own claim: deleted
+    ])
+    outcomes = [type(error_from_wire(r["error"])) if "error" in r else None for r in replies]
+    assert outcomes == [errors.MessageIsClaimed, errors.ClaimMismatch, errors.MessageIsClaimed,
+                        None, None, errors.ClaimMismatch, None]
+    left = endpoint.message_list(ctxt, queue="q", limit=20, echo=True, include_claimed=True)
+    assert [m["id"] for m in left["messages"]] == [ids[6], ids[7]]
+
+
+def test_reads_open_no_transaction_on_postgresql(database: Database) -> None:
+    """A read is its statement alone on PostgreSQL (autocommit: no BEGIN and
+    COMMIT round trips around it); writes keep their transaction, on the
+    same pooled connections. SQLite reads keep their snapshot transaction."""
+    with database.read() as conn:
+        reading = conn.connection.driver_connection
+        read_autocommit = bool(getattr(reading, "autocommit", False))
+        if database.is_sqlite:
+            assert reading.in_transaction
+    with database.write() as conn:
+        write_autocommit = bool(getattr(conn.connection.driver_connection, "autocommit",
+                                        False))
+    assert read_autocommit is database.is_postgres
+    assert write_autocommit is False
+
+
+def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
+        endpoint: StorageEndpoint, conf: Any, counter: StatementCounter) -> None:
+    """Posts to several existing queues in one batch: one statement locks the
+    queue rows, one INSERT takes every message, each queue keeps its order
+    and each post its own outcome. A queue that does not exist yet sends the
+    batch the per-queue way, which creates it lazily."""
+    from herald.common import errors
+    from herald.common.rpc.coalescer import error_from_wire, op_to_wire
+
+    a, b = make_ctxt("p1"), make_ctxt("p2")
+    for ctxt, queue in ((a, "q1"), (a, "q2"), (b, "q1")):
+        endpoint.queue_create(ctxt, queue=queue, metadata=None)
+    too_big = conf.limits.max_messages_post_size + 1
+
+    def post(ctxt: Any, queue: str, bodies: list[Any], size: int = 10) -> dict[str, Any]:
+        return op_to_wire(ctxt, "message_post", {
+            "queue": queue, "body_size": size,
+            "messages": [{"body": body, "ttl": 300} for body in bodies]})
+
+    ops = [post(a, "q2", ["a2-1"]), post(b, "q1", ["b1-1", "b1-2"]), post(a, "q1", ["a1-1"]),
+           post(a, "q2", ["refused"], size=too_big), post(a, "q1", ["a1-2"]),
+           post(a, "q2", ["a2-2"])]
+    with counter.counting() as statements:
+        replies = endpoint.batch(make_ctxt(""), ops=ops)
+    assert type(error_from_wire(replies[3]["error"])) is errors.BadRequest
+    assert [len(r["result"]) for i, r in enumerate(replies) if i != 3] == [1, 2, 1, 1, 1]
+    sent = [s.lstrip() for s in statements
+            if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
+    assert len([s for s in sent if s.startswith("INSERT INTO messages")]) == 1
+    assert len([s for s in sent if s.startswith("SELECT queues.project")]) == 1
+    assert len(sent) == 2 + 3  # the lock, the INSERT, each queue's subscribers
+
+    def bodies(ctxt: Any, queue: str) -> list[Any]:
+        listed = endpoint.message_list(ctxt, queue=queue, limit=20, echo=True)["messages"]
+        return [m["body"] for m in listed]
+
+    assert bodies(a, "q1") == ["a1-1", "a1-2"]
+    assert bodies(a, "q2") == ["a2-1", "a2-2"]
+    assert bodies(b, "q1") == ["b1-1", "b1-2"]
+    listed = endpoint.message_list(a, queue="q1", limit=20, echo=True)["messages"]
+    assert [m["id"] for m in listed] == replies[2]["result"] + replies[4]["result"]
+
+    # A new queue among them: the per-queue path, which creates it.
+    replies = endpoint.batch(make_ctxt(""), ops=[post(a, "q1", ["x"]), post(a, "new", ["y"])])
+    assert all("result" in r for r in replies)
+    assert bodies(a, "new") == ["y"]

@@ -393,6 +393,35 @@ def test_leases_are_exclusive_and_expire(endpoint, ctxt, database, clock):
     assert stats["delivery"]["pending"] == 4
 
 
+def test_deliveries_are_recorded_together_only_where_the_lease_is_ours(endpoint, ctxt,
+                                                                         database):
+    """``record_deliveries`` (the dispatcher's group commit) leaves what
+    ``record_attempt(delivered=True)`` leaves, row by row, and skips a row
+    whose lease another dispatcher holds by now."""
+    create(endpoint, ctxt)
+    post(endpoint, ctxt, list(range(4)))
+    box = OutboxController(database)
+    mine = box.lease("w1", [(ctxt.project_id, "q")], 60, limit=3)
+    box.release([mine[2].seq], "w1")  # as if its lease had run out ...
+    [taken] = box.lease("w2", [(ctxt.project_id, "q")], 60, limit=1)  # ... and w2 took it
+    assert taken.seq == mine[2].seq
+    box.record_deliveries([outbox.Delivered(mine[0], 1, 200, 4.0),
+                           outbox.Delivered(mine[1], 3, 204, 5.0),
+                           outbox.Delivered(mine[2], 1, 200, 6.0)], "w1")
+    states = {r.seq: (r.state, r.attempts, r.last_status, r.lease_owner) for r in box.rows()}
+    assert states[mine[0].seq] == ("delivered", 1, 200, None)
+    assert states[mine[1].seq] == ("delivered", 3, 204, None)
+    assert states[taken.seq] == ("pending", 0, None, "w2")
+    sub = endpoint.subscription_list(ctxt, queue="q", marker=None, limit=1)["subscriptions"]
+    stats = endpoint.subscription_get(ctxt, queue="q", subscription_id=sub[0]["id"])
+    assert stats["delivery"]["attempts"] == 2 and stats["delivery"]["delivered"] == 2
+    assert stats["delivery"]["consecutive_failures"] == 0
+    history = endpoint.message_deliveries(ctxt, queue="q", message_id=mine[1].message_id)
+    [attempt] = history["pushes"]
+    assert (attempt["outcome"], attempt["attempt"], attempt["status"]) == ("delivered", 3, 204)
+    assert attempt["latency_ms"] == 5.0
+
+
 def test_lease_drops_rows_of_expired_subscriptions(endpoint, ctxt, database, clock):
     create(endpoint, ctxt, ttl=60)
     post(endpoint, ctxt, [1])

@@ -8,6 +8,7 @@ covered by tests/e2e/test_notifications.py.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -130,3 +131,29 @@ def test_closing_the_connection_removes_its_subscriptions(gateway, project: str)
                 break
             assert time.monotonic() < deadline, listed
             time.sleep(0.05)
+
+
+def test_a_burst_of_pushes_is_paced_not_taken_for_a_slow_reader(harness, project: str) -> None:
+    """A backlog of notifications arrives as a burst of push casts, many
+    more than the outbound queue holds: the pushing threads wait for room,
+    and a client that reads normally gets every one, in order."""
+    small = harness.gateway(outbound_queue_size=4)
+    with WSClient(ws_url(small), project) as listener:
+        status, body = listener.status_body("subscription_create", {"queue_name": "burst"})
+        assert status == 201
+        _, got = listener.status_body("subscription_get", {
+            "queue_name": "burst", "subscription_id": body["subscription_id"]})
+        connection_id = got["subscriber"].rstrip("/").rsplit("/", 1)[-1]
+        assert small.pushes is not None
+
+        def burst() -> None:
+            for i in range(40):
+                assert small.pushes.deliver(connection_id, {"n": i})
+
+        pusher = threading.Thread(target=burst)
+        pusher.start()
+        received = [listener.recv()[0]["n"] for _ in range(40)]
+        pusher.join(10)
+        assert received == list(range(40))
+        status, _ = listener.status_body("subscription_list", {"queue_name": "burst"})
+        assert status == 200  # still connected
