@@ -10,16 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from herald.api import errors as api_errors
-from herald.api import wire
+from herald.api import queue_listing, wire
 from herald.api.handlers.base import BaseHandler
 from herald.api.validation import queue_metadata
 from herald.api.validation.body import require_object
-from herald.api.validation.query import looks_like_int, render_query
 from herald.common import errors
 
-_LIST_PARAMS = ("marker", "limit", "detailed", "name", "with_count")
 PURGE_TYPES = ("messages", "subscriptions")
-DEFAULT_PAGE = 10
 
 
 def _check_metadata_size(handler: BaseHandler) -> None:
@@ -33,47 +30,20 @@ class QueueCollectionHandler(BaseHandler):
 
     async def get(self) -> None:
         limits = self.conf.limits
-        query = self.query
-        marker = query.get_str("marker")
-        limit = query.get_int("limit")
-        detailed = query.get_bool("detailed")
-        name = query.get_str("name")
-        with_count = query.get_bool("with_count")
-        # Every other parameter filters on metadata; ints compare as ints.
-        filters: dict[str, Any] = {}
-        for key in query.keys():
-            if key not in _LIST_PARAMS:
-                value = query.get_str(key) or ""
-                filters[key] = int(value) if looks_like_int(value) else value
-        maximum = limits.max_queues_per_page
-        if limit is not None and not 0 < limit <= maximum:
-            raise errors.BadRequest(
-                f"Limit must be at least 1 and no greater than {maximum}.")
+        listing = queue_listing.parse(self.query, limits.max_queues_per_page,
+                                      offers_count=True)
         result = await self.storage_call(
             "Queues could not be listed.",
-            self.storage.queue_list(self.ctx, marker=marker,
-                                    limit=DEFAULT_PAGE if limit is None else limit,
-                                    detailed=bool(detailed), name=name,
-                                    metadata_filters=filters, with_count=bool(with_count)))
-        queues = []
-        for stored in result["queues"]:
-            item: dict[str, Any] = {"name": stored["name"], "href": wire.queue_href(stored["name"])}
-            if detailed:
-                item["metadata"] = queue_metadata.with_defaults(stored.get("metadata"), limits)
-            queues.append(item)
-        links = []
-        if queues:
-            params: list[tuple[str, object]] = []
-            for key, value in (("limit", limit), ("detailed", detailed), ("name", name),
-                               ("with_count", with_count)):
-                if value is not None:
-                    params.append((key, value))
-            params.extend(filters.items())
-            params.append(("marker", queues[-1]["name"]))
-            links.append({"rel": "next", "href": f"{self.request.path}?{render_query(params)}"})
+            self.storage.queue_list(self.ctx, marker=listing.marker, limit=listing.page_size,
+                                    detailed=bool(listing.detailed), name=listing.name,
+                                    metadata_filters=listing.filters,
+                                    with_count=bool(listing.with_count)))
+        queues, links = queue_listing.page(
+            listing, result["queues"], self.request.path, wire.queue_href,
+            lambda metadata: queue_metadata.with_defaults(metadata, limits))
         document: dict[str, Any] = {"queues": queues, "links": links}
         count = result.get("count")
-        if with_count and count:
+        if listing.with_count and count:
             document["count"] = count
         self.reply_json(document)
 
@@ -142,18 +112,22 @@ class QueuePurgeHandler(BaseHandler):
     ALLOWED = ("POST",)
 
     async def post(self, queue_name: str) -> None:
-        resource_types = list(PURGE_TYPES)
-        if self.has_body():
-            document = self.json_body()
-            if not isinstance(document, dict) or "resource_types" not in document:
-                raise errors.BadRequest('Post body must contain key "resource_types".')
-            requested = document["resource_types"]
-            if (not isinstance(requested, list)
-                    or not all(isinstance(item, str) and item in PURGE_TYPES
-                               for item in requested)):
-                raise errors.BadRequest(
-                    f"Resource types must be a sub set of {sorted(PURGE_TYPES)}.")
-            resource_types = [kind for kind in PURGE_TYPES if kind in requested]
         await self.storage_call("Queue could not be purged.",
-                                self.storage.queue_purge(self.ctx, queue_name, resource_types))
+                                self.storage.queue_purge(self.ctx, queue_name,
+                                                         purge_resource_types(self)))
         self.reply_empty(204)
+
+
+def purge_resource_types(handler: BaseHandler) -> list[str]:
+    """What a purge request (queue or topic) asks to remove: every type
+    without a body, else its ``resource_types``, a subset of PURGE_TYPES."""
+    if not handler.has_body():
+        return list(PURGE_TYPES)
+    document = handler.json_body()
+    if not isinstance(document, dict) or "resource_types" not in document:
+        raise errors.BadRequest('Post body must contain key "resource_types".')
+    requested = document["resource_types"]
+    if (not isinstance(requested, list)
+            or not all(isinstance(item, str) and item in PURGE_TYPES for item in requested)):
+        raise errors.BadRequest(f"Resource types must be a sub set of {sorted(PURGE_TYPES)}.")
+    return [kind for kind in PURGE_TYPES if kind in requested]

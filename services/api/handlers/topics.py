@@ -23,11 +23,11 @@ import dataclasses
 from typing import Any
 
 from herald.api import errors as api_errors
+from herald.api import queue_listing
 from herald.api.handlers.base import BaseHandler
-from herald.api.handlers.queues import PURGE_TYPES
+from herald.api.handlers.queues import purge_resource_types
 from herald.api.validation import queue_metadata
 from herald.api.validation.body import require_object
-from herald.api.validation.query import looks_like_int, render_query
 from herald.common import errors
 from herald.common.context import RequestContext
 
@@ -35,8 +35,6 @@ from herald.common.context import RequestContext
 #: is a control character: no project id a client means to send contains it.
 TOPIC_SUFFIX = "\x1ftopics"
 RESERVED_KEYS = ("_max_messages_post_size", "_default_message_ttl", "_default_message_delay")
-_LIST_PARAMS = ("marker", "limit", "detailed", "name")
-DEFAULT_PAGE = 10
 
 
 def topic_project(project: str) -> str:
@@ -82,41 +80,17 @@ class TopicCollectionHandler(TopicBase):
 
     async def get(self) -> None:
         limits = self.conf.limits
-        query = self.query
-        marker = query.get_str("marker")
-        limit = query.get_int("limit")
-        detailed = query.get_bool("detailed")
-        name = query.get_str("name")
-        filters: dict[str, Any] = {}
-        for key in query.keys():
-            if key not in _LIST_PARAMS and key != "with_count":
-                value = query.get_str(key) or ""
-                filters[key] = int(value) if looks_like_int(value) else value
-        maximum = limits.max_queues_per_page
-        if limit is not None and not 0 < limit <= maximum:
-            raise errors.BadRequest(
-                f"Limit must be at least 1 and no greater than {maximum}.")
+        listing = queue_listing.parse(self.query, limits.max_queues_per_page,
+                                      offers_count=False)
         result = await self.storage_call(
             "Topics could not be listed.",
-            self.storage.queue_list(self.topic_ctx, marker=marker,
-                                    limit=DEFAULT_PAGE if limit is None else limit,
-                                    detailed=bool(detailed), name=name,
-                                    metadata_filters=filters, with_count=False))
-        topics = []
-        for stored in result["queues"]:
-            item: dict[str, Any] = {"name": stored["name"], "href": topic_href(stored["name"])}
-            if detailed:
-                item["metadata"] = with_defaults(stored.get("metadata"), limits)
-            topics.append(item)
-        links = []
-        if topics:
-            params: list[tuple[str, object]] = []
-            for key, value in (("limit", limit), ("detailed", detailed), ("name", name)):
-                if value is not None:
-                    params.append((key, value))
-            params.extend(filters.items())
-            params.append(("marker", topics[-1]["name"]))
-            links.append({"rel": "next", "href": f"{self.request.path}?{render_query(params)}"})
+            self.storage.queue_list(self.topic_ctx, marker=listing.marker,
+                                    limit=listing.page_size, detailed=bool(listing.detailed),
+                                    name=listing.name, metadata_filters=listing.filters,
+                                    with_count=False))
+        topics, links = queue_listing.page(
+            listing, result["queues"], self.request.path, topic_href,
+            lambda metadata: with_defaults(metadata, limits))
         self.reply_json({"topics": topics, "links": links})
 
 
@@ -257,21 +231,9 @@ class TopicPurgeHandler(TopicBase):
     ALLOWED = ("POST",)
 
     async def post(self, queue_name: str) -> None:
-        resource_types = list(PURGE_TYPES)
-        if self.has_body():
-            document = self.json_body()
-            if not isinstance(document, dict) or "resource_types" not in document:
-                raise errors.BadRequest('Post body must contain key "resource_types".')
-            requested = document["resource_types"]
-            if (not isinstance(requested, list)
-                    or not all(isinstance(item, str) and item in PURGE_TYPES
-                               for item in requested)):
-                raise errors.BadRequest(
-                    f"Resource types must be a sub set of {sorted(PURGE_TYPES)}.")
-            resource_types = [kind for kind in PURGE_TYPES if kind in requested]
         await self.storage_call("Topic could not be purged.",
                                 self.storage.queue_purge(self.topic_ctx, queue_name,
-                                                         resource_types))
+                                                         purge_resource_types(self)))
         self.reply_empty(204)
 
 
