@@ -1,6 +1,12 @@
-"""A local webhook subscriber for tests: records every POST it receives.
+"""Local webhook subscribers for tests: HTTP servers on 127.0.0.1.
 
-Answers 200 on ``/ok`` and 500 on any other path, so one receiver serves a
+``LocalWebhookServer`` is the plumbing every suite's receiver shares: its
+own thread, one thread per request, no access log, the request body read,
+the answer sent (a client that went away is not an error). A subclass says
+what a POST does in ``answer``.
+
+``WebhookReceiver`` (the ``receiver`` fixture) records every POST and
+answers 200 on ``/ok`` and 500 on any other path, so one receiver serves a
 healthy and a failing subscriber. ``bodies`` holds ``(path, parsed JSON)``.
 """
 
@@ -12,10 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-class WebhookReceiver:
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, Any]] = []
-        receiver = self
+class LocalWebhookServer:
+    """Answers each POST with ``answer(path, body, request)``; ``url`` is the
+    server's root plus ``path``."""
+
+    def __init__(self, path: str = "") -> None:
+        owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
@@ -23,15 +31,35 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.bodies.append((self.path, json.loads(raw)))
-                self.send_response(200 if self.path == "/ok" else 500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                status = owner.answer(self.path, raw, self)
+                if status is None:  # the subclass answered (or dropped) it itself
+                    return
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, body: bytes, request: BaseHTTPRequestHandler) -> int | None:
+        """The status to answer with, or None when ``request`` was handled here."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class WebhookReceiver(LocalWebhookServer):
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, Any]] = []
+        super().__init__()
+
+    def answer(self, path: str, body: bytes, request: BaseHTTPRequestHandler) -> int:
+        self.bodies.append((path, json.loads(body)))
+        return 200 if path == "/ok" else 500

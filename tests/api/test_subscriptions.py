@@ -10,15 +10,14 @@ notifications of new posts.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from herald.common import signing
+from tests.webhook_receiver import LocalWebhookServer
 
 from .conftest import assert_error
 
@@ -35,27 +34,16 @@ def create(api, subscriber=HOOK, queue="q", **fields) -> str:
     return resp.json()["subscription_id"]
 
 
-class Hook:
+class Hook(LocalWebhookServer):
     """A webhook receiver on 127.0.0.1 recording JSON bodies."""
 
     def __init__(self) -> None:
         self.bodies: list[Any] = []
-        hook = self
+        super().__init__("/hook")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                hook.bodies.append(json.loads(raw))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, path: str, body: bytes, request: Any) -> int:
+        self.bodies.append(json.loads(body))
+        return 200
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Any]:
         deadline = time.monotonic() + timeout
@@ -63,10 +51,6 @@ class Hook:
             time.sleep(0.02)
         assert len(self.bodies) >= count, self.bodies
         return self.bodies
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -18,51 +18,36 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.e2e.flows import Rest
 from tests.e2e.topology import Backends, Topology, ws_url
+from tests.webhook_receiver import LocalWebhookServer
 from tests.ws.client import WSClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
 
 
-class Receiver:
+class Receiver(LocalWebhookServer):
     """Counts notifications by their body's ``n``; answers slowly on purpose."""
 
     def __init__(self, delay: float = 0.02) -> None:
         self.seen: collections.Counter[int] = collections.Counter()
         self.lock = threading.Lock()
-        receiver = self
+        self.delay = delay
+        super().__init__("/hook")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                time.sleep(delay)  # keeps the dispatcher busy long enough to be killed
-                with receiver.lock:
-                    receiver.seen[json.loads(raw)["body"]["n"]] += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, path: str, body: bytes, request: Any) -> int:
+        time.sleep(self.delay)  # keeps the dispatcher busy long enough to be killed
+        with self.lock:
+            self.seen[json.loads(body)["body"]["n"]] += 1
+        return 200
 
     def distinct(self) -> int:
         with self.lock:
             return len(self.seen)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import pytest
 
 from tests.e2e.topology import Backends, Topology, ws_url
 from tests.faults.harness import Client, WSListener, fault_seconds, percentile, wait_until
+from tests.webhook_receiver import LocalWebhookServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
 
@@ -41,7 +41,7 @@ HANG_SECONDS = 30.0
 DELIVERY_TIMEOUT = 2.0
 
 
-class Hook:
+class Hook(LocalWebhookServer):
     """A webhook subscriber with one behaviour: ok, fail, hang or reset."""
 
     def __init__(self, behaviour: str) -> None:
@@ -49,40 +49,24 @@ class Hook:
         self.latencies: dict[int, float] = {}
         self.hits = 0
         self.lock = threading.Lock()
-        hook = self
+        super().__init__(f"/{behaviour}")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with hook.lock:
-                    hook.hits += 1
-                if hook.behaviour == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                               struct.pack("ii", 1, 0))
-                    self.connection.close()
-                    return
-                if hook.behaviour == "hang":
-                    time.sleep(HANG_SECONDS)
-                if hook.behaviour == "ok":
-                    body = json.loads(raw).get("body") or {}
-                    if "n" in body:
-                        with hook.lock:
-                            hook.latencies.setdefault(body["n"], time.time() - body["sent"])
-                self.send_response(500 if hook.behaviour == "fail" else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{behaviour}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, body: bytes, request: Any) -> int | None:
+        with self.lock:
+            self.hits += 1
+        if self.behaviour == "reset":
+            request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                          struct.pack("ii", 1, 0))
+            request.connection.close()
+            return None
+        if self.behaviour == "hang":
+            time.sleep(HANG_SECONDS)
+        if self.behaviour == "ok":
+            message = json.loads(body).get("body") or {}
+            if "n" in message:
+                with self.lock:
+                    self.latencies.setdefault(message["n"], time.time() - message["sent"])
+        return 500 if self.behaviour == "fail" else 200
 
 
 def _poster(client: Client, queue: str, until: float, sent: list[int]) -> Callable[[], None]:

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,10 @@ from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, make_engine
 from herald.storage.outbox import OutboxController
+from tests.webhook_receiver import LocalWebhookServer
 
 
-class Receiver:
+class Receiver(LocalWebhookServer):
     """Records every POST; the path picks the behaviour (ok, flaky-N, hang, fail)."""
 
     def __init__(self) -> None:
@@ -42,41 +42,23 @@ class Receiver:
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.release = threading.Event()
-        receiver = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.lock:
-                    n = receiver.counts.get(self.path, 0) + 1
-                    receiver.counts[self.path] = n
-                    receiver.requests.append({"path": self.path, "body": body,
-                                              "headers": dict(self.headers),
-                                              "at": time.monotonic()})
-                status = 200
-                if self.path.startswith("/hang"):
-                    receiver.release.wait(30)
-                elif self.path.startswith("/flaky"):
-                    status = 500 if n <= 3 else 200
-                elif self.path.startswith("/fail"):
-                    status = 503
-                elif self.path.startswith("/gone"):
-                    status = 404
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, path: str, body: bytes, request: Any) -> int:
+        with self.lock:
+            n = self.counts.get(path, 0) + 1
+            self.counts[path] = n
+            self.requests.append({"path": path, "body": body,
+                                  "headers": dict(request.headers), "at": time.monotonic()})
+        if path.startswith("/hang"):
+            self.release.wait(30)
+        elif path.startswith("/flaky"):
+            return 500 if n <= 3 else 200
+        elif path.startswith("/fail"):
+            return 503
+        elif path.startswith("/gone"):
+            return 404
+        return 200
 
     def received(self, path: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -84,8 +66,7 @@ class Receiver:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
@@ -98,7 +79,7 @@ def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -
 
 
 class Stack:
-    def __init__(self, tmp: Path, **notification: Any) -> None:
+    def __init__(self, tmp: Path, owns: Any = lambda p, q: True, **notification: Any) -> None:
         self.conf = config.load([], conf=cfg.ConfigOpts())
         url = f"sqlite:///{tmp}/h.sqlite"
         migrations.upgrade(url)
@@ -108,7 +89,7 @@ class Stack:
         for name, value in options.items():
             self.conf.set_override(name, value, group="notification")
         self.endpoint = StorageEndpoint(self.db, self.conf)
-        self.dispatcher = Dispatcher(self.db, self.conf, "test-member", lambda p, q: True,
+        self.dispatcher = Dispatcher(self.db, self.conf, "test-member", owns,
                                      WSPushClient(self.conf, use_rpc=False), lambda g: None)
         self.dispatcher.start()
         self.ctxt = RequestContext(project_id=f"p-{uuid.uuid4().hex[:8]}",
@@ -166,6 +147,34 @@ def test_webhook_gets_the_exact_payload_and_headers(stack, receiver):
     assert templated == {"messages": [{"body": {"ttl": 120, "body": {"event": "BackupStarted"},
                                                 "Message_Type": "Notification",
                                                 "queue_name": "q"}, "ttl": 60}]}
+
+
+def test_rows_this_process_committed_go_out_at_once_whoever_owns_the_queue(tmp_path,
+                                                                           receiver):
+    """The post's own worker delivers (the signal names the queue): no wait
+    for the owner's poll, here a 30 s one by a dispatcher owning nothing."""
+    stack = Stack(tmp_path, owns=lambda p, q: False, dispatch_interval=30.0)
+    try:
+        stack.subscribe(receiver.url + "/ok")
+        time.sleep(0.2)  # the dispatcher is in its 30 s wait
+        posted = time.monotonic()
+        stack.post(["now"])
+        wait_until(lambda: len(receiver.received("/ok")) == 1, timeout=5,
+                   what="the delivery")
+        assert receiver.received("/ok")[0]["at"] - posted < 5
+    finally:
+        stack.close()
+
+
+def test_posts_to_one_subscriber_are_delivered_concurrently(stack, receiver):
+    """Two posts' notifications to one (slow) subscriber overlap instead of
+    queueing behind each other's round trip; within a post the order holds."""
+    stack.subscribe(receiver.url + "/hang")
+    stack.post(["first"])
+    stack.post(["second"])
+    wait_until(lambda: len(receiver.received("/hang")) == 2, timeout=10,
+               what="both posts' deliveries in flight together")
+    receiver.release.set()
 
 
 def test_500_three_times_then_200_is_retried_and_recorded(stack, receiver):
