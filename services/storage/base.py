@@ -149,16 +149,18 @@ def queue_metadata(conn: Connection, project: str, name: str,
     return None if text is None else load_metadata(text)
 
 
-def locked_queues_metadata(conn: Connection, keys: list[tuple[str, str]]
-                           ) -> dict[tuple[str, str], dict[str, Any]]:
-    """The metadata of the existing queues among ``keys`` (project, name),
-    their rows locked on PostgreSQL in (project, name) order -- the order
-    every poster takes queue locks in, so two batches cannot deadlock (see
-    ``queue_metadata`` for why posters lock). One statement."""
+def queues_metadata(conn: Connection, keys: list[tuple[str, str]], lock: bool = False
+                    ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The metadata of the existing queues among ``keys`` (project, name). One
+    statement.
+
+    ``lock`` (PostgreSQL) holds their rows until commit, taken in (project,
+    name) order -- the order every poster takes queue locks in, so two
+    batches cannot deadlock (see ``queue_metadata`` for why posters lock)."""
     stmt = (sa.select(queues.c.project, queues.c.name, queues.c.metadata)
             .where(sa.tuple_(queues.c.project, queues.c.name).in_(sorted(set(keys))))
             .order_by(queues.c.project, queues.c.name))
-    if conn.dialect.name == "postgresql":
+    if lock and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     return {(row.project, row.name): load_metadata(row.metadata)
             for row in conn.execute(stmt)}

@@ -45,19 +45,36 @@ class NotifierStage:
         self._conf = conf
 
     def __call__(self, conn: Connection, batch: PostedBatch) -> None:
-        where = [subscriptions.c.project == batch.project,
-                 subscriptions.c.queue == batch.queue,
-                 subscriptions.c.expires > batch.now]
+        self.run_many(conn, [batch])
+
+    def run_many(self, conn: Connection, batches: list[PostedBatch]) -> None:
+        """The batches of one statement set (a coalesced batch's posts to
+        several queues): one subscriber read and one INSERT for all."""
+        if not batches:
+            return
+        keys = sorted({(batch.project, batch.queue) for batch in batches})
+        where = [sa.tuple_(subscriptions.c.project, subscriptions.c.queue).in_(keys),
+                 subscriptions.c.expires > min(batch.now for batch in batches)]
         if self._conf.notification.require_confirmation:
             where.append(sa.or_(subscriptions.c.confirmed.is_(True),
                                 subscriptions.c.kind == KIND_WEBSOCKET))
-        recipients = conn.execute(
-            sa.select(subscriptions.c.id, subscriptions.c.subscriber, subscriptions.c.kind,
-                      subscriptions.c.options)
-            .where(*where).order_by(subscriptions.c.id)
-        ).all()
-        if not recipients:
-            return
+        recipients: dict[tuple[str, str], list[Any]] = {}
+        for sub in conn.execute(
+                sa.select(subscriptions.c.project, subscriptions.c.queue, subscriptions.c.id,
+                          subscriptions.c.subscriber, subscriptions.c.kind,
+                          subscriptions.c.options)
+                .where(*where).order_by(subscriptions.c.id)):
+            recipients.setdefault((sub.project, sub.queue), []).append(sub)
+        rows: list[dict[str, Any]] = []
+        for batch in batches:
+            subs = recipients.get((batch.project, batch.queue))
+            if subs:
+                written = self._rows(batch, subs)
+                rows.extend(written)
+                batch.outbox_rows += len(written)
+        outbox.insert_rows(conn, rows)
+
+    def _rows(self, batch: PostedBatch, recipients: list[Any]) -> list[dict[str, Any]]:
         payloads = [(m["id"], m.get("request_id") or batch.request_id,
                      notification_payload(m, batch.queue, batch.metadata))
                     for m in batch.messages]
@@ -72,5 +89,4 @@ class NotifierStage:
                     project=batch.project, queue=batch.queue, subscription=sub,
                     kind=outbox.KIND_NOTIFICATION, payload=payload, options=options,
                     request_id=request_id, now=batch.now, message_id=message_id))
-        outbox.insert_rows(conn, rows)
-        batch.outbox_rows += len(rows)
+        return rows

@@ -1,11 +1,16 @@
 """The message pipeline: stages run inside the transaction of every post.
 
-``[storage] message_pipeline`` names the stages, in order. Each runs after
-the post's messages were inserted, on the same connection, so whatever it
-writes commits or rolls back with the messages (a rolled-back post notifies
-nobody). Stage names map to factories in ``_REGISTRY``; ``register`` adds
-one (tests register failing stages there). A stage must not commit, open
-transactions of its own, or do network I/O: it only writes rows.
+``[storage] message_pipeline`` names the stages, in order. Each runs once
+the post's messages were accepted, in the post's transaction and on its
+connection, so whatever it writes commits or rolls back with the messages
+(a rolled-back post notifies nobody). The messages' rows are inserted in
+the same transaction, before the stages or (posts to several queues, whose
+queue locks are taken last) after them: a stage must not read them back.
+Stage names map to factories in ``_REGISTRY``; ``register`` adds one (tests
+register failing stages there). A stage must not commit, open transactions
+of its own, or do network I/O: it only writes rows. A stage may also offer
+``run_many(conn, batches)`` for the posts to several queues of one
+statement set (``run``), to read and write for all of them at once.
 """
 
 from __future__ import annotations
@@ -63,6 +68,20 @@ def _factory(name: str) -> StageFactory:
         return getattr(importlib.import_module(module), attr)
     raise ValueError(f"unknown message pipeline stage {name!r} in [storage] "
                      f"message_pipeline; known: {sorted({*_BUILTIN, *_REGISTRY})}")
+
+
+def run(stages: list[Stage], conn: Connection, batches: list[PostedBatch]) -> None:
+    """Every stage over the batches of one statement set, in stage order:
+    all batches at once where a stage has ``run_many``, else one by one."""
+    if not batches:
+        return
+    for stage in stages:
+        run_many = getattr(stage, "run_many", None)
+        if run_many is not None:
+            run_many(conn, batches)
+        else:
+            for batch in batches:
+                stage(conn, batch)
 
 
 def build(conf: cfg.ConfigOpts) -> list[Stage]:

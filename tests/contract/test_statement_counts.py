@@ -269,8 +269,9 @@ def test_reads_open_no_transaction_on_postgresql(database: Database) -> None:
 
 def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
         endpoint: StorageEndpoint, conf: Any, counter: StatementCounter) -> None:
-    """Posts to several existing queues in one batch: one statement locks the
-    queue rows, one INSERT takes every message, each queue keeps its order
+    """Posts to several existing queues in one batch: one statement reads
+    the queues' metadata, one reads their subscribers, one locks the queue
+    rows (last), one INSERT takes every message; each queue keeps its order
     and each post its own outcome. A queue that does not exist yet sends the
     batch the per-queue way, which creates it lazily."""
     from herald.common import errors
@@ -296,8 +297,10 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
     sent = [s.lstrip() for s in statements
             if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
     assert len([s for s in sent if s.startswith("INSERT INTO messages")]) == 1
-    assert len([s for s in sent if s.startswith("SELECT queues.project")]) == 1
-    assert len(sent) == 2 + 3  # the lock, the INSERT, each queue's subscribers
+    assert len([s for s in sent if s.startswith("SELECT queues.project")]) == 2
+    assert len([s for s in sent if s.startswith("SELECT subscriptions.project")]) == 1
+    assert len(sent) == 4  # whatever the number of queues
+    assert sent[-1].startswith("INSERT INTO messages")  # the queue lock just before it
 
     def bodies(ctxt: Any, queue: str) -> list[Any]:
         listed = endpoint.message_list(ctxt, queue=queue, limit=20, echo=True)["messages"]
@@ -313,3 +316,50 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
     replies = endpoint.batch(make_ctxt(""), ops=[post(a, "q1", ["x"]), post(a, "new", ["y"])])
     assert all("result" in r for r in replies)
     assert bodies(a, "new") == ["y"]
+
+
+def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
+        database: Database, conf: Any) -> None:
+    """Posts to several queues read the metadata unlocked and lock the queue
+    rows last. If another transaction changed a queue's metadata in between,
+    nothing of the batch is written that way: the per-queue path checks
+    every post again against the new metadata, under the lock."""
+    import json
+
+    from herald.common import errors
+    from herald.common.rpc.coalescer import error_from_wire, op_to_wire
+    from herald.storage import pipeline
+    from herald.storage.schema import queues
+
+    if not database.is_postgres:
+        pytest.skip("SQLite takes its write lock at BEGIN: no other writer gets in between")
+    ctxt = make_ctxt("p1")
+    changed: list[str] = []
+
+    def shrink_q1_posts(_conf: Any) -> Any:
+        def stage(conn: Any, batch: Any) -> None:
+            if batch.queue == "q1" and not changed:  # once, from another session
+                with database.engine.begin() as other:
+                    other.execute(sa.update(queues).where(queues.c.name == "q1").values(
+                        metadata=json.dumps({"_max_messages_post_size": 50})))
+                changed.append(batch.queue)
+        return stage
+
+    pipeline.register("shrink-q1-posts", shrink_q1_posts)
+    try:
+        conf.set_override("message_pipeline", ["notifier", "shrink-q1-posts"], group="storage")
+        endpoint = StorageEndpoint(database, conf)
+        for queue in ("q1", "q2"):
+            endpoint.queue_create(ctxt, queue=queue, metadata=None)
+        replies = endpoint.batch(make_ctxt(""), ops=[
+            op_to_wire(ctxt, "message_post", {"queue": queue, "body_size": 100,
+                                              "messages": [{"body": queue, "ttl": 300}]})
+            for queue in ("q1", "q2")])
+    finally:
+        conf.clear_override("message_pipeline", group="storage")
+        pipeline.unregister("shrink-q1-posts")
+    assert changed == ["q1"]
+    assert type(error_from_wire(replies[0]["error"])) is errors.BadRequest  # new limit
+    assert len(replies[1]["result"]) == 1
+    listed = endpoint.message_list(ctxt, queue="q1", limit=10, echo=True)["messages"]
+    assert listed == []
