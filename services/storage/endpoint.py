@@ -107,6 +107,22 @@ def _is_retryable(exc: BaseException) -> bool:
     return "database is locked" in str(orig or "")
 
 
+def _log_done(db: Database, ctxt: RequestContext, msg: str, *args: Any) -> None:
+    """A write's audit line, with its request id, once the write is committed.
+
+    Inside a coalesced batch's shared transaction that is at its commit:
+    lines written before it sat inside the queue locks a batch of posts
+    holds (every other poster of those queues waited for them), and said
+    "done" before the write was durable."""
+    request_id = getattr(ctxt, "request_id", "-") or "-"
+
+    def emit() -> None:
+        set_current_request_id(request_id)
+        LOG.info(msg, *args)
+
+    db.after_commit(emit)
+
+
 def _rpc(what: str) -> Callable[[F], F]:
     """Wrap an endpoint method; ``what`` names the operation in 503 messages."""
 
@@ -139,8 +155,9 @@ def _rpc(what: str) -> Callable[[F], F]:
                 LOG.exception("storage operation %s failed", func.__name__)
                 raise
             if audit:
-                LOG.info("%s %s/%s done in %.1f ms", func.__name__, ctxt.project_id,
-                         kwargs.get("queue", "-"), 1000.0 * (time.monotonic() - started))
+                _log_done(self._db, ctxt, "%s %s/%s done in %.1f ms", func.__name__,
+                          ctxt.project_id, kwargs.get("queue", "-"),
+                          1000.0 * (time.monotonic() - started))
             return result
 
         return wrapper  # type: ignore[return-value]
@@ -303,9 +320,8 @@ class StorageEndpoint:
                 outcomes[i] = {"error": error_to_wire(result)}
             else:
                 outcomes[i] = {"result": result}
-                set_current_request_id(ctxt.request_id or "-")
-                LOG.info("%s %s/%s done (%d %s)", method, ctxt.project_id, queue or "-",
-                         len(group), how)
+                _log_done(self._db, ctxt, "%s %s/%s done (%d %s)", method, ctxt.project_id,
+                          queue or "-", len(group), how)
 
     @_rpc("Messages could not be enqueued.")
     def _message_post_group(self, ctxt: RequestContext, queue: str,
