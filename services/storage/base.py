@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -149,6 +150,17 @@ def queue_metadata(conn: Connection, project: str, name: str,
     return None if text is None else load_metadata(text)
 
 
+def one_of(project: sa.ColumnElement[str], queue: sa.ColumnElement[str],
+           keys: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool]:
+    """(project, queue) is one of ``keys``: two equalities for one key (the
+    usual case, and a statement SQLAlchemy caches whole), a tuple IN for
+    several (its expanding parameter is rendered on every execution)."""
+    wanted = sorted(set(keys))
+    if len(wanted) == 1:
+        return sa.and_(project == wanted[0][0], queue == wanted[0][1])
+    return sa.tuple_(project, queue).in_(wanted)
+
+
 def queues_metadata(conn: Connection, keys: list[tuple[str, str]], lock: bool = False
                     ) -> dict[tuple[str, str], dict[str, Any]]:
     """The metadata of the existing queues among ``keys`` (project, name). One
@@ -158,7 +170,7 @@ def queues_metadata(conn: Connection, keys: list[tuple[str, str]], lock: bool = 
     name) order -- the order every poster takes queue locks in, so two
     batches cannot deadlock (see ``queue_metadata`` for why posters lock)."""
     stmt = (sa.select(queues.c.project, queues.c.name, queues.c.metadata)
-            .where(sa.tuple_(queues.c.project, queues.c.name).in_(sorted(set(keys))))
+            .where(one_of(queues.c.project, queues.c.name, keys))
             .order_by(queues.c.project, queues.c.name))
     if lock and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()

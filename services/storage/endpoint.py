@@ -251,11 +251,11 @@ class StorageEndpoint:
     def _run_posts(self, ops: list[dict[str, Any]], groups: list[list[int]],
                    outcomes: list[dict[str, Any] | None]) -> None:
         """Neighbouring posts of a batch, one group per queue: all queues in
-        one statement set (``post_to_queues``) when there are several and
-        they exist; else, or if that fails, one group after the other, each
-        failing alone. With pools the queues may live in different
-        databases: one group at a time then."""
-        if len(groups) > 1 and not self._pools.enabled:
+        one statement set (``post_to_queues``) when they exist; else, or if
+        that fails, one group after the other, each failing alone. With
+        pools the queues may live in different databases: one group at a
+        time then."""
+        if not self._pools.enabled:
             try:
                 per_group = self._message_post_queues(ops, groups)
             except Exception as exc:  # logged by _rpc; the groups' own path decides

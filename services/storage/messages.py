@@ -17,11 +17,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 
 from herald.common import errors, ids
 from herald.common.rpc import serializer, wakeups
@@ -51,12 +53,20 @@ class _AllRefused(Exception):
     """Rolls back the write of a group of posts that were all refused."""
 
 
+#: Queues whose metadata a worker remembers for ``post_to_queues``; past
+#: this many the memory starts over (a miss costs one read).
+KNOWN_METADATA_MAX = 4096
+
+
 class MessageController:
     def __init__(self, db: Database, conf: cfg.ConfigOpts,
                  stages: list[pipeline.Stage] | None = None) -> None:
         self._db = db
         self._conf = conf
         self._stages = pipeline.build(conf) if stages is None else stages
+        #: (project, queue) -> the metadata its last locking read returned.
+        #: Only a guess: every use is checked by the next locking read.
+        self._known_metadata: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- posting ----------------------------------------------------------
 
@@ -236,23 +246,26 @@ class MessageController:
 
     def post_to_queues(self, groups: list[tuple[str, str, list[dict[str, Any]]]]
                        ) -> list[list[list[str] | errors.HeraldError]] | None:
-        """Posts of a coalesced batch to several queues, each group one queue
-        with ``post_many``'s posts, in one statement set. The outcomes are
-        ``post_many``'s, per group.
+        """Posts of a coalesced batch to one or more queues, each group one
+        queue with ``post_many``'s posts, in one statement set. The outcomes
+        are ``post_many``'s, per group.
 
         The queue locks (see ``base.queue_metadata``) serialize every poster
         of those queues, on every worker, until this transaction commits, so
-        they are taken last: the metadata is read unlocked, the posts are
-        checked and the pipeline stages write their rows first; then one
-        statement locks the queue rows and one INSERT allocates the positions
-        of every accepted message. Holding the locks across the stages made
-        the other worker's batches wait out ~10 ms of this one's work.
+        they are taken last. The posts are checked against the metadata the
+        previous locking read of each queue returned (read unlocked the first
+        time), the pipeline stages write their rows (one subscriber read for
+        all queues), then one statement locks the queue rows -- returning
+        their metadata, which must be what the posts were checked against --
+        and one INSERT allocates the positions of every accepted message.
+        Holding the locks across the checks and the stages made the other
+        worker's batches wait out ~10 ms of this one's work.
 
-        None, with nothing written, when a queue does not exist yet (the
+        None, with nothing written, when a queue does not exist (the
         per-queue path creates it lazily and takes the creation back if every
-        post to it is refused, which one shared statement set cannot), or when
-        a queue's metadata changed before it was locked (the per-queue path
-        then checks the posts against the new metadata, under the lock)."""
+        post to it is refused, which one shared statement set cannot), or
+        when a queue's metadata was not what the posts were checked against
+        (the per-queue path then checks them again, under the lock)."""
         now = clock.now()
         with_checksum = self._conf.enable_checksum
         keys = [(project, queue) for project, queue, _ in groups]
@@ -260,31 +273,56 @@ class MessageController:
         batches: list[pipeline.PostedBatch] = []
         try:
             with self._db.write() as conn:
-                seen = base.queues_metadata(conn, keys)
-                if len(seen) < len(set(keys)):
-                    raise _AllRefused  # nothing written: the savepoint goes
+                assumed = self._assumed_metadata(conn, keys)
                 all_rows: list[dict[str, Any]] = []
                 for project, queue, posts in groups:
                     outcomes: list[list[str] | errors.HeraldError] = []
-                    rows, accepted = self._accept(project, queue, seen[(project, queue)],
+                    rows, accepted = self._accept(project, queue, assumed[(project, queue)],
                                                   posts, now, with_checksum, outcomes)
                     per_group.append(outcomes)
                     if rows:
                         all_rows.extend(rows)
                         batches.append(pipeline.PostedBatch(
-                            project=project, queue=queue, metadata=seen[(project, queue)],
+                            project=project, queue=queue, metadata=assumed[(project, queue)],
                             messages=accepted, now=now,
                             request_id=str(posts[0].get("request_id") or "-")))
                 pipeline.run(self._stages, conn, batches)
+                # Also when everything was refused: a refusal must be by the
+                # queue's real metadata.
+                locked = base.queues_metadata(conn, keys, lock=True)
+                self._remember_metadata(locked, gone=set(keys) - locked.keys())
+                if locked != assumed:
+                    raise _AllRefused  # changed or deleted meanwhile: start over
                 if all_rows:
-                    if base.queues_metadata(conn, keys, lock=True) != seen:
-                        raise _AllRefused  # changed or deleted meanwhile: start over
                     conn.execute(sa.insert(messages), all_rows)
         except _AllRefused:
             return None
         for batch in batches:
             self._signal_committed(batch.project, batch.queue, True, bool(batch.outbox_rows))
         return per_group
+
+    def _assumed_metadata(self, conn: Connection, keys: list[tuple[str, str]]
+                          ) -> dict[tuple[str, str], dict[str, Any]]:
+        """What the queues' metadata is taken to be until they are locked:
+        remembered, else read (unlocked). _AllRefused if a queue is missing."""
+        wanted = set(keys)
+        assumed = {key: self._known_metadata[key] for key in wanted
+                   if key in self._known_metadata}
+        if len(assumed) < len(wanted):
+            read = base.queues_metadata(conn, [key for key in wanted if key not in assumed])
+            self._remember_metadata(read)
+            assumed.update(read)
+        if len(assumed) < len(wanted):
+            raise _AllRefused  # nothing written: the savepoint goes
+        return assumed
+
+    def _remember_metadata(self, found: dict[tuple[str, str], dict[str, Any]],
+                           gone: Iterable[tuple[str, str]] = ()) -> None:
+        for key in gone:
+            self._known_metadata.pop(key, None)
+        if len(self._known_metadata) + len(found) > KNOWN_METADATA_MAX:
+            self._known_metadata.clear()
+        self._known_metadata.update(found)
 
     def _accept(self, project: str, queue: str, metadata: dict[str, Any],
                 posts: list[dict[str, Any]], now: float, with_checksum: bool,

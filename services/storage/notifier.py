@@ -52,8 +52,8 @@ class NotifierStage:
         several queues): one subscriber read and one INSERT for all."""
         if not batches:
             return
-        keys = sorted({(batch.project, batch.queue) for batch in batches})
-        where = [sa.tuple_(subscriptions.c.project, subscriptions.c.queue).in_(keys),
+        keys = [(batch.project, batch.queue) for batch in batches]
+        where = [base.one_of(subscriptions.c.project, subscriptions.c.queue, keys),
                  subscriptions.c.expires > min(batch.now for batch in batches)]
         if self._conf.notification.require_confirmation:
             where.append(sa.or_(subscriptions.c.confirmed.is_(True),

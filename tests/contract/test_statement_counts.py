@@ -268,7 +268,8 @@ def test_reads_open_no_transaction_on_postgresql(database: Database) -> None:
 
 
 def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
-        endpoint: StorageEndpoint, conf: Any, counter: StatementCounter) -> None:
+        endpoint: StorageEndpoint, database: Database, conf: Any,
+        counter: StatementCounter) -> None:
     """Posts to several existing queues in one batch: one statement reads
     the queues' metadata, one reads their subscribers, one locks the queue
     rows (last), one INSERT takes every message; each queue keeps its order
@@ -301,16 +302,29 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
     assert len([s for s in sent if s.startswith("SELECT subscriptions.project")]) == 1
     assert len(sent) == 4  # whatever the number of queues
     assert sent[-1].startswith("INSERT INTO messages")  # the queue lock just before it
+    # The next batch to those queues checks its posts against the metadata
+    # the locking read returned: no unlocked read any more.
+    with counter.counting() as statements:
+        again = endpoint.batch(make_ctxt(""),
+                               ops=[post(a, "q1", ["a1-3"]), post(b, "q1", ["b1-3"])])
+    assert all("result" in r for r in again)
+    sent = [s.lstrip() for s in statements
+            if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(sent) == 3  # the subscribers, the queue lock, the INSERT
+    assert sent[1].startswith("SELECT queues.project")
+    assert ("FOR UPDATE" in sent[1].upper()) is database.is_postgres
+    assert sent[2].startswith("INSERT INTO messages")
 
     def bodies(ctxt: Any, queue: str) -> list[Any]:
         listed = endpoint.message_list(ctxt, queue=queue, limit=20, echo=True)["messages"]
         return [m["body"] for m in listed]
 
-    assert bodies(a, "q1") == ["a1-1", "a1-2"]
+    assert bodies(a, "q1") == ["a1-1", "a1-2", "a1-3"]
     assert bodies(a, "q2") == ["a2-1", "a2-2"]
-    assert bodies(b, "q1") == ["b1-1", "b1-2"]
+    assert bodies(b, "q1") == ["b1-1", "b1-2", "b1-3"]
     listed = endpoint.message_list(a, queue="q1", limit=20, echo=True)["messages"]
-    assert [m["id"] for m in listed] == replies[2]["result"] + replies[4]["result"]
+    assert [m["id"] for m in listed] == (replies[2]["result"] + replies[4]["result"]
+                                         + again[0]["result"])
 
     # A new queue among them: the per-queue path, which creates it.
     replies = endpoint.batch(make_ctxt(""), ops=[post(a, "q1", ["x"]), post(a, "new", ["y"])])
