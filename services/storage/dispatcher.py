@@ -10,7 +10,8 @@ a full batch -- it:
    process just committed rows to (signalled: delivering them here saves
    the owner's poll interval of push latency), plus any queue whose rows
    waited longer than ``takeover_after`` (a dead owner the ring has not
-   noticed yet);
+   noticed yet). That scan runs at most once per interval; a round woken
+   by commits in between takes just the signalled queues;
 2. leases up to ``dispatch_batch_size`` of their rows (the database decides;
    see ``outbox``: SKIP LOCKED keeps two dispatchers off one row);
 3. serves the rows of each post to each subscription in a task of its own,
@@ -87,6 +88,10 @@ class Dispatcher:
         self._to_record: list[tuple[outbox.Delivered, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: When the next round scans every queue (``_round``).
+        self._next_scan = 0.0
+        #: Queues whose last lease was full: the next round leases there again.
+        self._lease_again: set[tuple[str, str]] = set()
         #: Wakes the loop from another thread (set once the loop runs).
         self._signal_listener_wake: Callable[[], None] = lambda: None
 
@@ -180,9 +185,20 @@ class Dispatcher:
 
     async def _round(self) -> None:
         signalled = self._signal.take()
-        due = await self._in_db(self._outbox.due_queues, self._opts.takeover_after)
-        mine = [(project, queue) for project, queue, overdue in due
-                if overdue or (project, queue) in signalled or self._owns(project, queue)]
+        again, self._lease_again = self._lease_again, set()
+        if time.monotonic() >= self._next_scan:
+            # Every queue with due rows, once per dispatch_interval: owned
+            # queues, retries come due, rows a dead owner left.
+            self._next_scan = time.monotonic() + self._opts.dispatch_interval
+            due = await self._in_db(self._outbox.due_queues, self._opts.takeover_after)
+            mine = [(project, queue) for project, queue, overdue in due
+                    if overdue or (project, queue) in signalled or (project, queue) in again
+                    or self._owns(project, queue)]
+        else:
+            # Woken in between by this process's commits: their queues are
+            # where the new rows are (``lease`` takes only due ones). A scan
+            # of the whole outbox per commit cost a GROUP BY per round.
+            mine = sorted(signalled | again)
         if not mine:
             return
         rows = await self._in_db(self._outbox.lease, self.member_id, mine,
@@ -199,7 +215,8 @@ class Dispatcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if len(rows) >= self._opts.dispatch_batch_size:
-            self._wake.set()  # more may be due: another round right away
+            self._lease_again = set(mine)  # more may be due there: lease again at once
+            self._wake.set()
 
     async def _serve(self, rows: list[Any]) -> None:
         """Deliver one post's rows to one subscription, in order."""
