@@ -39,6 +39,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from herald.common import subscriptions as rules
 from herald.common.rpc.serializer import decode
 from herald.common.rpc.ws_push import WSPushClient
+from herald.storage.push_batches import PushBatches
 
 MESSAGE_TOKEN = '"$zaqar_message$"'
 #: Threads casting websocket pushes at most (see ``Deliverer``).
@@ -115,6 +116,8 @@ class Deliverer:
             thread_name_prefix="ws-push")
         self._pusher = pusher
         self._gateway_alive = gateway_alive
+        self._pushes: PushBatches[tuple[str, Any, str], Outcome] = PushBatches(
+            self._send_pushes, self._push_threads)
 
     async def attempt(self, row: Any) -> Outcome:
         options = json.loads(row.options) if row.options else {}
@@ -168,17 +171,18 @@ class Deliverer:
         if target is None:
             return Outcome(gone=True, error="not a websocket subscriber URI")
         gateway_id, connection_id = target
-        loop = asyncio.get_running_loop()
-        alive = await loop.run_in_executor(self._push_threads, self._gateway_alive, gateway_id)
-        if alive is False:
-            return Outcome(gone=True, error=f"gateway {gateway_id} is gone")
         payload = decode(json.loads(row.payload))
-        pushed = await loop.run_in_executor(
-            self._push_threads, lambda: self._pusher.push(gateway_id, connection_id, payload,
-                                                     row.request_id))
-        if pushed is False:
-            return Outcome(gone=True, error=f"connection {connection_id} is gone")
-        return Outcome(delivered=True)
+        return await self._pushes.push(gateway_id, (connection_id, payload, row.request_id))
+
+    def _send_pushes(self, gateway_id: str, pushes: list[tuple[str, Any, str]]
+                     ) -> list[Outcome]:
+        """One batch of pushes to a gateway (on a push thread)."""
+        if self._gateway_alive(gateway_id) is False:
+            return [Outcome(gone=True, error=f"gateway {gateway_id} is gone")] * len(pushes)
+        pushed = self._pusher.push_many(gateway_id, pushes)
+        return [Outcome(gone=True, error=f"connection {connection_id} is gone")
+                if result is False else Outcome(delivered=True)
+                for (connection_id, _, _), result in zip(pushes, pushed, strict=True)]
 
     def close(self) -> None:
         self._http.close()

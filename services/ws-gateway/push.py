@@ -55,16 +55,25 @@ class Pushes:
         ``write_timeout``): the calling RPC thread is the back-pressure that
         paces a burst of pushes, which then wait in the broker instead of
         overflowing the queue of a client that reads normally."""
-        if self._find(connection_id) is None:
-            return False
-        queued = asyncio.run_coroutine_threadsafe(self._send(connection_id, payload),
-                                                  self._loop)
-        try:
-            # Bounded: the loop may be stopping and never run it.
-            queued.result(self._gateway.conf.ws_gateway.write_timeout + 5.0)
-        except Exception:  # loop stopped, connection gone: the push is lost
-            LOG.debug("push to ws connection %s not queued", connection_id, exc_info=True)
-        return True
+        return self.deliver_many([(connection_id, payload)])[0]
+
+    def deliver_many(self, pushes: list[tuple[str, Any]]) -> list[bool]:
+        """``deliver`` for several ``(connection_id, payload)``, queued in
+        order with one hop onto the loop; False for each not ours."""
+        ours = [self._find(connection_id) is not None for connection_id, _ in pushes]
+        wanted = [push for push, mine in zip(pushes, ours, strict=True) if mine]
+        if wanted:
+            queued = asyncio.run_coroutine_threadsafe(self._send_all(wanted), self._loop)
+            try:
+                # Bounded: the loop may be stopping and never run it.
+                queued.result(self._gateway.conf.ws_gateway.write_timeout + 5.0)
+            except Exception:  # loop stopped, connection gone: the pushes are lost
+                LOG.debug("%d push(es) not queued", len(wanted), exc_info=True)
+        return ours
+
+    async def _send_all(self, pushes: list[tuple[str, Any]]) -> None:
+        for connection_id, payload in pushes:
+            await self._send(connection_id, payload)
 
     async def _send(self, connection_id: str, payload: Any) -> None:
         connection = self._find(connection_id)
@@ -114,4 +123,15 @@ class PushEndpoint:
         delivered = self._pushes.deliver(connection_id, payload)
         if not delivered:
             LOG.info("push for unknown ws connection %s dropped", connection_id)
+        return delivered
+
+    def push_batch(self, ctxt: RequestContext, pushes: list[dict[str, Any]]) -> list[bool]:
+        """Several pushes (``connection_id``, ``payload``, ``request_id``
+        each), queued in order (push API 1.1)."""
+        delivered = self._pushes.deliver_many(
+            [(str(push.get("connection_id", "")), push.get("payload")) for push in pushes])
+        for push, ok in zip(pushes, delivered, strict=True):
+            if not ok:
+                set_current_request_id(str(push.get("request_id") or "-"))
+                LOG.info("push for unknown ws connection %s dropped", push.get("connection_id"))
         return delivered

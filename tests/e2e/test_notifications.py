@@ -4,10 +4,10 @@
   that is dispatching is SIGKILLed mid-way. The survivor takes its share
   over (tooz ring after the membership timeout, expired leases, overdue
   rows): every notification arrives, duplicates are allowed and counted.
-* A websocket client subscribed on gateway 1 receives the pushes for
+* Two websocket clients subscribed on gateway 1 receive the pushes for
   messages posted over REST and over gateway 2 (cast to topic ``herald-ws``
-  with ``server=<gateway 1>``), and its subscription disappears when it
-  closes.
+  with ``server=<gateway 1>``; the two pushes of a post as one
+  ``push_batch`` cast), and their subscriptions disappear when they close.
 """
 
 from __future__ import annotations
@@ -124,27 +124,34 @@ def test_websocket_subscriber_gets_rest_and_gateway_posts(topology: Topology,
     gw2 = topology.ws_gateway("ws-2", env=env)
     project = f"e2e-{uuid.uuid4().hex[:8]}"
     rest = Rest(api.url, project)
-    listener = WSClient(ws_url(gw1), project)
+    # Two subscribers on gateway 1: each post makes two pushes there, which
+    # the dispatcher sends as one push_batch cast.
+    listeners = [WSClient(ws_url(gw1), project), WSClient(ws_url(gw1), project)]
     poster = WSClient(ws_url(gw2), project, binary=True)
     try:
-        status, body = listener.status_body("subscription_create", {"queue_name": "kitkat"})
-        assert status == 201, body
+        for listener in listeners:
+            status, body = listener.status_body("subscription_create",
+                                                {"queue_name": "kitkat"})
+            assert status == 201, body
         sid = body["subscription_id"]
         subscriber = rest.request("GET", f"/v2/queues/kitkat/subscriptions/{sid}").json()
         assert subscriber["subscriber"].startswith("http://")
 
         assert rest.post("kitkat", {"via": "rest"}, ttl=120).status_code == 201
-        assert listener.recv() == ({"ttl": 120, "body": {"via": "rest"},
-                                    "Message_Type": "Notification",
-                                    "queue_name": "kitkat"}, False)
+        for listener in listeners:
+            assert listener.recv() == ({"ttl": 120, "body": {"via": "rest"},
+                                        "Message_Type": "Notification",
+                                        "queue_name": "kitkat"}, False)
         status, body = poster.status_body("message_post", {
             "queue_name": "kitkat", "messages": [{"body": {"via": "gateway 2"}, "ttl": 60}]})
         assert status == 201, body
-        assert listener.recv() == ({"ttl": 60, "body": {"via": "gateway 2"},
-                                    "Message_Type": "Notification",
-                                    "queue_name": "kitkat"}, False)
+        for listener in listeners:
+            assert listener.recv() == ({"ttl": 60, "body": {"via": "gateway 2"},
+                                        "Message_Type": "Notification",
+                                        "queue_name": "kitkat"}, False)
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
         poster.close()
     wait_until(lambda: rest.request("GET", "/v2/queues/kitkat/subscriptions")
                .json()["subscriptions"] == [], 15, "the connection's subscription to go")

@@ -157,3 +157,31 @@ def test_a_burst_of_pushes_is_paced_not_taken_for_a_slow_reader(harness, project
         assert received == list(range(40))
         status, _ = listener.status_body("subscription_list", {"queue_name": "burst"})
         assert status == 200  # still connected
+
+
+def test_a_push_batch_reaches_each_connection_in_order(gateway, project: str) -> None:
+    """push_batch (push API 1.1): one cast carries pushes for several
+    connections of the gateway; each gets its own in order, and a push for a
+    connection the gateway does not hold is reported and dropped alone."""
+    from herald.common.context import RequestContext
+    from herald.ws_gateway.push import PushEndpoint
+
+    def connection_id(client: WSClient, queue: str) -> str:
+        status, body = client.status_body("subscription_create", {"queue_name": queue})
+        assert status == 201
+        _, got = client.status_body("subscription_get", {
+            "queue_name": queue, "subscription_id": body["subscription_id"]})
+        return got["subscriber"].rstrip("/").rsplit("/", 1)[-1]
+
+    with WSClient(ws_url(gateway), project) as first, WSClient(ws_url(gateway), project) as second:
+        ids = [connection_id(first, "batch-a"), connection_id(second, "batch-b")]
+        assert gateway.pushes is not None
+        pushes = [{"connection_id": ids[i % 2], "payload": {"n": i}, "request_id": f"req-{i}"}
+                  for i in range(6)]
+        pushes.insert(3, {"connection_id": "not-ours", "payload": {"n": -1},
+                          "request_id": "req-x"})
+        delivered = PushEndpoint(gateway.pushes).push_batch(
+            RequestContext(project_id=""), pushes=pushes)
+        assert delivered == [True, True, True, False, True, True, True]
+        assert [first.recv()[0]["n"] for _ in range(3)] == [0, 2, 4]
+        assert [second.recv()[0]["n"] for _ in range(3)] == [1, 3, 5]
