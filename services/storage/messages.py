@@ -53,6 +53,33 @@ class _AllRefused(Exception):
     """Rolls back the write of a group of posts that were all refused."""
 
 
+@functools.cache
+def _list_statement(after_marker: bool, include_claimed: bool, include_delayed: bool,
+                    hide_client: bool) -> sa.Select[Any]:
+    """The listing statement of one shape (16 in all), built once; its values
+    are bound at execution: ``project``, ``queue``, ``now``, ``limit``, and
+    ``marker`` and ``client`` where the shape has them. Built per call (with
+    SQLAlchemy computing its cache key each time) it was a third of a list's
+    CPU on the worker."""
+    project, queue = sa.bindparam("project"), sa.bindparam("queue")
+    now = sa.bindparam("now")
+    stmt = (sa.select(*base.MESSAGE_COLUMNS)
+            .where(base.in_queue(project, queue), base.live(now))
+            .order_by(messages.c.seq)
+            .limit(sa.bindparam("limit")))
+    if after_marker:
+        stmt = stmt.where(messages.c.seq > sa.bindparam("marker"))
+    else:
+        stmt = stmt.where(base.from_queue_start(project, queue))
+    if not include_claimed:
+        stmt = stmt.where(base.unclaimed(now))
+    if not include_delayed:
+        stmt = stmt.where(base.visible(now))
+    if hide_client:
+        stmt = stmt.where(messages.c.client_id != sa.bindparam("client"))
+    return stmt
+
+
 #: Queues whose metadata a worker remembers for ``post_to_queues``; past
 #: this many the memory starts over (a miss costs one read).
 KNOWN_METADATA_MAX = 4096
@@ -356,23 +383,18 @@ class MessageController:
         if position == -1:
             return {"messages": [], "marker": None}
         now = clock.now()
-        stmt = (sa.select(*base.MESSAGE_COLUMNS)
-                .where(base.in_queue(project, queue), base.live(now))
-                .order_by(messages.c.seq)
-                .limit(limit))
-        if position is not None:
-            stmt = stmt.where(messages.c.seq > position)
-        else:
-            stmt = stmt.where(base.from_queue_start(project, queue))
-        if not include_claimed:
-            stmt = stmt.where(base.unclaimed(now))
-        if not include_delayed:
-            stmt = stmt.where(base.visible(now))
         client = base.normalize_client_id(client_id)
-        if not echo and client:
-            stmt = stmt.where(messages.c.client_id != client)
+        hide_client = bool(not echo and client)
+        params: dict[str, Any] = {"project": project, "queue": queue, "now": now,
+                                  "limit": limit}
+        if position is not None:
+            params["marker"] = position
+        if hide_client:
+            params["client"] = client
+        stmt = _list_statement(position is not None, bool(include_claimed),
+                               bool(include_delayed), hide_client)
         with self._db.read() as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(stmt, params).all()
         return {"messages": [base.stored_message(row, now) for row in rows],
                 "marker": str(rows[-1].seq) if rows else None}
 
