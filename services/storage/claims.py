@@ -12,6 +12,7 @@ Must not rely on tooz for any of this.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,57 @@ from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
 
 _ALL_MESSAGE_COLUMNS = tuple(messages.c)
+
+
+@functools.cache
+def _plain_claim_update() -> sa.Update:
+    """The fast path's claim (``ClaimController._claim_plain``) as one UPDATE
+    ... RETURNING, built once: every value is bound at execution. Built per
+    claim (CTEs, subqueries, and SQLAlchemy's cache key each time) it cost
+    more CPU than the rest of the claim."""
+    project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
+    no_dlq = sa.exists().where(
+        queues.c.project == project, queues.c.name == queue,
+        sa.not_(sa.and_(queues.c.metadata.contains(f'"{_MAX_CLAIMS}"', autoescape=True),
+                        queues.c.metadata.contains(f'"{_DLQ}"', autoescape=True))))
+    chosen = (sa.select(messages.c.seq)
+              .where(base.in_queue(project, queue),
+                     base.from_queue_start(project, queue), base.live(now),
+                     base.unclaimed(now), base.visible(now), no_dlq)
+              .order_by(messages.c.seq)
+              .limit(sa.bindparam("b_limit"))
+              .with_for_update(skip_locked=True))
+    # SET sees the old row: both CASEs test the old expiry.
+    short_lived = messages.c.expires < sa.bindparam("b_claim_expires")
+    return (sa.update(messages)
+            .where(messages.c.seq.in_(chosen.scalar_subquery()))
+            .values(claim_id=sa.bindparam("b_claim"),
+                    claim_expires=sa.bindparam("b_claim_expires"),
+                    expires=sa.case((short_lived, sa.bindparam("b_lifetime_end")),
+                                    else_=messages.c.expires),
+                    ttl=sa.case((short_lived, sa.bindparam("b_lifetime")),
+                                else_=messages.c.ttl))
+            .returning(*base.MESSAGE_COLUMNS))
+
+
+@functools.cache
+def _plain_claim_with_records() -> sa.Select[Any]:
+    """PostgreSQL: ``_plain_claim_update`` with the claim row and the claim
+    history written by the same statement (data-modifying CTEs run exactly
+    once, whether or not the main query reads them; the claim row only
+    exists if something was claimed). Built once, values bound."""
+    claimed = _plain_claim_update().cte("claimed")
+    claim_values = {"id": "b_claim", "project": "b_project", "queue": "b_queue",
+                    "ttl": "b_claim_ttl", "grace": "b_claim_grace", "updated": "b_now",
+                    "expires": "b_claim_expires"}
+    claim_row = sa.insert(claims).from_select(
+        list(claim_values),
+        sa.select(*(sa.bindparam(param, type_=claims.c[column].type)
+                    for column, param in claim_values.items()))
+        .where(sa.exists(sa.select(claimed.c.seq)))).cte("claim_row")
+    history_rows = history.claim_history_from(claimed)
+    return (sa.select(*claimed.c).order_by(claimed.c.seq)
+            .add_cte(claim_row, history_rows.cte("claim_history_rows")))
 
 
 _MAX_CLAIMS = "_max_claim_count"
@@ -91,53 +143,26 @@ class ClaimController:
         a key's name sends the claim down the exact path. The message
         lifetimes are extended (semantics.md §5.1) by the same UPDATE.
         """
-        claim_expires = now + ttl
-        no_dlq = sa.exists().where(
-            queues.c.project == project, queues.c.name == queue,
-            sa.not_(sa.and_(queues.c.metadata.contains(f'"{_MAX_CLAIMS}"', autoescape=True),
-                            queues.c.metadata.contains(f'"{_DLQ}"', autoescape=True))))
-        chosen = (sa.select(messages.c.seq)
-                  .where(base.in_queue(project, queue),
-                         base.from_queue_start(project, queue), base.live(now),
-                         base.unclaimed(now), base.visible(now), no_dlq)
-                  .order_by(messages.c.seq)
-                  .limit(limit)
-                  .with_for_update(skip_locked=True))
-        short_lived = messages.c.expires < now + ttl
-        update = (sa.update(messages)
-                  .where(messages.c.seq.in_(chosen.scalar_subquery()))
-                  .values(claim_id=claim_id, claim_expires=claim_expires,
-                          # SET sees the old row: both CASEs test the old expiry.
-                          expires=sa.case((short_lived, now + ttl + grace),
-                                          else_=messages.c.expires),
-                          ttl=sa.case((short_lived, ttl + grace), else_=messages.c.ttl))
-                  .returning(*base.MESSAGE_COLUMNS))
-        claim_values = {"id": claim_id, "project": project, "queue": queue, "ttl": ttl,
-                        "grace": grace, "updated": now, "expires": claim_expires}
+        # b_: a bound value may not be named like a column of the table an
+        # INSERT or UPDATE writes.
+        params = {"b_project": project, "b_queue": queue, "b_now": now, "b_limit": limit,
+                  "b_claim": claim_id, "b_claim_ttl": ttl, "b_claim_grace": grace,
+                  "b_claim_expires": now + ttl, "b_lifetime_end": now + ttl + grace,
+                  "b_lifetime": ttl + grace, "b_client": (client_id or "")[:256]}
         if conn.dialect.name != "postgresql":
             # SQLite has no data-modifying CTEs; in-process statements are
             # cheap there, and its write transaction is already exclusive.
-            rows = sorted(conn.execute(update).all(), key=lambda row: row.seq)
+            rows = sorted(conn.execute(_plain_claim_update(), params).all(),
+                          key=lambda row: row.seq)
             if rows:
-                conn.execute(sa.insert(claims).values(**claim_values))
+                conn.execute(sa.insert(claims).values(
+                    id=claim_id, project=project, queue=queue, ttl=ttl, grace=grace,
+                    updated=now, expires=now + ttl))
                 history.record_claim(conn, project=project, queue=queue, claim_id=claim_id,
                                      client_id=client_id, message_ids=[r.id for r in rows],
                                      now=now, ttl=ttl, grace=grace)
             return rows
-        claimed = update.cte("claimed")
-        # Data-modifying CTEs run exactly once, whether or not the main query
-        # reads them; the claim row only exists if something was claimed.
-        claim_row = sa.insert(claims).from_select(
-            list(claim_values),
-            sa.select(*(sa.literal(value, type_=claims.c[key].type)
-                        for key, value in claim_values.items()))
-            .where(sa.exists(sa.select(claimed.c.seq)))).cte("claim_row")
-        history_rows = history.claim_history_from(claimed, project=project, queue=queue,
-                                                  claim_id=claim_id, client_id=client_id,
-                                                  now=now, ttl=ttl, grace=grace)
-        statement = (sa.select(*claimed.c).order_by(claimed.c.seq)
-                     .add_cte(claim_row, history_rows.cte("claim_history_rows")))
-        return list(conn.execute(statement).all())
+        return list(conn.execute(_plain_claim_with_records(), params).all())
 
     def _claim_with_dlq(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
                         metadata: dict[str, Any], now: float, ttl: int, grace: int,

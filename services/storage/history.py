@@ -48,22 +48,22 @@ def record_claim(conn: Connection, *, project: str, queue: str, claim_id: str,
         for message_id in message_ids])
 
 
-def claim_history_from(claimed: Any, *, project: str, queue: str, claim_id: str,
-                       client_id: str, now: float, ttl: int, grace: int) -> sa.Insert:
+def claim_history_from(claimed: Any) -> sa.Insert:
     """``record_claim`` as an INSERT ... SELECT from ``claimed`` (a selectable
     with the claimed messages' ``seq`` and ``id``), so that PostgreSQL's claim
-    writes its history in the claim statement itself (a CTE)."""
+    writes its history in the claim statement itself (a CTE). Its values are
+    bound at execution: ``b_project``, ``b_queue``, ``b_claim``, ``b_client``
+    (at most 256 characters), ``b_now``, ``b_claim_ttl`` and ``b_claim_grace``."""
+    def bound(name: str, column: str) -> Any:
+        return sa.bindparam(name, type_=claim_history.c[column].type)
+
     return sa.insert(claim_history).from_select(
         ["project", "queue", "message_id", "claim_id", "client_id", "claimed_at", "ttl",
          "grace"],
-        sa.select(sa.literal(project, type_=claim_history.c.project.type),
-                  sa.literal(queue, type_=claim_history.c.queue.type),
-                  claimed.c.id,
-                  sa.literal(claim_id, type_=claim_history.c.claim_id.type),
-                  sa.literal((client_id or "")[:256], type_=claim_history.c.client_id.type),
-                  sa.literal(now, type_=claim_history.c.claimed_at.type),
-                  sa.literal(ttl, type_=claim_history.c.ttl.type),
-                  sa.literal(grace, type_=claim_history.c.grace.type))
+        sa.select(bound("b_project", "project"), bound("b_queue", "queue"), claimed.c.id,
+                  bound("b_claim", "claim_id"), bound("b_client", "client_id"),
+                  bound("b_now", "claimed_at"), bound("b_claim_ttl", "ttl"),
+                  bound("b_claim_grace", "grace"))
         .order_by(claimed.c.seq))
 
 
