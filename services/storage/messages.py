@@ -333,8 +333,10 @@ class MessageController:
         """What the queues' metadata is taken to be until they are locked:
         remembered, else read (unlocked). _AllRefused if a queue is missing."""
         wanted = set(keys)
-        assumed = {key: self._known_metadata[key] for key in wanted
-                   if key in self._known_metadata}
+        # get(), not a membership test and a lookup: another thread may
+        # clear the memory in between.
+        known = {key: self._known_metadata.get(key) for key in wanted}
+        assumed = {key: metadata for key, metadata in known.items() if metadata is not None}
         if len(assumed) < len(wanted):
             read = base.queues_metadata(conn, [key for key in wanted if key not in assumed])
             self._remember_metadata(read)
