@@ -168,8 +168,7 @@ class MessageController:
             batch = pipeline.PostedBatch(project=project, queue=queue, metadata=metadata,
                                          messages=accepted, now=now, request_id=request_id)
             if rows:
-                for stage in self._stages:
-                    stage(conn, batch)
+                pipeline.run(self._stages, conn, [batch])
             if idempotency_key is not None:
                 idempotency.remember(conn, project, queue, idempotency_key, print_,
                                      [row["id"] for row in rows], now,
@@ -263,8 +262,7 @@ class MessageController:
                 batch = pipeline.PostedBatch(
                     project=project, queue=queue, metadata=metadata, messages=all_accepted,
                     now=now, request_id=str(posts[0].get("request_id") or "-"))
-                for stage in self._stages:
-                    stage(conn, batch)
+                pipeline.run(self._stages, conn, [batch])
                 outbox_rows = batch.outbox_rows
             elif outcomes and all(isinstance(o, errors.HeraldError) for o in outcomes):
                 # Like a lone refused post: nothing stays, not even the queue.
