@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from herald.storage import clock, history
+from herald.storage import base, clock, history
 from herald.storage.engine import Database
 from herald.storage.schema import outbox, subscriptions
 
@@ -179,8 +179,7 @@ class OutboxController:
             return []
         now = clock.now()
         chosen = (sa.select(outbox.c.seq)
-                  .where(_due(now), sa.tuple_(outbox.c.project, outbox.c.queue).in_(
-                      list(queues)))
+                  .where(_due(now), base.one_of(outbox.c.project, outbox.c.queue, queues))
                   .order_by(outbox.c.seq)
                   .limit(limit)
                   .with_for_update(skip_locked=True))
