@@ -58,9 +58,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# aiohttp (the bench extra) is installed on first use only: tests never need it.
 bench: $(STAMP)
-	$(BIN)/python -c 'import aiohttp' 2>/dev/null || $(BIN)/python -m pip install -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # ARGS go to docker compose, e.g. make up ARGS="--scale ws-gateway=3 --scale storage=2"

@@ -3,7 +3,9 @@
 ``LocalWebhookServer`` is the plumbing every suite's receiver shares: its
 own thread, one thread per request, no access log, the request body read,
 the answer sent (a client that went away is not an error). A subclass says
-what a POST does in ``answer``.
+what a POST does in ``answer``. ``keep_alive`` serves HTTP/1.1 with
+persistent connections (else HTTP/1.0, one connection per request);
+``connections`` counts the connections accepted.
 
 ``WebhookReceiver`` (the ``receiver`` fixture) records every POST and
 answers 200 on ``/ok`` and 500 on any other path, so one receiver serves a
@@ -22,10 +24,17 @@ class LocalWebhookServer:
     """Answers each POST with ``answer(path, body, request)``; ``url`` is the
     server's root plus ``path``."""
 
-    def __init__(self, path: str = "") -> None:
+    def __init__(self, path: str = "", keep_alive: bool = False) -> None:
         owner = self
+        self.connections = 0
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                owner.connections += 1  # one handler per connection
+
             def log_message(self, *args: Any) -> None:
                 pass
 

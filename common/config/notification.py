@@ -97,6 +97,16 @@ ALL_OPTS = [
         "counts as failed and is retried. Possible values: a number >= 0.1.",
     ),
     cfg.FloatOpt(
+        "webhook_idle_timeout",
+        default=15.0,
+        min=0.0,
+        help="Seconds a connection to a webhook subscriber stays open after a "
+        "delivery, for the next one (HTTP keep-alive; a subscriber receiving a "
+        "stream of notifications then costs no TCP or TLS handshake each). "
+        "Possible values: a number > 0, or 0 to close every connection after "
+        "its delivery.",
+    ),
+    cfg.FloatOpt(
         "lease_seconds",
         default=60.0,
         min=1.0,

@@ -1,6 +1,6 @@
 """The outbox dispatcher of one storage worker: lease, deliver, retry, record.
 
-A dedicated thread runs an asyncio loop (Tornado's HTTP client needs one).
+A dedicated thread runs an asyncio loop (the webhook HTTP client needs one).
 Each round -- every ``[notification] dispatch_interval``, or at once when a
 post committed in this process (``outbox.SIGNAL``) or the last round leased
 a full batch -- it:
@@ -159,7 +159,7 @@ class Dispatcher:
                 await self._wait()
             await self._shutdown()
         finally:
-            self._deliverer.close()
+            await self._deliverer.close()
 
     async def _wait(self) -> None:
         if not self._wake.is_set():

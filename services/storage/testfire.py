@@ -83,7 +83,7 @@ async def _attempt(conf: cfg.ConfigOpts, pusher: WSPushClient,
     try:
         outcome = await deliverer.attempt(row)
     finally:
-        deliverer.close()
+        await deliverer.close()
     if outcome.gone:
         # A closed websocket connection: reported, but the subscription is
         # left to the dispatcher's usual clean-up.

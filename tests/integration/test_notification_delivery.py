@@ -37,12 +37,12 @@ from tests.webhook_receiver import LocalWebhookServer
 class Receiver(LocalWebhookServer):
     """Records every POST; the path picks the behaviour (ok, flaky-N, hang, fail)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.release = threading.Event()
-        super().__init__()
+        super().__init__(keep_alive=keep_alive)
 
     def answer(self, path: str, body: bytes, request: Any) -> int:
         with self.lock:
@@ -175,6 +175,27 @@ def test_posts_to_one_subscriber_are_delivered_concurrently(stack, receiver):
     wait_until(lambda: len(receiver.received("/hang")) == 2, timeout=10,
                what="both posts' deliveries in flight together")
     receiver.release.set()
+
+
+@pytest.mark.parametrize("idle_timeout, connections", [(15.0, 1), (0.0, 5)])
+def test_deliveries_to_one_subscriber_reuse_its_connection(tmp_path, idle_timeout,
+                                                           connections):
+    """Keep-alive: five notifications, one after the other, go over one
+    connection; with ``webhook_idle_timeout = 0`` each gets its own."""
+    receiver = Receiver(keep_alive=True)
+    stack = Stack(tmp_path, webhook_idle_timeout=idle_timeout)
+    try:
+        sid = stack.subscribe(receiver.url + "/ok")
+        for n in range(5):
+            stack.post([n])
+            wait_until(lambda n=n: len(receiver.received("/ok")) == n + 1, what="delivery")
+        wait_until(lambda: stack.delivery(sid)["delivered"] == 5, what="5 recorded")
+        assert [json.loads(r["body"])["body"] for r in receiver.received("/ok")] == [
+            0, 1, 2, 3, 4]
+        assert receiver.connections == connections
+    finally:
+        stack.close()
+        receiver.close()
 
 
 def test_500_three_times_then_200_is_retried_and_recorded(stack, receiver):
