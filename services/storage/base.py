@@ -9,6 +9,7 @@ the connection of the transaction they are in.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable
@@ -150,15 +151,31 @@ def queue_metadata(conn: Connection, project: str, name: str,
     return None if text is None else load_metadata(text)
 
 
-def one_of(project: sa.ColumnElement[str], queue: sa.ColumnElement[str],
-           keys: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool]:
-    """(project, queue) is one of ``keys``: two equalities for one key (the
-    usual case, and a statement SQLAlchemy caches whole), a tuple IN for
-    several (its expanding parameter is rendered on every execution)."""
+def bound_one_of(project: sa.ColumnElement[str], queue: sa.ColumnElement[str],
+                 one_key: bool) -> sa.ColumnElement[bool]:
+    """(project, queue) is one of the keys bound at execution
+    (``one_of_params``), in a statement built once: two equalities on
+    ``b_project`` and ``b_queue`` for one key (the usual case), a tuple IN
+    of the expanding ``b_keys`` for several."""
+    if one_key:
+        return sa.and_(project == sa.bindparam("b_project"), queue == sa.bindparam("b_queue"))
+    return sa.tuple_(project, queue).in_(sa.bindparam("b_keys", expanding=True))
+
+
+def one_of_params(keys: Iterable[tuple[str, str]]) -> tuple[bool, dict[str, Any]]:
+    """(one key?, the parameters) of a ``bound_one_of`` filter for ``keys``."""
     wanted = sorted(set(keys))
     if len(wanted) == 1:
-        return sa.and_(project == wanted[0][0], queue == wanted[0][1])
-    return sa.tuple_(project, queue).in_(wanted)
+        return True, {"b_project": wanted[0][0], "b_queue": wanted[0][1]}
+    return False, {"b_keys": wanted}
+
+
+@functools.cache
+def _queues_metadata_statement(one_key: bool, lock: bool) -> sa.Select[Any]:
+    stmt = (sa.select(queues.c.project, queues.c.name, queues.c.metadata)
+            .where(bound_one_of(queues.c.project, queues.c.name, one_key))
+            .order_by(queues.c.project, queues.c.name))
+    return stmt.with_for_update() if lock else stmt
 
 
 def queues_metadata(conn: Connection, keys: list[tuple[str, str]], lock: bool = False
@@ -169,13 +186,10 @@ def queues_metadata(conn: Connection, keys: list[tuple[str, str]], lock: bool = 
     ``lock`` (PostgreSQL) holds their rows until commit, taken in (project,
     name) order -- the order every poster takes queue locks in, so two
     batches cannot deadlock (see ``queue_metadata`` for why posters lock)."""
-    stmt = (sa.select(queues.c.project, queues.c.name, queues.c.metadata)
-            .where(one_of(queues.c.project, queues.c.name, keys))
-            .order_by(queues.c.project, queues.c.name))
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    one_key, params = one_of_params(keys)
+    stmt = _queues_metadata_statement(one_key, lock and conn.dialect.name == "postgresql")
     return {(row.project, row.name): load_metadata(row.metadata)
-            for row in conn.execute(stmt)}
+            for row in conn.execute(stmt, params)}
 
 
 def locked_queue_metadata(conn: Connection, project: str, name: str,

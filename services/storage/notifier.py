@@ -12,6 +12,7 @@ here touches the network.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -40,6 +41,21 @@ def notification_payload(message: dict[str, Any], queue: str,
     return json.dumps(payload)
 
 
+@functools.cache
+def _recipients_statement(one_key: bool, confirmed_only: bool) -> sa.Select[Any]:
+    """The subscriptions of the posted queues that get notifications, built
+    once (``base.one_of_params`` and ``b_now`` bound at execution)."""
+    stmt = (sa.select(subscriptions.c.project, subscriptions.c.queue, subscriptions.c.id,
+                      subscriptions.c.subscriber, subscriptions.c.kind, subscriptions.c.options)
+            .where(base.bound_one_of(subscriptions.c.project, subscriptions.c.queue, one_key),
+                   subscriptions.c.expires > sa.bindparam("b_now"))
+            .order_by(subscriptions.c.id))
+    if confirmed_only:
+        stmt = stmt.where(sa.or_(subscriptions.c.confirmed.is_(True),
+                                 subscriptions.c.kind == KIND_WEBSOCKET))
+    return stmt
+
+
 class NotifierStage:
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self._conf = conf
@@ -52,18 +68,12 @@ class NotifierStage:
         several queues): one subscriber read and one INSERT for all."""
         if not batches:
             return
-        keys = [(batch.project, batch.queue) for batch in batches]
-        where = [base.one_of(subscriptions.c.project, subscriptions.c.queue, keys),
-                 subscriptions.c.expires > min(batch.now for batch in batches)]
-        if self._conf.notification.require_confirmation:
-            where.append(sa.or_(subscriptions.c.confirmed.is_(True),
-                                subscriptions.c.kind == KIND_WEBSOCKET))
+        one_key, params = base.one_of_params((batch.project, batch.queue) for batch in batches)
+        params["b_now"] = min(batch.now for batch in batches)
+        statement = _recipients_statement(one_key,
+                                          self._conf.notification.require_confirmation)
         recipients: dict[tuple[str, str], list[Any]] = {}
-        for sub in conn.execute(
-                sa.select(subscriptions.c.project, subscriptions.c.queue, subscriptions.c.id,
-                          subscriptions.c.subscriber, subscriptions.c.kind,
-                          subscriptions.c.options)
-                .where(*where).order_by(subscriptions.c.id)):
+        for sub in conn.execute(statement, params):
             recipients.setdefault((sub.project, sub.queue), []).append(sub)
         rows: list[dict[str, Any]] = []
         for batch in batches:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database
+from herald.storage.outbox import Delivered, OutboxController
 from tests.contract.conftest import make_ctxt
 
 # (SQLite, PostgreSQL) statements per operation on a queue without a DLQ.
@@ -38,6 +39,11 @@ EXPECTED = {
     "delete_with_claim": (1, 1),
     "delete_refused": (2, 2),   # nothing deleted: one read to tell 403 from 400
     "pop": (1, 1),
+    # The outbox dispatcher: a lease (its subscriptions' liveness comes with
+    # the leased rows) and the record of a group of deliveries (outbox rows,
+    # delivery history, the subscription's statistics), whatever the rows.
+    "lease": (1, 1),
+    "record_deliveries": (3, 3),
 }
 
 
@@ -377,3 +383,26 @@ def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
     assert len(replies[1]["result"]) == 1
     listed = endpoint.message_list(ctxt, queue="q1", limit=10, echo=True)["messages"]
     assert listed == []
+
+
+def test_dispatcher_statements_do_not_grow_with_the_rows(endpoint: StorageEndpoint,
+                                                         database: Database,
+                                                         counter: StatementCounter) -> None:
+    ctxt = make_ctxt()
+    for queue in ("a", "b"):
+        endpoint.subscription_create(ctxt, queue=queue, subscriber="http://127.0.0.1:9/x",
+                                     ttl=None, options=None)
+        _post(endpoint, ctxt, queue, 4)
+    box = OutboxController(database)
+    with counter.counting() as statements:
+        leased = box.lease("w", [(ctxt.project_id, "a"), (ctxt.project_id, "b")], 60, 100)
+    _check(statements, database, "lease")
+    assert [(row.queue, row.lease_owner) for row in leased] == [("a", "w")] * 4 + [("b", "w")] * 4
+    with counter.counting() as statements:
+        box.record_deliveries([Delivered(row, 1, 200, 1.0) for row in leased[:4]], "w")
+    _check(statements, database, "record_deliveries")
+    with counter.counting() as statements:
+        assert box.lease("w", [(ctxt.project_id, "a")], 60, 100) == []  # all leased or done
+    _check(statements, database, "lease")
+    assert [row.state for row in box.rows(queue="a")] == ["delivered"] * 4
+    assert [row.state for row in box.rows(queue="b")] == ["pending"] * 4
