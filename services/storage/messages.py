@@ -80,6 +80,33 @@ def _list_statement(after_marker: bool, include_claimed: bool, include_delayed: 
     return stmt
 
 
+@functools.cache
+def _delete_statement(with_claim: bool) -> sa.Delete:
+    """``MessageController.delete``'s conditional DELETE of message ``b_id``,
+    built once: with a claim id (``b_claim``), the message's own claim; without,
+    only an unclaimed message. ``b_project``, ``b_queue`` and ``b_now`` bound."""
+    project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
+    allowed = (messages.c.claim_id == sa.bindparam("b_claim") if with_claim
+               else base.unclaimed(now))
+    return (sa.delete(messages)
+            .where(base.in_queue(project, queue), base.live(now),
+                   messages.c.id == sa.bindparam("b_id"), allowed))
+
+
+@functools.cache
+def _delete_each_statement() -> sa.Delete:
+    """Both shapes of ``_delete_statement`` in one, for ``delete_each``'s
+    executemany: each parameter set says by its ``b_claim`` (None or not)
+    which one it is."""
+    project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
+    claim = sa.bindparam("b_claim")
+    return (sa.delete(messages)
+            .where(base.in_queue(project, queue), base.live(now),
+                   messages.c.id == sa.bindparam("b_id"),
+                   sa.or_(messages.c.claim_id == claim,
+                          sa.and_(claim.is_(None), base.unclaimed(now)))))
+
+
 #: Queues whose metadata a worker remembers for ``post_to_queues``; past
 #: this many the memory starts over (a miss costs one read).
 KNOWN_METADATA_MAX = 4096
@@ -433,16 +460,10 @@ class MessageController:
         # live or just expired). Only when it deletes nothing is the row
         # read, to tell "gone" (204) from "claimed" (403) and "not claimed"
         # (400): the refusals are rare, the deletes are the hot path.
-        if claim_id is None:
-            allowed = base.unclaimed(now)
-        else:
-            allowed = messages.c.claim_id == claim_id
         with self._db.write() as conn:
-            deleted = conn.execute(
-                sa.delete(messages)
-                .where(base.in_queue(project, queue), base.live(now),
-                       messages.c.id == message_id, allowed)
-            ).rowcount
+            deleted = conn.execute(_delete_statement(claim_id is not None), {
+                "b_project": project, "b_queue": queue, "b_now": now, "b_id": message_id,
+                "b_claim": claim_id}).rowcount
             if deleted:
                 return
             row = conn.execute(
@@ -484,15 +505,10 @@ class MessageController:
         outcomes: list[errors.HeraldError | None] = [None] * len(deletes)
         if len(plain) == len(deletes):
             now = clock.now()
-            stmt = (sa.delete(messages)
-                    .where(base.in_queue(project, queue), base.live(now),
-                           messages.c.id == sa.bindparam("message_id"),
-                           sa.or_(messages.c.claim_id == sa.bindparam("claim_id"),
-                                  sa.and_(sa.bindparam("claim_id").is_(None),
-                                          base.unclaimed(now)))))
             with self._db.write() as conn:
-                deleted = conn.execute(stmt, [{"message_id": mid, "claim_id": cid}
-                                              for mid, cid in plain]).rowcount
+                deleted = conn.execute(_delete_each_statement(), [
+                    {"b_project": project, "b_queue": queue, "b_now": now, "b_id": mid,
+                     "b_claim": cid} for mid, cid in plain]).rowcount
             if deleted == len(deletes):
                 return outcomes
         for index, (message_id, claim_id) in enumerate(deletes):
