@@ -8,6 +8,14 @@
 Schemas are JSON Schema Draft 4 (as the reference's): extra properties are
 allowed everywhere; ``integer`` excludes floats and booleans. This module
 only describes request shapes; it does not know what an action does.
+
+Every request is checked by ``jsonschema_rs`` first (compiled, ~100x
+faster than ``jsonschema``: the pure-Python check was a seventh of the
+gateway's CPU during websocket posts). Only what it does not accept -- an
+invalid payload, or one holding what it cannot read, such as a msgpack
+frame's bytes or integer keys -- goes to ``jsonschema``, which has the last
+word: the answers are ``jsonschema``'s, at the compiled check's cost on the
+valid requests that are the traffic.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 _HEADERS = {
     name: {"type": "string"}
@@ -135,6 +144,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 _VALIDATORS = {name: jsonschema.Draft4Validator(schema) for name, schema in SCHEMAS.items()}
+_FAST_VALIDATORS = {name: jsonschema_rs.Draft4Validator(schema)
+                    for name, schema in SCHEMAS.items()}
+
+
+def is_valid(action: str, payload: dict[str, Any]) -> bool:
+    """Whether ``payload`` matches the schema of ``action`` (a known action)."""
+    try:
+        if _FAST_VALIDATORS[action].is_valid(payload):
+            return True
+    except ValueError:  # a value it cannot read (bytes, non-string keys)
+        pass
+    return _VALIDATORS[action].is_valid(payload)
 
 
 class InvalidAction(Exception):
@@ -148,9 +169,8 @@ class SchemaValidationFailed(Exception):
 def validate(payload: dict[str, Any]) -> str:
     """Check ``payload`` against its action's schema; return the action name."""
     action = payload.get("action")
-    validator = _VALIDATORS.get(action) if isinstance(action, str) else None
-    if validator is None:
+    if not isinstance(action, str) or action not in _VALIDATORS:
         raise InvalidAction(f"{action} is not a valid action")
-    if not validator.is_valid(payload):
+    if not is_valid(action, payload):
         raise SchemaValidationFailed("Schema validation failed.")
     return action
