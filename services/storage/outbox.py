@@ -140,7 +140,7 @@ def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(outbox), rows)
 
 
-def _due(now: float) -> sa.ColumnElement[bool]:
+def _due(now: float | sa.BindParameter[float]) -> sa.ColumnElement[bool]:
     return sa.and_(outbox.c.state == STATE_PENDING, outbox.c.next_attempt <= now,
                    sa.or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now))
 
@@ -154,9 +154,7 @@ def _lease_statement(one_key: bool) -> sa.Update:
     lease spent more CPU in SQLAlchemy than in PostgreSQL."""
     now = sa.bindparam("b_now")
     chosen = (sa.select(outbox.c.seq)
-              .where(outbox.c.state == STATE_PENDING, outbox.c.next_attempt <= now,
-                     sa.or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now),
-                     base.bound_one_of(outbox.c.project, outbox.c.queue, one_key))
+              .where(_due(now), base.bound_one_of(outbox.c.project, outbox.c.queue, one_key))
               .order_by(outbox.c.seq)
               .limit(sa.bindparam("b_limit"))
               .with_for_update(skip_locked=True))
