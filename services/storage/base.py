@@ -143,12 +143,7 @@ def queue_metadata(conn: Connection, project: str, name: str,
     a reader paging with a marker can then never skip a message that was
     allocated a lower position but committed later.
     """
-    stmt = sa.select(queues.c.metadata).where(queues.c.project == project,
-                                              queues.c.name == name)
-    if lock:
-        stmt = stmt.with_for_update()
-    text = conn.execute(stmt).scalar_one_or_none()
-    return None if text is None else load_metadata(text)
+    return queues_metadata(conn, [(project, name)], lock=lock).get((project, name))
 
 
 def bound_one_of(project: sa.ColumnElement[str], queue: sa.ColumnElement[str],

@@ -81,23 +81,11 @@ def _list_statement(after_marker: bool, include_claimed: bool, include_delayed: 
 
 
 @functools.cache
-def _delete_statement(with_claim: bool) -> sa.Delete:
+def _delete_statement() -> sa.Delete:
     """``MessageController.delete``'s conditional DELETE of message ``b_id``,
-    built once: with a claim id (``b_claim``), the message's own claim; without,
-    only an unclaimed message. ``b_project``, ``b_queue`` and ``b_now`` bound."""
-    project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
-    allowed = (messages.c.claim_id == sa.bindparam("b_claim") if with_claim
-               else base.unclaimed(now))
-    return (sa.delete(messages)
-            .where(base.in_queue(project, queue), base.live(now),
-                   messages.c.id == sa.bindparam("b_id"), allowed))
-
-
-@functools.cache
-def _delete_each_statement() -> sa.Delete:
-    """Both shapes of ``_delete_statement`` in one, for ``delete_each``'s
-    executemany: each parameter set says by its ``b_claim`` (None or not)
-    which one it is."""
+    built once: given a claim id (``b_claim``), only under that claim; with
+    ``b_claim`` None, only an unclaimed message. One statement for both, so
+    that ``delete_each``'s executemany can mix them."""
     project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
     claim = sa.bindparam("b_claim")
     return (sa.delete(messages)
@@ -461,7 +449,7 @@ class MessageController:
         # read, to tell "gone" (204) from "claimed" (403) and "not claimed"
         # (400): the refusals are rare, the deletes are the hot path.
         with self._db.write() as conn:
-            deleted = conn.execute(_delete_statement(claim_id is not None), {
+            deleted = conn.execute(_delete_statement(), {
                 "b_project": project, "b_queue": queue, "b_now": now, "b_id": message_id,
                 "b_claim": claim_id}).rowcount
             if deleted:
@@ -506,7 +494,7 @@ class MessageController:
         if len(plain) == len(deletes):
             now = clock.now()
             with self._db.write() as conn:
-                deleted = conn.execute(_delete_each_statement(), [
+                deleted = conn.execute(_delete_statement(), [
                     {"b_project": project, "b_queue": queue, "b_now": now, "b_id": mid,
                      "b_claim": cid} for mid, cid in plain]).rowcount
             if deleted == len(deletes):
