@@ -29,7 +29,11 @@ from tests.contract.conftest import make_ctxt
 # history with statements of their own; it is in-process, so a statement
 # there is a function call, not a network round trip.
 EXPECTED = {
-    "post_1": (3, 3),           # queue row (locked) + messages + subscribers
+    # A post checks its messages against the queue's metadata as this worker
+    # last saw it, reads the subscribers, then locks the queue row (which
+    # returns the metadata, to confirm) and inserts: the lock is taken last.
+    "post_1": (3, 3),           # subscribers + queue row (locked) + messages
+    "post_1_first": (4, 4),     # this worker's first post to the queue: + metadata read
     "post_10": (3, 3),          # same: ONE insert for the 10 messages
     "list": (1, 1),
     "get": (1, 1),
@@ -96,6 +100,9 @@ def test_post_statements(endpoint: StorageEndpoint, database: Database,
                          counter: StatementCounter) -> None:
     ctxt = make_ctxt()
     endpoint.queue_create(ctxt, queue="q")
+    with counter.counting() as statements:
+        _post(endpoint, ctxt, "q", 1)
+    _check(statements, database, "post_1_first")
     with counter.counting() as statements:
         _post(endpoint, ctxt, "q", 1)
     _check(statements, database, "post_1")
