@@ -34,7 +34,7 @@ MESSAGE_COLUMNS = (
 def dump_body(body: Any) -> str:
     # Bodies arrive decoded (bytes from msgpack clients included); store the
     # serializer's JSON-safe form so the Text column holds plain JSON.
-    return json.dumps(serializer.encode(body))
+    return serializer.dumps(body)
 
 
 def load_body(text: str) -> Any:

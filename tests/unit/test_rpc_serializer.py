@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from herald.common.rpc import bus_auth
-from herald.common.rpc.serializer import canonical_json, decode, encode
+from herald.common.rpc.serializer import canonical_json, decode, dumps, encode
 
 
 def test_bytes_anywhere_cross_as_tagged_base64_and_come_back() -> None:
@@ -27,6 +27,29 @@ def test_payloads_without_bytes_are_not_copied() -> None:
     value = {"messages": [{"body": {"k": "v" * 1024}, "ttl": 60}]}
     assert encode(value) is value
     assert decode(value) is value
+
+
+def test_values_the_fast_look_refuses_still_cross() -> None:
+    """Integers beyond 64 bits, non-string keys and very deep nesting are
+    JSON to ``json`` but not to orjson, which looks for bytes first."""
+    deep: object = b"deep"
+    for _ in range(300):
+        deep = [deep]
+    value = {"big": 2**70, "keys": {1: b"one"}, "deep": deep}
+    received = decode(json.loads(json.dumps(encode(value))))
+    assert received["big"] == 2**70 and received["keys"] == {"1": b"one"}
+    inner = received["deep"]
+    for _ in range(300):
+        inner = inner[0]
+    assert inner == b"deep"
+    plain = {"big": 2**70, "keys": {1: "one"}}
+    assert encode(plain) is plain and decode(plain) is plain
+
+
+def test_dumps_is_the_json_of_the_encoded_value() -> None:
+    for value in ({"body": {"k": "é", "n": 1.5e16, "raw": b"\x00"}}, {"plain": [1, "x"]},
+                  "text", 2**70):
+        assert dumps(value) == json.dumps(encode(value))
 
 
 def test_a_body_that_only_mentions_the_tag_is_left_alone() -> None:
