@@ -5,12 +5,21 @@ any storage method for any project, or push frames to websocket subscribers.
 With ``[rpc] bus_keys`` set, every call and cast a Herald service sends
 carries one extra keyword argument, ``herald_bus_auth``::
 
-    {"ts": <epoch float>, "nonce": <hex>, "kid": <key id>, "sig": <hex>}
+    {"v": 2, "ts": <epoch float>, "nonce": <hex>, "kid": <key id>, "sig": <hex>}
 
 ``sig`` is an HMAC-SHA256 over the canonical JSON (sorted keys, no spaces) of
 ``[method, kwargs, context, ts, nonce]``, all in their *serialized* form (what
 ``JsonSerializer`` puts on the wire), so sender and receiver hash identical
-data. ``kid`` names the key (a digest prefix, not the key): the first key of
+data. Version 2 (``"v": 2`` in the argument; what Herald signs) takes
+orjson's text (``serializer.canonical_bytes``); version 1 (no ``v``) took
+the ``json`` module's (``serializer.canonical_json``), ~25 times slower to
+write: a twentieth of the api's time on batches of 1 KiB bodies. The two
+texts are the same bytes for ASCII-only values. Verifiers accept both, so
+a peer that still signs version 1 keeps working; a peer that only knows
+version 1 rejects version 2, so upgrade every Herald service of a
+deployment together.
+
+``kid`` names the key (a digest prefix, not the key): the first key of
 ``bus_keys`` signs, every key verifies, which is how keys rotate (add the new
 key second everywhere, then move it first, then drop the old one).
 
@@ -41,7 +50,7 @@ from typing import Any
 from oslo_config import cfg
 
 from herald.common import errors
-from herald.common.rpc.serializer import JsonSerializer, canonical_json
+from herald.common.rpc.serializer import JsonSerializer, canonical_bytes, canonical_json
 
 LOG = logging.getLogger(__name__)
 
@@ -74,12 +83,19 @@ def _context_dict(ctxt: Any) -> dict[str, Any]:
     return _SERIALIZER.serialize_context(ctxt)
 
 
+#: The signature version this process signs with; ``VERSIONS`` it accepts.
+VERSION = 2
+VERSIONS = (1, 2)
+
+
 def _digest(key: str, method: str, kwargs: dict[str, Any], context: dict[str, Any],
-            ts: float, nonce: str) -> str:
+            ts: float, nonce: str, version: int = VERSION) -> str:
     # The serialized form (bytes as tagged base64), identical on both sides:
     # encode(decode(x)) == x for anything that crossed the bus.
-    canonical = canonical_json([method, kwargs, context, ts, nonce])
-    return hmac.new(key.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    signed = [method, kwargs, context, ts, nonce]
+    canonical = (canonical_bytes(signed) if version == 2
+                 else canonical_json(signed).encode())
+    return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
 
 def sign(key: str, method: str, kwargs: dict[str, Any], context: Any,
@@ -87,7 +103,7 @@ def sign(key: str, method: str, kwargs: dict[str, Any], context: Any,
     """The ``herald_bus_auth`` value for one message (``kwargs`` without it)."""
     ts = time.time() if ts is None else ts
     nonce = nonce or secrets.token_hex(16)
-    return {"ts": ts, "nonce": nonce, "kid": key_id(key),
+    return {"v": VERSION, "ts": ts, "nonce": nonce, "kid": key_id(key),
             "sig": _digest(key, method, kwargs, _context_dict(context), ts, nonce)}
 
 
@@ -142,13 +158,15 @@ class Verifier:
         if not isinstance(auth, dict):
             raise BusAuthError("malformed signature")
         ts, nonce, kid, sig = (auth.get(k) for k in ("ts", "nonce", "kid", "sig"))
+        version = auth.get("v", 1)
         if (isinstance(ts, bool) or not isinstance(ts, int | float)
-                or not all(isinstance(v, str) for v in (nonce, kid, sig))):
+                or not all(isinstance(v, str) for v in (nonce, kid, sig))
+                or isinstance(version, bool) or version not in VERSIONS):
             raise BusAuthError("malformed signature")
         key = self._keys.get(kid)
         if key is None:
             raise BusAuthError(f"unknown key id {kid!r}")
-        expected = _digest(key, method, kwargs, _context_dict(context), ts, nonce)
+        expected = _digest(key, method, kwargs, _context_dict(context), ts, nonce, version)
         if not hmac.compare_digest(expected, sig):
             raise BusAuthError("bad signature")
         now = time.time() if now is None else now

@@ -37,8 +37,29 @@ def dumps(value: Any) -> str:
 
 def canonical_json(value: Any) -> str:
     """``value`` as compact JSON with sorted keys, bytes tagged as ``encode``
-    tags them: what the bus signature is computed over."""
+    tags them: what version 1 of the bus signature is computed over."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_bytes_default)
+
+
+_CANONICAL_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """What version 2 of the bus signature is computed over: ``value`` as
+    orjson's compact UTF-8 JSON with sorted keys, bytes tagged as ``encode``
+    tags them.
+
+    The sender hashes what it sends and the receiver what it decoded; the
+    two texts must be equal. orjson writes a value and its JSON round trip
+    the same way (non-string keys as strings, as ``json`` sends them; a
+    float by its shortest repr; NaN as null on both sides). What orjson
+    refuses it refuses on both sides (integers beyond 64 bits, nesting
+    beyond 254 levels), and both then hash version 1's text.
+    """
+    try:
+        return orjson.dumps(value, default=_bytes_default, option=_CANONICAL_OPTIONS)
+    except orjson.JSONEncodeError:
+        return canonical_json(value).encode()
 
 
 def encode(value: Any) -> Any:

@@ -23,8 +23,29 @@ def _verifier(*keys: str, skew: float = 60.0) -> bus_auth.Verifier:
 
 def test_signed_message_verifies_and_context_may_be_dict_or_object() -> None:
     auth = bus_auth.sign("k1", "message_post", KWARGS, CTXT)
-    assert set(auth) == {"ts", "nonce", "kid", "sig"} and "k1" not in auth["kid"]
+    assert set(auth) == {"v", "ts", "nonce", "kid", "sig"} and "k1" not in auth["kid"]
+    assert auth["v"] == 2
     _verifier("k1").verify("message_post", KWARGS, CTXT.to_dict(), auth)
+
+
+def test_version_1_signatures_still_verify_and_unknown_versions_do_not() -> None:
+    """A peer that signs the json module's canonical text (version 1, no
+    ``v``) is accepted; a version this process does not know is malformed."""
+    ts, nonce = time.time(), "n-1"
+    v1 = {"ts": ts, "nonce": nonce, "kid": bus_auth.key_id("k1"),
+          "sig": bus_auth._digest("k1", "message_post", KWARGS, CTXT.to_dict(), ts, nonce, 1)}
+    _verifier("k1").verify("message_post", KWARGS, CTXT, v1)
+    # The versions' texts differ where json escapes and orjson does not.
+    accented = {**KWARGS, "queue": "é"}
+    v2 = bus_auth.sign("k1", "message_post", accented, CTXT)
+    _verifier("k1").verify("message_post", accented, CTXT, v2)
+    with pytest.raises(bus_auth.BusAuthError, match="bad signature"):
+        _verifier("k1").verify("message_post", accented, CTXT, {**v2, "v": 1})
+    for version in (3, True, "2"):
+        with pytest.raises(bus_auth.BusAuthError, match="malformed"):
+            _verifier("k1").verify("message_post", KWARGS, CTXT,
+                                   {**bus_auth.sign("k1", "message_post", KWARGS, CTXT),
+                                    "v": version})
 
 
 def test_rotation_second_key_still_verifies_first_signs() -> None:
