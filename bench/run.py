@@ -197,17 +197,20 @@ async def fill(session: aiohttp.ClientSession, url: str, queues: list[str],
                per_queue: int) -> None:
     """Put ``per_queue`` messages in each queue through the API (10 per post)."""
     rest = roles.Rest(session, url)
+    # A few posters per queue, so filling is quick but not a phase of its own;
+    # together they post ``per_queue`` (each its share, rounded up to a post).
+    posters = 4
 
-    async def one(queue: str) -> None:
-        for start in range(0, per_queue, 10):
+    async def one(queue: str, share: int) -> None:
+        for start in range(0, share, 10):
             messages = [{"body": roles.body(start + i), "ttl": 3600} for i in range(10)]
             status, document = await rest.request("POST", f"/v2/queues/{queue}/messages",
                                                   {"messages": messages})
             if status != 201:
                 raise RuntimeError(f"fill {queue}: HTTP {status} {document}")
 
-    # A few posters per queue, so filling is quick but not a phase of its own.
-    await asyncio.gather(*(one(queue) for queue in queues for _ in range(4)))
+    share = -(-per_queue // posters)
+    await asyncio.gather(*(one(queue, share) for queue in queues for _ in range(posters)))
 
 
 # -- phases --------------------------------------------------------------------
@@ -247,7 +250,8 @@ class Bench:
                                      for i in range(self.args.concurrency)])
 
     async def list(self) -> None:
-        await fill(self.session, self.target.url, self.queues, 200)
+        # 80 pages a queue: one empty page at each queue's end per 81 requests.
+        await fill(self.session, self.target.url, self.queues, 800)
         await self.phase("list", [roles.observer(self.rest(), self.queue_for(i))
                                   for i in range(self.args.concurrency)])
 
