@@ -41,7 +41,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_bytes_default)
 
 
-_CANONICAL_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+# Passthrough: datetimes and dataclasses go to the hook, which refuses them
+# as json does, instead of being written in orjson's own way.
+_CANONICAL_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+                      | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -54,7 +57,8 @@ def canonical_bytes(value: Any) -> bytes:
     the same way (non-string keys as strings, as ``json`` sends them; a
     float by its shortest repr; NaN as null on both sides). What orjson
     refuses it refuses on both sides (integers beyond 64 bits, nesting
-    beyond 254 levels), and both then hash version 1's text.
+    beyond 254 levels), and both then hash version 1's text, which raises
+    ``TypeError`` for what is not JSON at all (a datetime, say).
     """
     try:
         return orjson.dumps(value, default=_bytes_default, option=_CANONICAL_OPTIONS)
@@ -67,8 +71,8 @@ def encode(value: Any) -> Any:
 
     Every RPC payload passes here, and a recursive walk in Python cost a
     storage worker a fifth of its CPU under load. Only binary (msgpack)
-    bodies carry bytes: ``_has_bytes`` looks for them in one pass in C, and
-    without any ``value`` is already JSON-safe and returned as is.
+    bodies carry bytes: ``_has_bytes`` looks for them in one pass in native
+    code, and without any ``value`` is already JSON-safe and returned as is.
     """
     if not _has_bytes(value):
         return value
