@@ -32,19 +32,18 @@ def test_payloads_without_bytes_are_not_copied() -> None:
     assert decode(value) is value
 
 
+def _nested(value: object, depth: int) -> object:
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def test_values_the_fast_look_refuses_still_cross() -> None:
     """Integers beyond 64 bits, non-string keys and very deep nesting are
     JSON to ``json`` but not to orjson, which looks for bytes first."""
-    deep: object = b"deep"
-    for _ in range(300):
-        deep = [deep]
-    value = {"big": 2**70, "keys": {1: b"one"}, "deep": deep}
+    value = {"big": 2**70, "keys": {1: b"one"}, "deep": _nested(b"deep", 300)}
     received = decode(json.loads(json.dumps(encode(value))))
-    assert received["big"] == 2**70 and received["keys"] == {"1": b"one"}
-    inner = received["deep"]
-    for _ in range(300):
-        inner = inner[0]
-    assert inner == b"deep"
+    assert received == {"big": 2**70, "keys": {"1": b"one"}, "deep": _nested(b"deep", 300)}
     plain = {"big": 2**70, "keys": {1: "one"}}
     assert encode(plain) is plain and decode(plain) is plain
 
@@ -58,12 +57,6 @@ def test_dumps_is_the_json_of_the_encoded_value() -> None:
 def test_a_body_that_only_mentions_the_tag_is_left_alone() -> None:
     value = {"body": {"__herald_bytes__": 5, "other": "__herald_bytes__"}}
     assert decode(encode(value)) == value
-
-
-def _nested(value: object, depth: int) -> object:
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 @pytest.mark.parametrize("body", [
