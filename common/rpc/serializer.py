@@ -76,7 +76,7 @@ def encode(value: Any) -> Any:
     """
     if not _has_bytes(value):
         return value
-    return json.loads(json.dumps(value, default=_bytes_default))
+    return json.loads(dumps(value))
 
 
 def decode(value: Any) -> Any:
