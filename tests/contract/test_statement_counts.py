@@ -345,12 +345,13 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
     assert bodies(a, "new") == ["y"]
 
 
+@pytest.mark.parametrize("alone", [False, True], ids=["batch", "lone-post"])
 def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
-        database: Database, conf: Any) -> None:
-    """Posts to several queues read the metadata unlocked and lock the queue
-    rows last. If another transaction changed a queue's metadata in between,
-    nothing of the batch is written that way: the per-queue path checks
-    every post again against the new metadata, under the lock."""
+        database: Database, conf: Any, alone: bool) -> None:
+    """Posts to several queues -- and a post on its own -- read the metadata
+    unlocked and lock the queue rows last. If another transaction changed a
+    queue's metadata in between, nothing is written that way: the per-queue
+    path checks every post again against the new metadata, under the lock."""
     import json
 
     from herald.common import errors
@@ -378,16 +379,21 @@ def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
         endpoint = StorageEndpoint(database, conf)
         for queue in ("q1", "q2"):
             endpoint.queue_create(ctxt, queue=queue, metadata=None)
-        replies = endpoint.batch(make_ctxt(""), ops=[
-            op_to_wire(ctxt, "message_post", {"queue": queue, "body_size": 100,
-                                              "messages": [{"body": queue, "ttl": 300}]})
-            for queue in ("q1", "q2")])
+        if alone:
+            with pytest.raises(errors.BadRequest):  # the new limit
+                endpoint.message_post(ctxt, queue="q1", body_size=100,
+                                      messages=[{"body": "q1", "ttl": 300}])
+        else:
+            replies = endpoint.batch(make_ctxt(""), ops=[
+                op_to_wire(ctxt, "message_post", {"queue": queue, "body_size": 100,
+                                                  "messages": [{"body": queue, "ttl": 300}]})
+                for queue in ("q1", "q2")])
+            assert type(error_from_wire(replies[0]["error"])) is errors.BadRequest  # new limit
+            assert len(replies[1]["result"]) == 1
     finally:
         conf.clear_override("message_pipeline", group="storage")
         pipeline.unregister("shrink-q1-posts")
     assert changed == ["q1"]
-    assert type(error_from_wire(replies[0]["error"])) is errors.BadRequest  # new limit
-    assert len(replies[1]["result"]) == 1
     listed = endpoint.message_list(ctxt, queue="q1", limit=10, echo=True)["messages"]
     assert listed == []
 
