@@ -99,6 +99,13 @@ def test_real_replies_match_their_schemas(api: Client) -> None:
     _validate(api.get("/v2/queues?detailed=true").json(), "QueueList")
     _validate(api.get("/v2/queues/doc/stats").json(), "QueueStats")
     _validate(api.get("/v2/queues/doc/messages?echo=true").json(), "Messages")
+    popped = api.delete("/v2/queues/doc/messages?pop=1")
+    assert popped.status_code == 200 and len(popped.json()["messages"]) == 1
+    _validate(popped.json(), "PoppedMessages")
+    for prefix in ("/v2/queues", "/v2/topics"):  # the document says so too
+        pop = openapi.document()["paths"][f"{prefix}/{{queue_name}}/messages"]["delete"]
+        assert pop["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/PoppedMessages"}
     claim_id, _ = api.claim("doc", limit=2)
     _validate(api.get(f"/v2/queues/doc/claims/{claim_id}").json(), "Claim")
     _validate(api.get("/v2/queues/doc/messages?include_claimed=true&echo=true").json(),
