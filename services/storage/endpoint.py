@@ -40,7 +40,7 @@ from herald.common.subscriptions import ws_subscriber_uri
 from herald.storage import history, pools, testfire
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
-from herald.storage.messages import MessageController
+from herald.storage.messages import MessageController, post_request
 from herald.storage.queues import QueueController
 from herald.storage.subscriptions import KIND_URI, KIND_WEBSOCKET, SubscriptionController
 
@@ -73,8 +73,8 @@ def _group_kind(op: dict[str, Any]) -> str | None:
 def _post_of(op: dict[str, Any], ctxt: RequestContext) -> dict[str, Any]:
     """A ``message_post`` operation as ``MessageController.post_many`` takes it."""
     args = op.get("args") or {}
-    return {"messages": args.get("messages") or [], "body_size": args.get("body_size", 0),
-            "client_id": ctxt.client_id, "request_id": ctxt.request_id}
+    return post_request(args.get("messages") or [], args.get("body_size", 0),
+                        ctxt.client_id, ctxt.request_id)
 
 
 def _split_by(indices: list[int], key: Callable[[int], Any]) -> list[list[int]]:

@@ -100,6 +100,13 @@ def _delete_statement() -> sa.Delete:
 KNOWN_METADATA_MAX = 4096
 
 
+def post_request(messages: list[dict[str, Any]], body_size: int, client_id: str | None,
+                 request_id: str | None) -> dict[str, Any]:
+    """One post as ``post_many`` and ``post_to_queues`` take it."""
+    return {"messages": messages, "body_size": body_size, "client_id": client_id,
+            "request_id": request_id}
+
+
 class MessageController:
     def __init__(self, db: Database, conf: cfg.ConfigOpts,
                  stages: list[pipeline.Stage] | None = None) -> None:
@@ -155,8 +162,7 @@ class MessageController:
             # the other worker's posts wait on it (issue 5, push latency).
             # The lock-first path creates a missing queue and re-checks a post
             # whose queue changed meanwhile.
-            post = {"messages": items, "body_size": body_size, "client_id": client_id,
-                    "request_id": request_id}
+            post = post_request(items, body_size, client_id, request_id)
             lock_last = self.post_to_queues([(project, queue, [post])])
             if lock_last is not None:
                 outcome = lock_last[0][0]
