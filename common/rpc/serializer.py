@@ -100,7 +100,7 @@ def _has_bytes(value: Any) -> bool:
         # thrown away, so where its output differs from json's (non-ASCII,
         # NaN) nothing depends on it.
         orjson.dumps(value, default=tag)
-    except (orjson.JSONEncodeError, TypeError):
+    except orjson.JSONEncodeError:  # also what the hook refused (a TypeError)
         # What orjson refuses and json takes: integers beyond 64 bits,
         # non-string keys, nesting deeper than 254 levels.
         found = False
@@ -111,7 +111,7 @@ def _has_bytes(value: Any) -> bool:
 def _mentions_tag(value: Any) -> bool:
     try:
         return _BYTES_TAG_UTF8 in orjson.dumps(value)
-    except (orjson.JSONEncodeError, TypeError):  # see _has_bytes
+    except orjson.JSONEncodeError:  # see _has_bytes
         return _BYTES_TAG in json.dumps(value)
 
 
