@@ -22,9 +22,19 @@
 
 ``Database`` hands out short transactions: ``read()`` and ``write()``.
 ``shared_write()`` (used by the storage endpoint's ``batch``) runs several
-operations in one write transaction: inside it, on the same thread, every
-``write()`` is a SAVEPOINT of that transaction, so an operation that fails
-rolls back alone and its neighbours still commit, with one commit for all.
+operations in one write transaction, with one commit for all. Inside it, on
+the same thread, each ``write()`` either
+
+* is a SAVEPOINT of that transaction (``savepoints=True``), so an operation
+  that fails rolls back alone and its neighbours still commit; or
+* runs directly in the transaction (``savepoints=False``): no SAVEPOINT and
+  RELEASE round trips, but the first ``write()`` that fails marks the
+  transaction ``failed`` and every later ``write()`` raises
+  ``SharedTransactionFailed`` at once. The caller must then roll the whole
+  transaction back and run its operations again with savepoints (the
+  endpoint's ``batch`` does: most batches fail nowhere and pay for no
+  savepoint, the rare one that does runs twice).
+
 Work that must follow the commit (waking a dispatcher) is registered with
 ``after_commit``; outside a shared transaction it runs at once.
 This module must not know about queues or messages.
@@ -147,6 +157,21 @@ def _install_sqlite_transactions(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+class SharedTransactionFailed(Exception):
+    """A ``write()`` in a shared transaction without savepoints, after an
+    earlier one failed: the transaction must be rolled back as a whole."""
+
+
+class SharedTransaction:
+    """The state of one ``shared_write()``: its connection, whether its
+    writes are savepoints, and whether one of them failed (without)."""
+
+    def __init__(self, conn: Connection, savepoints: bool) -> None:
+        self.conn = conn
+        self.savepoints = savepoints
+        self.failed = False
+
+
 class Database:
     """An engine plus the two kinds of transaction the controllers use."""
 
@@ -176,35 +201,47 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction, committed on success, rolled back on error.
 
-        Inside ``shared_write()`` on this thread: a SAVEPOINT of the shared
-        transaction instead, released on success, rolled back on error."""
-        shared = getattr(self._local, "conn", None)
-        if shared is not None:
-            with shared.begin_nested():
-                yield shared
-            return
-        with self.engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+        Inside ``shared_write()`` on this thread: part of the shared
+        transaction instead (see the module docstring)."""
+        shared: SharedTransaction | None = getattr(self._local, "shared", None)
+        if shared is None:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+        elif shared.savepoints:
+            with shared.conn.begin_nested():
+                yield shared.conn
+        else:
+            if shared.failed:
+                raise SharedTransactionFailed("an earlier write of this shared "
+                                              "transaction failed")
+            try:
+                yield shared.conn
+            except BaseException:
+                # Whatever the failed write did stays in the transaction (or,
+                # on PostgreSQL, aborted it): only a rollback of it all undoes that.
+                shared.failed = True
+                raise
 
     @contextlib.contextmanager
-    def shared_write(self) -> Iterator[Connection]:
+    def shared_write(self, savepoints: bool = True) -> Iterator[SharedTransaction]:
         """One write transaction for every ``write()`` of this thread inside it.
 
         Committed at the end (then the ``after_commit`` callbacks run); if the
-        commit itself fails, the exception propagates and the callbacks are
-        dropped. Not reentrant."""
-        assert getattr(self._local, "conn", None) is None, "shared_write is not reentrant"
+        block raises, or the commit itself fails, the exception propagates,
+        everything is rolled back and the callbacks are dropped. Not reentrant."""
+        assert getattr(self._local, "shared", None) is None, "shared_write is not reentrant"
         callbacks: list[Callable[[], None]] = []
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
-                self._local.conn, self._local.callbacks = conn, callbacks
+                shared = SharedTransaction(conn, savepoints)
+                self._local.shared, self._local.callbacks = shared, callbacks
                 try:
-                    yield conn
+                    yield shared
                 finally:
-                    self._local.conn = self._local.callbacks = None
+                    self._local.shared = self._local.callbacks = None
         for callback in callbacks:
             try:
                 callback()

@@ -334,6 +334,11 @@ class MessageController:
         try:
             with self._db.write() as conn:
                 assumed = self._assumed_metadata(conn, keys)
+                if assumed is None:
+                    # A queue is missing, nothing written. Left without an
+                    # exception: in a batch's transaction without savepoints
+                    # a write that raises takes the whole batch back.
+                    return None
                 all_rows: list[dict[str, Any]] = []
                 for project, queue, posts in groups:
                     outcomes: list[list[str] | errors.HeraldError] = []
@@ -362,9 +367,9 @@ class MessageController:
         return per_group
 
     def _assumed_metadata(self, conn: Connection, keys: list[tuple[str, str]]
-                          ) -> dict[tuple[str, str], dict[str, Any]]:
+                          ) -> dict[tuple[str, str], dict[str, Any]] | None:
         """What the queues' metadata is taken to be until they are locked:
-        remembered, else read (unlocked). _AllRefused if a queue is missing."""
+        remembered, else read (unlocked). None if a queue is missing."""
         wanted = set(keys)
         # get(), not a membership test and a lookup: another thread may
         # clear the memory in between.
@@ -375,7 +380,7 @@ class MessageController:
             self._remember_metadata(read)
             assumed.update(read)
         if len(assumed) < len(wanted):
-            raise _AllRefused  # nothing written: the savepoint goes
+            return None
         return assumed
 
     def _remember_metadata(self, found: dict[tuple[str, str], dict[str, Any]],

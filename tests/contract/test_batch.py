@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import sqlalchemy as sa
 
 from herald.common import errors
 from herald.common.context import RequestContext
@@ -20,6 +24,22 @@ def bodies(endpoint: Any, ctxt: RequestContext, queue: str) -> list[Any]:
     return [m["body"] for m in listed["messages"]]
 
 
+@contextlib.contextmanager
+def savepoints_sent(database: Any) -> Iterator[list[str]]:
+    """The SAVEPOINT statements the block sends to the database."""
+    sent: list[str] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SAVEPOINT"):
+            sent.append(statement)
+
+    sa.event.listen(database.engine, "before_cursor_execute", on_execute)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", on_execute)
+
+
 def test_posts_run_in_order_each_with_its_own_context(endpoint: Any) -> None:
     a, b = make_ctxt("p1"), make_ctxt("p2")
     ops = [post(a, "q1", 1), post(b, "q1", "other project"), post(a, "q2", 2),
@@ -31,7 +51,8 @@ def test_posts_run_in_order_each_with_its_own_context(endpoint: Any) -> None:
     assert bodies(endpoint, b, "q1") == ["other project"]
 
 
-def test_a_failing_operation_does_not_fail_its_neighbours(endpoint: Any, conf: Any) -> None:
+def test_a_failing_operation_does_not_fail_its_neighbours(endpoint: Any, conf: Any,
+                                                          database: Any) -> None:
     ctxt = make_ctxt()
     too_big = conf.limits.max_messages_post_size + 1
     ops = [post(ctxt, "q1", "before"),
@@ -41,7 +62,10 @@ def test_a_failing_operation_does_not_fail_its_neighbours(endpoint: Any, conf: A
            op_to_wire(ctxt, "no_such_method", {}),
            op_to_wire(ctxt, "_private", {}),
            post(ctxt, "q1", "after")]
-    replies = endpoint.batch(make_ctxt(""), ops=ops)
+    with savepoints_sent(database) as savepoints:
+        replies = endpoint.batch(make_ctxt(""), ops=ops)
+    # The first run failed; the batch ran again, each group in a savepoint.
+    assert savepoints
     assert "result" in replies[0] and "result" in replies[5]
     assert type(error_from_wire(replies[1]["error"])) is errors.BadRequest
     assert type(error_from_wire(replies[2]["error"])) is errors.ClaimMismatch
@@ -72,6 +96,32 @@ def test_claims_and_deletes_in_one_batch(endpoint: Any) -> None:
     assert type(error_from_wire(replies[2]["error"])) is errors.MessageIsClaimed
     assert all("result" in r for i, r in enumerate(replies) if i != 2)
     assert bodies(endpoint, ctxt, "q") == []
+
+
+def test_a_batch_that_fails_nowhere_takes_no_savepoint(endpoint: Any, database: Any) -> None:
+    """Posts to two queues, claims and deletes: one transaction, no SAVEPOINT
+    round trips (they are only paid when an operation fails)."""
+    a, b = make_ctxt("p1"), make_ctxt("p2")
+    endpoint.message_post(a, queue="q", messages=[{"body": i, "ttl": 300} for i in range(3)],
+                          body_size=10)
+    claim = op_to_wire(a, "claim_create", {"queue": "q", "ttl": 60, "grace": 60, "limit": 2})
+    with savepoints_sent(database) as savepoints:
+        replies = endpoint.batch(make_ctxt(""), ops=[
+            post(a, "q1", "a1"), post(b, "q1", "b1"), post(a, "q2", "a2"), claim])
+    assert savepoints == []
+    assert all("result" in r for r in replies)
+    claimed = replies[3]["result"]
+    assert [m["body"] for m in claimed["messages"]] == [0, 1]
+    deletes = [op_to_wire(a, "message_delete", {"queue": "q", "message_id": m["id"],
+                                                "claim_id": claimed["claim_id"]})
+               for m in claimed["messages"]]
+    with savepoints_sent(database) as savepoints:
+        replies = endpoint.batch(make_ctxt(""), ops=[*deletes, post(a, "q", "new")])
+    assert savepoints == []
+    assert all("result" in r for r in replies)
+    assert bodies(endpoint, a, "q") == [2, "new"]
+    assert bodies(endpoint, a, "q1") == ["a1"] and bodies(endpoint, b, "q1") == ["b1"]
+    assert bodies(endpoint, a, "q2") == ["a2"]
 
 
 def test_reads_and_other_writes_interleave_in_order(endpoint: Any) -> None:
