@@ -22,6 +22,8 @@ from typing import Any
 
 import msgpack
 
+from herald.common.strict_json import loads_if_plain
+
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 # The REST API's limit too (herald.api.validation.body.MAX_DEPTH): the RPC
@@ -66,6 +68,9 @@ def _check_document(document: Any) -> None:
 def decode(frame: str | bytes) -> Any:
     """Decode one frame: ``str`` is JSON text, ``bytes`` is msgpack."""
     if isinstance(frame, str):
+        document = loads_if_plain(frame, MAX_DEPTH)
+        if document is not None:
+            return document
         try:
             document = json.loads(frame, parse_int=_parse_int, parse_constant=_parse_constant)
             _check_document(document)

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from herald.common.errors import InvalidBody
+from herald.common.strict_json import loads_if_plain
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -60,6 +61,16 @@ def parse_json(raw: bytes) -> Any:
     """Parse ``raw`` strictly; raise InvalidBody with the reference wording."""
     if not raw:
         raise InvalidBody(EMPTY_BODY)
+    document = loads_if_plain(raw, MAX_DEPTH)
+    if document is None:
+        document = _parse_strictly(raw)
+    if not isinstance(document, dict | list):
+        raise InvalidBody(UNPARSEABLE)
+    return document
+
+
+def _parse_strictly(raw: bytes) -> Any:
+    """The standard library's parse, with every rule checked in Python."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -71,8 +82,6 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidBody(INT_TOO_LARGE) from exc
     except (ValueError, RecursionError) as exc:
         raise InvalidBody(UNPARSEABLE) from exc
-    if not isinstance(document, dict | list):
-        raise InvalidBody(UNPARSEABLE)
     if _depth_exceeds(document, MAX_DEPTH):
         raise InvalidBody(TOO_DEEP)
     return document
