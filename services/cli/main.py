@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -55,6 +56,21 @@ def _stop_cleanly_while_starting() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def _freeze_startup_heap() -> None:
+    """Keep what start-up built (modules, SQLAlchemy and oslo.messaging
+    machinery, caches) out of the cyclic garbage collector's full passes.
+
+    A full collection walks every tracked object: with the start-up heap in
+    it, each took 70-200 ms of a service's time (measured at 200 posts/s:
+    three in the api and one in each storage worker per 20 s), holding the
+    GIL and every request in flight in that process. Frozen, the api's took
+    ~2 ms each and the workers' none happened. Start-up objects are kept for
+    the life of the process anyway; garbage left by start-up is collected
+    first, so nothing frozen is garbage."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _wait_for_signal() -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -62,6 +78,7 @@ async def _wait_for_signal() -> None:
         loop.add_signal_handler(signum, stop.set)
     # Every command calls this once its service is up: the moment systemd's
     # Type=notify units count as started (a no-op outside systemd).
+    _freeze_startup_heap()
     health.sd_notify("READY=1")
     await stop.wait()
     LOG.info("stop signal received, shutting down")
