@@ -229,7 +229,9 @@ class StorageEndpoint:
         # operation failed, its partial writes cannot be undone alone:
         # everything rolls back and the batch runs again, each group in a
         # savepoint of its own, so the failure is again that operation's only.
-        for savepoints in (False, True):
+        # Not with pooling: an operation on a pool's database commits there
+        # on its own, and running the batch again would repeat it.
+        for savepoints in (True,) if self._pools.enabled else (False, True):
             try:
                 with self._db.shared_write(savepoints=savepoints) as shared:
                     self._run_groups(ops, order, outcomes)

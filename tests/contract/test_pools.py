@@ -133,3 +133,26 @@ def test_pooling_off_ignores_the_catalog(endpoint: StorageEndpoint, database_url
     assert endpoint.queue_create(ctxt, queue="q", metadata={"_flavor": "whatever"}) is True
     endpoint.message_post(ctxt, queue="q", messages=[{"body": 1, "ttl": 300}])
     assert count(database_url, "messages", queue="q") == 1
+
+
+def test_a_failing_batch_operation_never_repeats_a_pooled_write(pooled: StorageEndpoint,
+                                                                conf: Any,
+                                                                pool_url: str) -> None:
+    """A pool's database commits its operations on its own, outside the
+    batch's shared transaction: a failure elsewhere in the batch must not
+    make them run twice."""
+    from herald.common.rpc.coalescer import op_to_wire
+
+    ctxt = make_ctxt()
+    pooled.queue_create(ctxt, queue="gq", metadata={"_flavor": "gold"})
+    too_big = conf.limits.max_messages_post_size + 1
+
+    def post(queue: str, body: Any, size: int = 10) -> dict[str, Any]:
+        return op_to_wire(ctxt, "message_post", {"queue": queue, "body_size": size,
+                                                 "messages": [{"body": body, "ttl": 300}]})
+
+    replies = pooled.batch(make_ctxt(""), ops=[
+        post("gq", "pooled"), post("fresh", "refused", size=too_big), post("main", "kept")])
+    assert "result" in replies[0] and "result" in replies[2]
+    assert "error" in replies[1]
+    assert count(pool_url, "messages", queue="gq") == 1
