@@ -16,6 +16,7 @@ from herald.common.context import RequestContext
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import make_engine
 from tests.contract.conftest import make_ctxt
+from tests.contract.test_batch import post
 
 
 @pytest.fixture
@@ -141,18 +142,12 @@ def test_a_failing_batch_operation_never_repeats_a_pooled_write(pooled: StorageE
     """A pool's database commits its operations on its own, outside the
     batch's shared transaction: a failure elsewhere in the batch must not
     make them run twice."""
-    from herald.common.rpc.coalescer import op_to_wire
-
     ctxt = make_ctxt()
     pooled.queue_create(ctxt, queue="gq", metadata={"_flavor": "gold"})
     too_big = conf.limits.max_messages_post_size + 1
-
-    def post(queue: str, body: Any, size: int = 10) -> dict[str, Any]:
-        return op_to_wire(ctxt, "message_post", {"queue": queue, "body_size": size,
-                                                 "messages": [{"body": body, "ttl": 300}]})
-
     replies = pooled.batch(make_ctxt(""), ops=[
-        post("gq", "pooled"), post("fresh", "refused", size=too_big), post("main", "kept")])
+        post(ctxt, "gq", "pooled"), post(ctxt, "fresh", "refused", size=too_big),
+        post(ctxt, "main", "kept")])
     assert "result" in replies[0] and "result" in replies[2]
     assert "error" in replies[1]
     assert count(pool_url, "messages", queue="gq") == 1
