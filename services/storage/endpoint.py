@@ -34,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from herald.common import errors
 from herald.common.context import RequestContext, set_current_request_id
 from herald.common.rpc import STORAGE_API_VERSION
-from herald.common.rpc.coalescer import BATCH_METHOD, error_to_wire
+from herald.common.rpc.coalescer import BATCH_METHOD, error_from_wire, error_to_wire
 from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
 from herald.storage import history, pools, testfire
@@ -85,6 +85,20 @@ def _queue_key(op: dict[str, Any]) -> tuple[str, str]:
 
 class _RunWithSavepoints(Exception):
     """Rolls a shared transaction back whose optimistic run had a failure."""
+
+
+def _answer_uncommitted(outcomes: list[dict[str, Any] | None], order: list[int]) -> None:
+    """The outcomes of a shared transaction that did not commit: a client's
+    error (4xx) stands, as it would on any run; everything else -- a result
+    that was rolled back, an operation never reached, a failure that may
+    have been this transaction's -- is a 503 to try again."""
+    unavailable = {"error": error_to_wire(errors.ServiceUnavailable(
+        "The storage could not commit. Please try again in a few seconds."))}
+    for i in order:
+        error = (outcomes[i] or {}).get("error")
+        refused = error_from_wire(error) if error is not None else None
+        if not (isinstance(refused, errors.HeraldError) and refused.status < 500):
+            outcomes[i] = unavailable
 
 
 def _split_by(indices: list[int], key: Callable[[int], Any]) -> list[list[int]]:
@@ -238,18 +252,14 @@ class StorageEndpoint:
                     if shared.failed:
                         raise _RunWithSavepoints()
                 return
-            except _RunWithSavepoints:
+            except (_RunWithSavepoints, SharedTransactionFailed):
                 LOG.debug("an operation of a shared transaction failed; running its "
                           "%d operations again, each group in a savepoint", len(order))
                 for i in order:
                     outcomes[i] = None
-            except Exception as exc:  # begin or commit failed: nothing was stored
+            except Exception as exc:  # begin, commit or rollback failed: nothing was stored
                 LOG.warning("shared transaction of %d operations failed: %s", len(order), exc)
-                unavailable = error_to_wire(errors.ServiceUnavailable(
-                    "The storage could not commit. Please try again in a few seconds."))
-                for i in order:
-                    if outcomes[i] is None or "result" in (outcomes[i] or {}):
-                        outcomes[i] = {"error": unavailable}
+                _answer_uncommitted(outcomes, order)
                 return
 
     def _run_groups(self, ops: list[dict[str, Any]], order: list[int],
@@ -287,6 +297,8 @@ class StorageEndpoint:
         if not self._pools.enabled:
             try:
                 per_group = self._message_post_queues(ops, groups)
+            except SharedTransactionFailed:
+                raise
             except Exception as exc:  # logged by _rpc; the groups' own path decides
                 LOG.info("posts to %d queues in one statement set failed (%s); one queue "
                          "at a time", len(groups), exc)
@@ -340,6 +352,8 @@ class StorageEndpoint:
         queue = str(args[0].get("queue", ""))
         try:
             results = run(contexts, queue, args)
+        except SharedTransactionFailed:
+            raise  # not an outcome: the whole batch runs again (_run_shared)
         except Exception as exc:  # the group's statement failed: every operation did
             for i in group:
                 outcomes[i] = {"error": error_to_wire(exc)}
@@ -384,6 +398,8 @@ class StorageEndpoint:
             return {"result": getattr(self, name)(ctxt, **(op.get("args") or {}))}
         except errors.HeraldError as exc:
             return {"error": error_to_wire(exc)}
+        except SharedTransactionFailed:
+            raise  # not an outcome: the whole batch runs again (_run_shared)
         except Exception as exc:  # a storage bug: logged by _rpc, answered as a 500
             return {"error": error_to_wire(exc)}
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from herald.common import errors
 from herald.common.context import RequestContext
@@ -122,6 +123,49 @@ def test_a_batch_that_fails_nowhere_takes_no_savepoint(endpoint: Any, database: 
     assert bodies(endpoint, a, "q") == [2, "new"]
     assert bodies(endpoint, a, "q1") == ["a1"] and bodies(endpoint, b, "q1") == ["b1"]
     assert bodies(endpoint, a, "q2") == ["a2"]
+
+
+def test_a_batch_whose_rollback_fails_answers_503_never_500(endpoint: Any,
+                                                            database: Any) -> None:
+    """The optimistic run fails in the middle (a statement's connection is in
+    trouble), and rolling it back fails too: no operation may be answered
+    with the 'earlier write failed' placeholder, a 500 -- what did not commit
+    is a 503, a client's error stays what it is."""
+    ctxt = make_ctxt()
+    endpoint.message_post(ctxt, queue="q2", messages=[{"body": 0, "ttl": 300}], body_size=10)
+    message_id = endpoint.message_list(ctxt, queue="q2", limit=1, echo=True)["messages"][0]["id"]
+    ops = [post(ctxt, "q1", "a"),
+           op_to_wire(ctxt, "message_delete", {"queue": "q2", "message_id": message_id,
+                                               "claim_id": None}),
+           op_to_wire(ctxt, "message_delete", {"queue": "q3", "message_id": "0" * 32,
+                                               "claim_id": "not-an-id"}),
+           post(ctxt, "q4", "b")]
+    broken = sa_exc.OperationalError("DELETE", {}, Exception("connection in a bad state"))
+    faults = {"delete": 1, "rollback": 1}
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE") and faults["delete"]:
+            faults["delete"] -= 1
+            raise broken
+
+    def on_rollback(conn: Any) -> None:
+        if not faults["delete"] and faults["rollback"]:
+            faults["rollback"] -= 1
+            raise broken
+
+    sa.event.listen(database.engine, "before_cursor_execute", on_execute)
+    sa.event.listen(database.engine, "rollback", on_rollback)
+    try:
+        replies = endpoint.batch(make_ctxt(""), ops=ops)
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", on_execute)
+        sa.event.remove(database.engine, "rollback", on_rollback)
+    assert faults == {"delete": 0, "rollback": 0}
+    outcomes = [type(error_from_wire(r["error"])) for r in replies]
+    assert outcomes == [errors.ServiceUnavailable, errors.ServiceUnavailable,
+                        errors.ClaimMismatch, errors.ServiceUnavailable]
+    assert bodies(endpoint, ctxt, "q1") == [] and bodies(endpoint, ctxt, "q4") == []
+    assert bodies(endpoint, ctxt, "q2") == [0]
 
 
 def test_reads_and_other_writes_interleave_in_order(endpoint: Any) -> None:
