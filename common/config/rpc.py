@@ -12,7 +12,9 @@ ALL_OPTS = [
         default=10.0,
         min=0.1,
         help="Seconds an RPC call to the storage workers may take before the "
-        "request fails with 503. Possible values: a number >= 0.1.",
+        "request fails with 503. A request waiting behind coalesced batches in "
+        "flight counts from its arrival, and publishing to a broker that is "
+        "being reconnected may add up to 2 s. Possible values: a number >= 0.1.",
     ),
     cfg.IntOpt(
         "call_retry",

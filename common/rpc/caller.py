@@ -95,7 +95,8 @@ class OsloCaller:
         self._coalescer = Coalescer(self._send_one, self._send_batch,
                                     max_batch=conf.rpc.coalesce_max_batch,
                                     max_delay=conf.rpc.coalesce_max_delay,
-                                    max_inflight=conf.rpc.coalesce_max_inflight)
+                                    max_inflight=conf.rpc.coalesce_max_inflight,
+                                    deadline=conf.rpc.call_timeout + PUBLISH_GRACE)
         # oslo.messaging opens the reply queue's connection on the first call,
         # under a lock and retrying forever whatever ``retry`` says: with the
         # broker down, that call and every call queued behind the lock would

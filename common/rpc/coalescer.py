@@ -38,7 +38,14 @@ Guarantees:
   batch in that order (see ``StorageEndpoint.batch``); a client awaiting
   each operation before the next is therefore never reordered;
 * each operation carries its own ``RequestContext`` (project, client id,
-  request id, roles): the batch call's own context only names the batch.
+  request id, roles): the batch call's own context only names the batch;
+* with a ``deadline``, an operation is answered within it, from the moment
+  it was submitted: one still unanswered then fails with
+  ``ServiceUnavailable``, and one still queued is never sent. Without it, an
+  operation queued behind ``max_inflight`` batches that hang (a broker gone
+  silent) waited for their timeout and then for its own;
+* an operation whose caller has gone (cancelled) before it was sent is
+  never sent.
 
 Must not block the event loop (sending is the ``send_*`` callables' job,
 which run the blocking call on a thread) and must not know oslo.messaging.
@@ -106,13 +113,15 @@ class Coalescer:
 
     def __init__(self, send_one: SendOne, send_batch: SendBatch, max_batch: int = 64,
                  max_delay: float = 0.001, uncoalesced: Iterable[str] = UNCOALESCED,
-                 max_inflight: int = 0) -> None:
+                 max_inflight: int = 0, deadline: float = 0.0) -> None:
         self._send_one = send_one
         self._send_batch = send_batch
         self._max_batch = max(1, max_batch)
         self._max_delay = max(0.0, max_delay)
         #: Batches in flight at most before new operations wait (0: no bound).
         self._max_inflight = max(0, max_inflight)
+        #: Seconds an operation may wait for its answer in all (0: no bound).
+        self._deadline = max(0.0, deadline)
         self._uncoalesced = frozenset(uncoalesced)
         self._pending: list[_Op] = []
         self._timer: asyncio.Handle | None = None
@@ -139,7 +148,16 @@ class Coalescer:
                 self._timer = loop.call_later(self._max_delay, self.flush)
             else:  # idle: nothing to wait for (see the module docstring)
                 self._timer = loop.call_soon(self.flush)
-        return await future
+        if not self._deadline:
+            return await future
+        try:
+            # On timeout the future is cancelled: flush() skips it if it
+            # is still queued, _settle() if its batch answers late.
+            return await asyncio.wait_for(future, self._deadline)
+        except TimeoutError:
+            LOG.warning("storage call %s not answered within %.1f s", method, self._deadline)
+            raise errors.ServiceUnavailable("The storage service did not answer in time. "
+                                            "Please try again in a few seconds.") from None
 
     def _saturated(self) -> bool:
         """As many batches in flight as allowed: queue until one is answered."""
@@ -156,7 +174,8 @@ class Coalescer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        ops, self._pending = self._pending, []
+        ops = [op for op in self._pending if not op.future.done()]  # not the gone
+        self._pending = []
         if not ops:
             return
         task = asyncio.get_running_loop().create_task(self._send(ops))

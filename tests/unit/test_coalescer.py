@@ -154,6 +154,31 @@ def test_a_full_queue_is_sent_even_with_every_slot_in_flight() -> None:
     assert [len(batch) for batch in transport.batches] == [3]
 
 
+def test_an_operation_queued_behind_a_hung_batch_fails_within_the_deadline() -> None:
+    """A broker gone silent: the batch in flight hangs until its own timeout.
+    An operation queued behind it is answered 503 within the deadline from
+    its arrival -- not after the hung batch and then its own call -- and,
+    never sent, it never runs."""
+    async def scenario() -> tuple[FakeTransport, float, asyncio.Task[Any]]:
+        transport, release = FakeTransport(), asyncio.Event()
+        coalescer = Coalescer(transport.held_until(release), transport.send_batch,
+                              max_batch=100, max_delay=0.0, max_inflight=1, deadline=0.2)
+        hung = asyncio.ensure_future(coalescer.call(ctxt(9), "first", {}))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(errors.ServiceUnavailable):
+            await coalescer.call(ctxt(1), "queued", {})
+        elapsed = time.monotonic() - started
+        release.set()  # the hung call is answered at last, after its deadline
+        await asyncio.sleep(0.05)
+        return transport, elapsed, hung
+
+    transport, elapsed, hung = run(scenario())
+    assert elapsed < 0.5
+    assert isinstance(hung.exception(), errors.ServiceUnavailable)
+    assert transport.singles == [("first", {})] and transport.batches == []
+
+
 def test_an_idle_coalescer_does_not_wait_for_the_delay() -> None:
     """Nothing in flight: operations of one loop turn go out at the next."""
     async def scenario() -> tuple[FakeTransport, float]:
