@@ -107,6 +107,12 @@ class Connection(tornado.websocket.WebSocketHandler):
         if self.gateway.stopping:
             self.close(CLOSE_GOING_AWAY, "Gateway is shutting down.")
             return
+        # Frames leave at once. With Nagle's algorithm on, a push that
+        # followed another before the client's (delayed) ACK waited for it:
+        # pushes at 200/s reached the subscriber ~17 ms (p50) after the
+        # gateway wrote them, since a subscriber only listens and sends
+        # nothing an ACK could ride on.
+        self.set_nodelay(True)
         self.gateway.connections.add(self)
         self._writer = asyncio.create_task(self._write_loop())
         LOG.info("ws connection %s opened from %s", self.connection_id, self.request.remote_ip)
