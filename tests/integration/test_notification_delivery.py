@@ -27,7 +27,7 @@ from herald.common import config
 from herald.common.context import RequestContext, current_request_id
 from herald.common.rpc.ws_push import WSPushClient
 from herald.storage import migrations
-from herald.storage.dispatcher import Dispatcher
+from herald.storage.dispatcher import RECORD_INTERVAL, Dispatcher
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, make_engine
 from herald.storage.outbox import OutboxController
@@ -196,6 +196,33 @@ def test_deliveries_to_one_subscriber_reuse_its_connection(tmp_path, idle_timeou
     finally:
         stack.close()
         receiver.close()
+
+
+def test_successes_are_recorded_in_groups_in_delivery_order(stack, receiver):
+    """A stream of deliveries costs at most one recording transaction per
+    RECORD_INTERVAL (plus the first), each a group, and a post's rows are
+    recorded in its order; every delivery ends up recorded."""
+    groups: list[tuple[float, list[int]]] = []
+    record = stack.dispatcher._outbox.record_deliveries
+
+    def counting(delivered: list[Any], owner: str) -> None:
+        groups.append((time.monotonic(), [item.row.seq for item in delivered]))
+        record(delivered, owner)
+
+    stack.dispatcher._outbox.record_deliveries = counting
+    sid = stack.subscribe(receiver.url + "/ok")
+    started = time.monotonic()
+    stack.post(list(range(10)))  # ten rows of one post, served in order
+    for n in range(20):
+        stack.post([f"single-{n}"])
+    wait_until(lambda: stack.delivery(sid)["delivered"] == 30, what="30 recorded")
+    elapsed = groups[-1][0] - started
+    assert len(groups) <= 2 + elapsed / RECORD_INTERVAL, (len(groups), elapsed)
+    assert len(groups) < 30  # grouped, not one transaction per delivery
+    recorded = [seq for _, seqs in groups for seq in seqs]
+    assert len(recorded) == len(set(recorded)) == 30
+    first_post = sorted(row.seq for row in OutboxController(stack.db).rows())[:10]
+    assert [seq for seq in recorded if seq in first_post] == first_post
 
 
 def test_500_three_times_then_200_is_retried_and_recorded(stack, receiver):
