@@ -5,6 +5,8 @@ Each round -- every ``[notification] dispatch_interval``, or at once when a
 post committed in this process (``outbox.SIGNAL``) or the last round leased
 a full batch -- it:
 
+0. takes the rows this process's posts committed already leased to it
+   (``outbox.DispatchSignal.hand_over``), which need no lease statement;
 1. lists the queues with due outbox rows and keeps those whose partition
    this worker owns (``owns(project, queue)``, the tooz ring), those this
    process just committed rows to (signalled: delivering them here saves
@@ -142,7 +144,8 @@ class Dispatcher:
             except RuntimeError:  # the loop is closing
                 pass
 
-        self._signal = outbox.SIGNAL.listen(wake)
+        # Rows posted in this process go in leased to us (outbox.SIGNAL.lessee).
+        self._signal = outbox.SIGNAL.listen(wake, self.member_id, self._db.engine)
         self._signal_listener_wake = wake
         try:
             await self._dispatch()
@@ -177,6 +180,10 @@ class Dispatcher:
     async def _shutdown(self) -> None:
         # In-flight attempts get a moment; the rest of the leased rows go back
         # at once, so the next owner need not wait for the lease to run out.
+        # No more rows are leased to us from here on.
+        outbox.SIGNAL.unlisten(self._signal)
+        for row in self._signal.take_rows():
+            self._held[row.seq] = row
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2.0)
         for task in list(self._tasks):
@@ -193,6 +200,8 @@ class Dispatcher:
     # -- one round ---------------------------------------------------------
 
     async def _round(self) -> None:
+        # Rows committed in this process already leased to us: no lease statement.
+        self._serve_rows(self._signal.take_rows())
         signalled = self._signal.take()
         again, self._lease_again = self._lease_again, set()
         if time.monotonic() >= self._next_scan:
@@ -212,9 +221,15 @@ class Dispatcher:
             return
         rows = await self._in_db(self._outbox.lease, self.member_id, mine,
                                  self._opts.lease_seconds, self._opts.dispatch_batch_size)
-        # One task per (subscription, post): a post's rows in order, the
-        # rest concurrently. Rows come sorted by seq, so dict order is
-        # posting order.
+        self._serve_rows(rows)
+        if len(rows) >= self._opts.dispatch_batch_size:
+            self._lease_again = set(mine)  # more may be due there: lease again at once
+            self._wake.set()
+
+    def _serve_rows(self, rows: list[Any]) -> None:
+        """Serve rows leased to us: one task per (subscription, post), a
+        post's rows in order, the rest concurrently. Rows come sorted by
+        seq, so dict order is posting order."""
         by_post: dict[tuple[str, str], list[Any]] = collections.defaultdict(list)
         for row in rows:
             self._held[row.seq] = row
@@ -223,9 +238,6 @@ class Dispatcher:
             task = asyncio.create_task(self._serve(post_rows))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if len(rows) >= self._opts.dispatch_batch_size:
-            self._lease_again = set(mine)  # more may be due there: lease again at once
-            self._wake.set()
 
     async def _serve(self, rows: list[Any]) -> None:
         """Deliver one post's rows to one subscription, in order."""

@@ -208,16 +208,20 @@ class MessageController:
                 idempotency.remember(conn, project, queue, idempotency_key, print_,
                                      [row["id"] for row in rows], now,
                                      self._conf.storage.idempotency_window)
-        self._signal_committed(project, queue, bool(rows), bool(batch.outbox_rows))
+        self._signal_committed(project, queue, bool(rows), batch)
         return [row["id"] for row in rows]
 
     def _signal_committed(self, project: str, queue: str, posted: bool,
-                          outbox_rows: bool) -> None:
+                          batch: pipeline.PostedBatch | None) -> None:
         """Once the post is committed (at the end of a coalesced batch's shared
         transaction, or now): this process's dispatcher delivers its outbox
-        rows now rather than at the queue owner's next poll (push latency),
-        and long polls on the queue, on any edge, try again."""
-        if outbox_rows:
+        rows now rather than at the queue owner's next poll (push latency) --
+        handed over if they were leased to it, else signalled -- and long
+        polls on the queue, on any edge, try again."""
+        if batch is not None and batch.handed:
+            self._db.after_commit(functools.partial(outbox.SIGNAL.hand_over, self._db.engine,
+                                                    batch.handed))
+        if batch is not None and batch.outbox_rows > len(batch.handed):
             self._db.after_commit(functools.partial(outbox.SIGNAL.set, project, queue))
         if posted:
             self._db.after_commit(functools.partial(wakeups.messages_available,
@@ -273,19 +277,19 @@ class MessageController:
         outcomes: list[list[str] | errors.HeraldError] = []
         all_rows: list[dict[str, Any]] = []
         all_accepted: list[dict[str, Any]] = []
-        outbox_rows = 0
         try:
-            outbox_rows = self._post_many(project, queue, posts, now, with_checksum,
-                                          outcomes, all_rows, all_accepted)
+            batch = self._post_many(project, queue, posts, now, with_checksum,
+                                    outcomes, all_rows, all_accepted)
         except _AllRefused:
             return outcomes  # the SAVEPOINT took the lazy queue creation back
-        self._signal_committed(project, queue, bool(all_rows), bool(outbox_rows))
+        self._signal_committed(project, queue, bool(all_rows), batch)
         return outcomes
 
     def _post_many(self, project: str, queue: str, posts: list[dict[str, Any]], now: float,
                    with_checksum: bool, outcomes: list[list[str] | errors.HeraldError],
-                   all_rows: list[dict[str, Any]], all_accepted: list[dict[str, Any]]) -> int:
-        outbox_rows = 0
+                   all_rows: list[dict[str, Any]], all_accepted: list[dict[str, Any]]
+                   ) -> pipeline.PostedBatch | None:
+        batch = None
         with self._db.write() as conn:
             metadata = base.locked_queue_metadata(conn, project, queue, now)
             rows, accepted = self._accept(project, queue, metadata, posts, now,
@@ -298,11 +302,10 @@ class MessageController:
                     project=project, queue=queue, metadata=metadata, messages=all_accepted,
                     now=now, request_id=str(posts[0].get("request_id") or "-"))
                 pipeline.run(self._stages, conn, [batch])
-                outbox_rows = batch.outbox_rows
             elif outcomes and all(isinstance(o, errors.HeraldError) for o in outcomes):
                 # Like a lone refused post: nothing stays, not even the queue.
                 raise _AllRefused
-        return outbox_rows
+        return batch
 
     def post_to_queues(self, groups: list[tuple[str, str, list[dict[str, Any]]]]
                        ) -> list[list[list[str] | errors.HeraldError]] | None:
@@ -363,7 +366,7 @@ class MessageController:
         except _AllRefused:
             return None
         for batch in batches:
-            self._signal_committed(batch.project, batch.queue, True, bool(batch.outbox_rows))
+            self._signal_committed(batch.project, batch.queue, True, batch)
         return per_group
 
     def _assumed_metadata(self, conn: Connection, keys: list[tuple[str, str]]

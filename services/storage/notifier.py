@@ -4,7 +4,9 @@ Runs inside the post's transaction (``herald.storage.pipeline``). Recipients
 are the (project, queue)'s unexpired subscriptions -- only the confirmed ones
 when ``[notification] require_confirmation`` is on (websocket connection
 subscriptions always count as confirmed, websocket.md §6). All rows of a
-post go in with one INSERT. The payload is notifications.md §3's exact
+post go in with one INSERT, leased to this process's dispatcher when one
+listens on the same database (``outbox.DispatchSignal.lessee``): the poster
+hands them over once committed (``PostedBatch.handed``). The payload is notifications.md §3's exact
 dict, serialized once here with ``json.dumps`` default separators, so every
 subscriber gets the same bytes. Delivery is the dispatchers' job; nothing
 here touches the network.
@@ -75,16 +77,29 @@ class NotifierStage:
         recipients: dict[tuple[str, str], list[Any]] = {}
         for sub in conn.execute(statement, params):
             recipients.setdefault((sub.project, sub.queue), []).append(sub)
+        if not recipients:
+            return
+        lessee = outbox.SIGNAL.lessee(conn.engine)
         rows: list[dict[str, Any]] = []
+        written: list[tuple[PostedBatch, int]] = []
         for batch in batches:
             subs = recipients.get((batch.project, batch.queue))
             if subs:
-                written = self._rows(batch, subs)
-                rows.extend(written)
-                batch.outbox_rows += len(written)
-        outbox.insert_rows(conn, rows)
+                batch_rows = self._rows(batch, subs, lessee)
+                rows.extend(batch_rows)
+                written.append((batch, len(batch_rows)))
+                batch.outbox_rows += len(batch_rows)
+        if lessee is None:
+            outbox.insert_rows(conn, rows)
+            return
+        leased = outbox.insert_leased_rows(conn, rows)
+        start = 0
+        for batch, count in written:
+            batch.handed.extend(leased[start:start + count])
+            start += count
 
-    def _rows(self, batch: PostedBatch, recipients: list[Any]) -> list[dict[str, Any]]:
+    def _rows(self, batch: PostedBatch, recipients: list[Any],
+              lessee: str | None) -> list[dict[str, Any]]:
         payloads = [(m["id"], m.get("request_id") or batch.request_id,
                      notification_payload(m, batch.queue, batch.metadata))
                     for m in batch.messages]
@@ -98,5 +113,6 @@ class NotifierStage:
                 rows.append(outbox.row_for(
                     project=batch.project, queue=batch.queue, subscription=sub,
                     kind=outbox.KIND_NOTIFICATION, payload=payload, options=options,
-                    request_id=request_id, now=batch.now, message_id=message_id))
+                    request_id=request_id, now=batch.now, message_id=message_id,
+                    lessee=lessee, lease_seconds=self._conf.notification.lease_seconds))
         return rows

@@ -7,7 +7,15 @@ attempt, ``pending`` again with a later ``next_attempt`` -> ... ->
 ``failed`` when the retry policy is exhausted. A lease that runs out (the
 dispatcher died) makes the row due again: delivery is at-least-once.
 
-Leasing is decided by the database: ``UPDATE ... WHERE seq IN (SELECT ...
+A row the notifier writes while a dispatcher of the same process and
+database listens (``DispatchSignal.lessee``) goes in already leased to
+that dispatcher and is handed to it once the post commits
+(``DispatchSignal.hand_over``): the first attempt needs no lease
+statement, and is not delayed by one. If that worker dies before
+delivering, the row waits for its lease to run out, as a leased row
+always did.
+
+Otherwise leasing is decided by the database: ``UPDATE ... WHERE seq IN (SELECT ...
 FOR UPDATE SKIP LOCKED)`` on PostgreSQL (two dispatchers never lease one
 row, neither waits), an immediate write transaction on SQLite. Which queues a
 dispatcher asks for comes from the tooz partition ring (the worker decides);
@@ -21,6 +29,7 @@ import dataclasses
 import functools
 import json
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,6 +66,28 @@ class DispatchSignal:
         self._flag = threading.Event()
         self._listeners: list[SignalListener] = []
 
+    def lessee(self, engine: Any) -> str | None:
+        """The owner to lease new rows of ``engine``'s outbox to: the one
+        dispatcher of this process listening on that database, if exactly
+        one does (else None: rows go in unleased, and ``set`` wakes)."""
+        with self._lock:
+            owners = [listener.owner for listener in self._listeners
+                      if listener.owner is not None and listener.engine is engine]
+        return owners[0] if len(owners) == 1 else None
+
+    def hand_over(self, engine: Any, rows: Sequence[Any]) -> None:
+        """Rows committed to ``engine``'s outbox leased to their
+        ``lease_owner``: to that listener, which serves them without
+        leasing. If it stopped meanwhile they wait for the lease to run out
+        (at-least-once)."""
+        self._flag.set()
+        with self._lock:
+            listeners = [listener for listener in self._listeners
+                         if rows and listener.owner == rows[0].lease_owner
+                         and listener.engine is engine]
+        for listener in listeners[:1]:
+            listener.hand(rows)
+
     def set(self, project: str | None = None, queue: str | None = None) -> None:
         self._flag.set()
         with self._lock:
@@ -70,9 +101,12 @@ class DispatchSignal:
     def clear(self) -> None:
         self._flag.clear()
 
-    def listen(self, wake: Callable[[], None]) -> SignalListener:
-        """Register a dispatcher; ``wake`` is called on the committing thread."""
-        listener = SignalListener(wake)
+    def listen(self, wake: Callable[[], None], owner: str | None = None,
+               engine: Any = None) -> SignalListener:
+        """Register a dispatcher; ``wake`` is called on the committing thread.
+        With ``owner`` and ``engine`` (its lease owner and database) rows
+        written to that database are leased to it and handed over."""
+        listener = SignalListener(wake, owner, engine)
         with self._lock:
             self._listeners.append(listener)
         return listener
@@ -87,10 +121,25 @@ class SignalListener:
     """One dispatcher's share of ``SIGNAL``: the queues signalled since it
     last looked."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[], None], owner: str | None = None,
+                 engine: Any = None) -> None:
         self._wake = wake
+        self.owner = owner
+        self.engine = engine
         self._lock = threading.Lock()
         self._keys: set[Key] = set()
+        self._rows: list[Any] = []
+
+    def hand(self, rows: Sequence[Any]) -> None:
+        with self._lock:
+            self._rows.extend(rows)
+        self._wake()
+
+    def take_rows(self) -> list[Any]:
+        """Rows handed over since the last look, leased to ``owner``."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        return rows
 
     def notify(self, key: Key | None) -> None:
         if key is not None:
@@ -110,8 +159,10 @@ SIGNAL = DispatchSignal()
 
 def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: str,
             options: dict[str, Any], request_id: str, now: float,
-            message_id: str | None = None) -> dict[str, Any]:
-    """The outbox row delivering ``payload`` to ``subscription`` (a row or dict)."""
+            message_id: str | None = None, lessee: str | None = None,
+            lease_seconds: float = 0.0) -> dict[str, Any]:
+    """The outbox row delivering ``payload`` to ``subscription`` (a row or dict),
+    leased to ``lessee`` for ``lease_seconds`` if given."""
     get = subscription.__getitem__ if isinstance(subscription, dict) else (
         lambda key: getattr(subscription, key))
     return {
@@ -127,8 +178,8 @@ def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: 
         "created": now,
         "state": STATE_PENDING,
         "next_attempt": now,
-        "leased_until": None,
-        "lease_owner": None,
+        "leased_until": now + lease_seconds if lessee is not None else None,
+        "lease_owner": lessee,
         "attempts": 0,
         "message_id": message_id,
     }
@@ -138,6 +189,23 @@ def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """One INSERT for all rows, in the caller's transaction."""
     if rows:
         conn.execute(sa.insert(outbox), rows)
+
+
+@functools.cache
+def _insert_returning_statement() -> sa.Insert:
+    return sa.insert(outbox).returning(outbox.c.seq, sort_by_parameter_order=True)
+
+
+def insert_leased_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
+    """``insert_rows`` for rows leased to a dispatcher of this process: each
+    comes back as ``OutboxController.lease`` would have returned it (its
+    ``seq``; ``alive``, the subscription was read in this transaction), for
+    ``DispatchSignal.hand_over`` once the transaction commits."""
+    if not rows:
+        return []
+    seqs = conn.execute(_insert_returning_statement(), rows).scalars().all()
+    return [types.SimpleNamespace(**row, seq=seq, alive=True)
+            for row, seq in zip(rows, seqs, strict=True)]
 
 
 def _due(now: float | sa.BindParameter[float]) -> sa.ColumnElement[bool]:

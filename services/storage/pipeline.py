@@ -39,6 +39,9 @@ class PostedBatch:
     request_id: str
     #: Outbox rows the stages wrote (the poster wakes the dispatcher when > 0).
     outbox_rows: int = 0
+    #: Those of them leased to this process's dispatcher, which the poster
+    #: hands over once committed (``outbox.DispatchSignal.hand_over``).
+    handed: list[Any] = dataclasses.field(default_factory=list)
 
 
 class Stage(Protocol):

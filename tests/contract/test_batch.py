@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from herald.common import errors
 from herald.common.context import RequestContext
 from herald.common.rpc.coalescer import error_from_wire, op_to_wire
+from herald.storage import outbox
 from tests.contract.conftest import make_ctxt
 
 
@@ -166,6 +168,50 @@ def test_a_batch_whose_rollback_fails_answers_503_never_500(endpoint: Any,
                         errors.ClaimMismatch, errors.ServiceUnavailable]
     assert bodies(endpoint, ctxt, "q1") == [] and bodies(endpoint, ctxt, "q4") == []
     assert bodies(endpoint, ctxt, "q2") == [0]
+
+
+def test_rows_leased_to_a_local_dispatcher_are_handed_over_only_once_committed(
+        endpoint: Any, database: Any) -> None:
+    """A dispatcher of this process listens on this database: a post's
+    outbox rows go in leased to it and reach it after the commit -- those of
+    the committed run only, never those of an optimistic run rolled back."""
+    ctxt = make_ctxt()
+    endpoint.subscription_create(ctxt, queue="q1", subscriber="http://127.0.0.1:9/hook",
+                                 ttl=None, options=None)
+    endpoint.message_post(ctxt, queue="zz", messages=[{"body": 0, "ttl": 300}], body_size=10)
+    message_id = endpoint.message_list(ctxt, queue="zz", limit=1, echo=True)["messages"][0]["id"]
+    faults = {"delete": 1}
+
+    def fail_first_delete(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE") and faults["delete"]:
+            faults["delete"] -= 1
+            raise sa_exc.OperationalError("DELETE", {}, Exception("lost for a moment"))
+
+    listener = outbox.SIGNAL.listen(lambda: None, "local-dispatcher", database.engine)
+    sa.event.listen(database.engine, "before_cursor_execute", fail_first_delete)
+    try:
+        with savepoints_sent(database) as savepoints:
+            replies = endpoint.batch(make_ctxt(""), ops=[
+                post(ctxt, "q1", "before"),
+                # After q1's posts (sorted by queue): a write that fails, so
+                # the batch runs again, each group in a savepoint.
+                op_to_wire(ctxt, "message_delete", {"queue": "zz", "message_id": message_id,
+                                                    "claim_id": None}),
+                post(ctxt, "q1", "after")])
+        handed = listener.take_rows()
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", fail_first_delete)
+        outbox.SIGNAL.unlisten(listener)
+    assert savepoints and all("result" in reply for reply in replies)
+    stored = {row.seq: row for row in outbox.OutboxController(database).rows()}
+    assert sorted(row.seq for row in handed) == sorted(stored)
+    assert [json.loads(row.payload)["body"] for row in handed] == ["before", "after"]
+    assert {(row.lease_owner, row.alive) for row in handed} == {("local-dispatcher", True)}
+    assert {row.lease_owner for row in stored.values()} == {"local-dispatcher"}
+    # Nobody listening: rows go in unleased, for whoever leases them.
+    endpoint.batch(make_ctxt(""), ops=[post(ctxt, "q1", "later")])
+    later = [row for row in outbox.OutboxController(database).rows() if row.seq not in stored]
+    assert [(row.lease_owner, row.leased_until) for row in later] == [(None, None)]
 
 
 def test_reads_and_other_writes_interleave_in_order(endpoint: Any) -> None:

@@ -166,6 +166,34 @@ def test_rows_this_process_committed_go_out_at_once_whoever_owns_the_queue(tmp_p
         stack.close()
 
 
+def test_rows_posted_in_this_process_need_no_lease_statement(tmp_path, receiver):
+    """The post's rows go in leased to this process's dispatcher and are
+    handed to it at the commit: delivered without a lease statement, and
+    held by it (here while the subscriber hangs) as a leased row is."""
+    stack = Stack(tmp_path, owns=lambda p, q: False, dispatch_interval=30.0)
+    leases: list[Any] = []
+    lease = stack.dispatcher._outbox.lease
+    stack.dispatcher._outbox.lease = lambda *args, **kwargs: leases.append(args) or lease(
+        *args, **kwargs)
+    try:
+        stack.subscribe(receiver.url + "/hang")
+        sid = stack.subscribe(receiver.url + "/ok")
+        time.sleep(0.2)  # the dispatcher is in its 30 s wait
+        stack.post(["now"])
+        wait_until(lambda: stack.delivery(sid)["delivered"] == 1, timeout=5,
+                   what="the delivery, recorded")
+        wait_until(lambda: len(receiver.received("/hang")) == 1, timeout=5,
+                   what="the hanging delivery in flight")
+        hanging = [row for row in OutboxController(stack.db).rows()
+                   if row.subscriber.endswith("/hang")]
+        assert [(row.state, row.lease_owner) for row in hanging] == [
+            ("pending", "test-member")]
+        assert leases == []
+    finally:
+        receiver.release.set()
+        stack.close()
+
+
 def test_posts_to_one_subscriber_are_delivered_concurrently(stack, receiver):
     """Two posts' notifications to one (slow) subscriber overlap instead of
     queueing behind each other's round trip; within a post the order holds."""
