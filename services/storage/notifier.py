@@ -5,11 +5,11 @@ are the (project, queue)'s unexpired subscriptions -- only the confirmed ones
 when ``[notification] require_confirmation`` is on (websocket connection
 subscriptions always count as confirmed, websocket.md §6). All rows of a
 post go in with one INSERT, leased to this process's dispatcher when one
-listens on the same database (``outbox.DispatchSignal.lessee``): the poster
-hands them over once committed (``PostedBatch.handed``). The payload is notifications.md §3's exact
-dict, serialized once here with ``json.dumps`` default separators, so every
-subscriber gets the same bytes. Delivery is the dispatchers' job; nothing
-here touches the network.
+listens on the same database (``outbox.DispatchSignal.lessee``): the
+poster hands them over once committed (``PostedBatch.handed``). The
+payload is notifications.md §3's exact dict, serialized once here with
+``json.dumps`` default separators, so every subscriber gets the same
+bytes. Delivery is the dispatchers' job; nothing here touches the network.
 """
 
 from __future__ import annotations

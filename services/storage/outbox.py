@@ -15,12 +15,12 @@ statement, and is not delayed by one. If that worker dies before
 delivering, the row waits for its lease to run out, as a leased row
 always did.
 
-Otherwise leasing is decided by the database: ``UPDATE ... WHERE seq IN (SELECT ...
-FOR UPDATE SKIP LOCKED)`` on PostgreSQL (two dispatchers never lease one
-row, neither waits), an immediate write transaction on SQLite. Which queues a
-dispatcher asks for comes from the tooz partition ring (the worker decides);
-this module never consults tooz. It does not deliver anything either
-(``herald.storage.dispatcher``).
+Otherwise leasing is decided by the database: ``UPDATE ... WHERE seq IN
+(SELECT ... FOR UPDATE SKIP LOCKED)`` on PostgreSQL (two dispatchers never
+lease one row, neither waits), an immediate write transaction on SQLite.
+Which queues a dispatcher asks for comes from the tooz partition ring (the
+worker decides); this module never consults tooz. It does not deliver
+anything either (``herald.storage.dispatcher``).
 """
 
 from __future__ import annotations
