@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import json
 import logging
 import threading
@@ -39,7 +38,7 @@ from oslo_config import cfg
 from herald.common import errors
 from herald.common.context import RequestContext
 from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION, bus_auth
-from herald.common.rpc.coalescer import BATCH_METHOD, Coalescer
+from herald.common.rpc.coalescer import BATCH_METHOD, Coalescer, error_from_wire, error_to_wire
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -204,19 +203,6 @@ class OsloCaller:
             cleaner.join(CLEANUP_SECONDS)
 
 
-def _error_to_wire(exc: BaseException) -> dict[str, Any]:
-    cls = type(exc)
-    return {"module": cls.__module__, "class": cls.__name__, "args": list(exc.args)}
-
-
-def _error_from_wire(data: dict[str, Any]) -> BaseException:
-    if data["module"] in ALLOWED_REMOTE_EXMODS:
-        cls = getattr(importlib.import_module(data["module"]), data["class"], None)
-        if isinstance(cls, type) and issubclass(cls, errors.HeraldError):
-            return cls(*data["args"])
-    return errors.InternalError(" ".join(str(arg) for arg in data["args"]) or data["class"])
-
-
 class InProcessCaller:
     """The embedded mode's dispatcher: same process, same serialization."""
 
@@ -233,7 +219,7 @@ class InProcessCaller:
         kwargs = self._serializer.deserialize_entity(ctxt, request["args"])
         method = getattr(self._endpoint, request["method"], None)
         if method is None or request["method"].startswith("_"):
-            reply = {"error": _error_to_wire(
+            reply = {"error": error_to_wire(
                 errors.InternalError(f"Unknown storage method {request['method']}"))}
         else:
             try:
@@ -242,7 +228,7 @@ class InProcessCaller:
             except Exception as exc:  # every failure must cross like a reply
                 if not isinstance(exc, errors.HeraldError):
                     LOG.exception("storage method %s failed", request["method"])
-                reply = {"error": _error_to_wire(exc)}
+                reply = {"error": error_to_wire(exc)}
         return json.dumps(reply)
 
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
@@ -258,7 +244,7 @@ class InProcessCaller:
             raise _unavailable("The storage service is stopping.") from exc
         reply = json.loads(wire_reply)
         if "error" in reply:
-            raise _error_from_wire(reply["error"])
+            raise error_from_wire(reply["error"])
         return self._serializer.deserialize_entity(ctxt, reply["result"])
 
     def stop(self) -> None:
