@@ -43,6 +43,34 @@ def savepoints_sent(database: Any) -> Iterator[list[str]]:
         sa.event.remove(database.engine, "before_cursor_execute", on_execute)
 
 
+@contextlib.contextmanager
+def failing(database: Any, deletes: int = 0, rollbacks: int = 0) -> Iterator[dict[str, int]]:
+    """The block's first ``deletes`` DELETE statements fail, then its first
+    ``rollbacks`` rollbacks (a connection in trouble); yields what is left."""
+    left = {"delete": deletes, "rollback": rollbacks}
+
+    def broken() -> sa_exc.OperationalError:
+        return sa_exc.OperationalError("DELETE", {}, Exception("connection in a bad state"))
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE") and left["delete"]:
+            left["delete"] -= 1
+            raise broken()
+
+    def on_rollback(conn: Any) -> None:
+        if not left["delete"] and left["rollback"]:
+            left["rollback"] -= 1
+            raise broken()
+
+    sa.event.listen(database.engine, "before_cursor_execute", on_execute)
+    sa.event.listen(database.engine, "rollback", on_rollback)
+    try:
+        yield left
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", on_execute)
+        sa.event.remove(database.engine, "rollback", on_rollback)
+
+
 def test_posts_run_in_order_each_with_its_own_context(endpoint: Any) -> None:
     a, b = make_ctxt("p1"), make_ctxt("p2")
     ops = [post(a, "q1", 1), post(b, "q1", "other project"), post(a, "q2", 2),
@@ -142,27 +170,9 @@ def test_a_batch_whose_rollback_fails_answers_503_never_500(endpoint: Any,
            op_to_wire(ctxt, "message_delete", {"queue": "q3", "message_id": "0" * 32,
                                                "claim_id": "not-an-id"}),
            post(ctxt, "q4", "b")]
-    broken = sa_exc.OperationalError("DELETE", {}, Exception("connection in a bad state"))
-    faults = {"delete": 1, "rollback": 1}
-
-    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE") and faults["delete"]:
-            faults["delete"] -= 1
-            raise broken
-
-    def on_rollback(conn: Any) -> None:
-        if not faults["delete"] and faults["rollback"]:
-            faults["rollback"] -= 1
-            raise broken
-
-    sa.event.listen(database.engine, "before_cursor_execute", on_execute)
-    sa.event.listen(database.engine, "rollback", on_rollback)
-    try:
+    with failing(database, deletes=1, rollbacks=1) as left:
         replies = endpoint.batch(make_ctxt(""), ops=ops)
-    finally:
-        sa.event.remove(database.engine, "before_cursor_execute", on_execute)
-        sa.event.remove(database.engine, "rollback", on_rollback)
-    assert faults == {"delete": 0, "rollback": 0}
+    assert left == {"delete": 0, "rollback": 0}
     outcomes = [type(error_from_wire(r["error"])) for r in replies]
     assert outcomes == [errors.ServiceUnavailable, errors.ServiceUnavailable,
                         errors.ClaimMismatch, errors.ServiceUnavailable]
@@ -180,17 +190,9 @@ def test_rows_leased_to_a_local_dispatcher_are_handed_over_only_once_committed(
                                  ttl=None, options=None)
     endpoint.message_post(ctxt, queue="zz", messages=[{"body": 0, "ttl": 300}], body_size=10)
     message_id = endpoint.message_list(ctxt, queue="zz", limit=1, echo=True)["messages"][0]["id"]
-    faults = {"delete": 1}
-
-    def fail_first_delete(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE") and faults["delete"]:
-            faults["delete"] -= 1
-            raise sa_exc.OperationalError("DELETE", {}, Exception("lost for a moment"))
-
     listener = outbox.SIGNAL.listen(lambda: None, "local-dispatcher", database.engine)
-    sa.event.listen(database.engine, "before_cursor_execute", fail_first_delete)
     try:
-        with savepoints_sent(database) as savepoints:
+        with failing(database, deletes=1), savepoints_sent(database) as savepoints:
             replies = endpoint.batch(make_ctxt(""), ops=[
                 post(ctxt, "q1", "before"),
                 # After q1's posts (sorted by queue): a write that fails, so
@@ -200,7 +202,6 @@ def test_rows_leased_to_a_local_dispatcher_are_handed_over_only_once_committed(
                 post(ctxt, "q1", "after")])
         handed = listener.take_rows()
     finally:
-        sa.event.remove(database.engine, "before_cursor_execute", fail_first_delete)
         outbox.SIGNAL.unlisten(listener)
     assert savepoints and all("result" in reply for reply in replies)
     stored = {row.seq: row for row in outbox.OutboxController(database).rows()}
