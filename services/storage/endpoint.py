@@ -83,10 +83,6 @@ def _queue_key(op: dict[str, Any]) -> tuple[str, str]:
             str((op.get("args") or {}).get("queue", "")))
 
 
-class _RunWithSavepoints(Exception):
-    """Rolls a shared transaction back whose optimistic run had a failure."""
-
-
 def _answer_uncommitted(outcomes: list[dict[str, Any] | None], order: list[int]) -> None:
     """The outcomes of a shared transaction that did not commit: a client's
     error (4xx) stands, as it would on any run; everything else -- a result
@@ -249,10 +245,10 @@ class StorageEndpoint:
             try:
                 with self._db.shared_write(savepoints=savepoints) as shared:
                     self._run_groups(ops, order, outcomes)
-                    if shared.failed:
-                        raise _RunWithSavepoints()
+                    if shared.failed:  # roll it all back, as a later write would
+                        raise SharedTransactionFailed("a write of this batch failed")
                 return
-            except (_RunWithSavepoints, SharedTransactionFailed):
+            except SharedTransactionFailed:
                 LOG.debug("an operation of a shared transaction failed; running its "
                           "%d operations again, each group in a savepoint", len(order))
                 for i in order:
