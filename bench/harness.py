@@ -3,7 +3,9 @@
 A *phase* runs a set of role coroutines (``bench.roles``) concurrently until
 its duration has passed or its request budget is spent, then reports one
 ``PhaseResult`` (requests/s, messages/s, latency percentiles, errors, the CPU
-seconds each server process used during the phase). Nothing here speaks
+seconds each server process used during the phase, and what those say about
+the machine: how many of its cores were busy, and the rate at which all of
+them would be). Nothing here speaks
 HTTP or knows Herald's API: that is ``bench.roles``. Nothing here starts
 processes either: that is ``bench.run``.
 """
@@ -30,6 +32,11 @@ def cpu_seconds(pid: int) -> float | None:
     # The command name may contain spaces and parentheses: split after the last ')'.
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_cores() -> int:
+    """Cores this process may run on: the ones every metered process shares."""
+    return len(os.sched_getaffinity(0))
 
 
 def pids_named(names: tuple[str, ...]) -> list[int]:
@@ -161,6 +168,7 @@ class PhaseResult:
     cpu_seconds: dict[str, float]
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
     error_samples: list[str] = dataclasses.field(default_factory=list)
+    cpu_use: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -202,13 +210,39 @@ async def run_phase(name: str, roles: list[Role], duration: float, max_requests:
         messages_per_s=round(recorder.messages / elapsed, 1),
         latency={kind: latency_summary(values) for kind, values in recorder.latencies.items()},
         cpu_seconds=cpu, notes=dict(notes or {}), error_samples=recorder.error_samples,
+        # Without Herald's own processes (an external target) the sum would
+        # leave out most of the work: no figure rather than a wrong one.
+        cpu_use=cpu_use(cpu, elapsed, recorder.messages or recorder.requests,
+                        machine_cores()) if processes else {},
     )
 
 
-def format_table(rows: list[tuple[str, str, str, str]]) -> str:
-    """A plain-text table of (figure, measured, target, verdict) rows."""
-    header = ("figure", "measured", "target", "ok")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+def cpu_use(cpu_seconds: Mapping[str, float], seconds: float, units: int,
+            cores: int) -> dict[str, float]:
+    """How busy the machine was in a phase, and the most its cores allow.
+
+    Every process the phase metered shares the machine's ``cores``: Herald's,
+    PostgreSQL's, RabbitMQ's and this load generator's own. ``busy_cores`` is
+    their CPU-seconds per second of the phase. ``cpu_ms_per_unit`` is those
+    CPU-seconds per unit moved (a message, or a request when the phase moves
+    none). ``ceiling_per_s`` is the rate at which every core would be busy at
+    that cost: a figure cannot exceed it on this machine until the cost per
+    unit falls. PostgreSQL's share is a lower bound (``CpuMeter``), so the
+    ceiling is an upper one.
+    """
+    used = sum(cpu_seconds.values())
+    if seconds <= 0 or units <= 0 or used <= 0:
+        return {}
+    per_unit = used / units
+    return {"cores": cores, "busy_cores": round(used / seconds, 2),
+            "cpu_ms_per_unit": round(per_unit * 1000, 3),
+            "ceiling_per_s": round(cores / per_unit, 1)}
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    """A plain-text table of (figure, measured, target, verdict, cores) rows."""
+    header = ("figure", "measured", "target", "ok", "cores busy, ceiling")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(str(cell).ljust(width) for cell, width in zip(header, widths,
                                                                          strict=True))]
     lines.append("-+-".join("-" * width for width in widths))

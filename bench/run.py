@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from bench import roles
-from bench.harness import PhaseResult, format_table, run_phase
+from bench.harness import PhaseResult, format_table, latency_summary, run_phase
 
 ALL_PHASES = ["post_1", "post_10", "list", "claim_delete", "ws_post", "e2e_latency",
               "push_webhook", "push_websocket", "deep_queue", "claim_delete_1_worker"]
@@ -359,7 +359,6 @@ class Bench:
         deadline = time.monotonic() + 5
         while len(received) < result.messages and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        from bench.harness import latency_summary
         result.latency["push"] = latency_summary(received)
         result.notes["delivered"] = len(received)
         result.notes["posted"] = result.messages
@@ -392,8 +391,23 @@ def _blocked(name: str, why: str) -> PhaseResult:
 # -- report --------------------------------------------------------------------
 
 
-def summary_rows(results: dict[str, PhaseResult]) -> list[tuple[str, str, str, str]]:
-    rows: list[tuple[str, str, str, str]] = []
+def cores_cell(*results: PhaseResult) -> str:
+    """The last column: cores busy (and the ceiling they allow) per phase."""
+    cells = []
+    for result in results:
+        use = result.cpu_use
+        if not use:
+            cells.append("-")
+            continue
+        cell = f"{use['busy_cores']:.2f}/{use['cores']:.0f}"
+        if not result.notes.get("offered_rate"):  # a paced phase has no ceiling
+            cell += f", <= {use['ceiling_per_s']:,.0f}/s"
+        cells.append(cell)
+    return " vs ".join(cells)
+
+
+def summary_rows(results: dict[str, PhaseResult]) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
 
     def get(name: str) -> PhaseResult | None:
         return results.get(name)
@@ -405,48 +419,52 @@ def summary_rows(results: dict[str, PhaseResult]) -> list[tuple[str, str, str, s
         p99 = r.latency.get("post", {}).get("p99_ms", 0)
         rows.append(("single-message posts", f"{r.requests_per_s:.0f} req/s, p99 {p99:.0f} ms",
                      ">= 1,000 req/s, p99 <= 100 ms",
-                     verdict(r.requests_per_s >= 1000 and p99 <= 100)))
+                     verdict(r.requests_per_s >= 1000 and p99 <= 100), cores_cell(r)))
     if (r := get("post_10")) is not None:
         rows.append(("10-message batch posts", f"{r.messages_per_s:.0f} msg/s",
-                     ">= 9,000 msg/s", verdict(r.messages_per_s >= 9000)))
+                     ">= 9,000 msg/s", verdict(r.messages_per_s >= 9000), cores_cell(r)))
     if (r := get("claim_delete")) is not None:
         rows.append(("claim (10) + delete each", f"{r.messages_per_s:.0f} msg/s",
-                     ">= 1,000 msg/s", verdict(r.messages_per_s >= 1000)))
+                     ">= 1,000 msg/s", verdict(r.messages_per_s >= 1000), cores_cell(r)))
     if (r := get("list")) is not None:
         rows.append(("list (10-message pages)", f"{r.messages_per_s:.0f} msg/s",
-                     ">= 6,000 msg/s", verdict(r.messages_per_s >= 6000)))
+                     ">= 6,000 msg/s", verdict(r.messages_per_s >= 6000), cores_cell(r)))
     if (r := get("ws_post")) is not None:
         rows.append(("websocket posts (persistent)", f"{r.messages_per_s:.0f} msg/s",
-                     ">= 2,000 msg/s", verdict(r.messages_per_s >= 2000)))
+                     ">= 2,000 msg/s", verdict(r.messages_per_s >= 2000), cores_cell(r)))
     for name, label in (("push_webhook", "push latency, webhook"),
                         ("push_websocket", "push latency, websocket")):
         if (r := get(name)) is not None:
             if "blocked" in r.notes:
-                rows.append((label, f"blocked: {r.notes['blocked'][:60]}", "p99 <= 50 ms", "NO"))
+                rows.append((label, f"blocked: {r.notes['blocked'][:60]}", "p99 <= 50 ms", "NO",
+                             "-"))
                 continue
             push = r.latency.get("push", {})
             rows.append((label, f"p99 {push.get('p99_ms', 0):.0f} ms "
                                 f"({r.notes.get('delivered')}/{r.notes.get('posted')} "
                                 f"delivered at {r.notes.get('offered_rate')}/s)",
                          "p99 <= 50 ms", verdict(bool(push.get("samples"))
-                                                 and push.get("p99_ms", 1e9) <= 50)))
+                                                 and push.get("p99_ms", 1e9) <= 50),
+                         cores_cell(r)))
     if (r := get("e2e_latency")) is not None:
         e2e = r.latency.get("post_to_claim", {})
         rows.append(("end to end, post -> claimed", f"p50 {e2e.get('p50_ms', 0):.0f} ms, "
-                     f"p99 {e2e.get('p99_ms', 0):.0f} ms", "(no target)", "-"))
+                     f"p99 {e2e.get('p99_ms', 0):.0f} ms", "(no target)", "-", cores_cell(r)))
     shallow, deep = get("claim_shallow"), get("claim_deep")
     if shallow is not None and deep is not None:
         s50 = shallow.latency.get("claim", {}).get("p50_ms", 0)
         d50 = deep.latency.get("claim", {}).get("p50_ms", 0)
         ratio = d50 / s50 if s50 else float("inf")
-        rows.append(("claim latency, 1M queued vs small", f"p50 {d50:.1f} vs {s50:.1f} ms "
-                     f"= {ratio:.2f}x", "<= 2x", verdict(ratio <= 2)))
+        queued = deep.notes.get("queued", 0)
+        rows.append((f"claim latency, {queued:,} queued vs small",
+                     f"p50 {d50:.1f} vs {s50:.1f} ms = {ratio:.2f}x", "<= 2x",
+                     verdict(ratio <= 2), cores_cell(deep, shallow)))
     two, one = get("claim_delete"), get("claim_delete_1_worker")
     if two is not None and one is not None and one.messages_per_s:
         ratio = two.messages_per_s / one.messages_per_s
         rows.append(("2 storage workers vs 1 (consumers)",
                      f"{two.messages_per_s:.0f} vs {one.messages_per_s:.0f} msg/s "
-                     f"= {ratio:.2f}x", ">= 1.6x", verdict(ratio >= 1.6)))
+                     f"= {ratio:.2f}x", ">= 1.6x", verdict(ratio >= 1.6), cores_cell(two, one)))
     return rows
 
 
@@ -527,8 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": args.concurrency, "duration": args.duration,
                 "loadavg_before": load, "cpus": os.cpu_count(), "phases": results}
     Path(args.json).write_text(json.dumps(document, indent=2))
-    from bench.harness import PhaseResult as _PR
-    rows = summary_rows({name: _PR(**data) for name, data in results.items()})
+    rows = summary_rows({name: PhaseResult(**data) for name, data in results.items()})
     print(f"\nHerald bench, mode {document['mode']}, {args.concurrency} clients, "
           f"{args.duration:.0f} s/phase, load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(format_table(rows))
