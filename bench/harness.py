@@ -5,9 +5,8 @@ its duration has passed or its request budget is spent, then reports one
 ``PhaseResult`` (requests/s, messages/s, latency percentiles, errors, the CPU
 seconds each server process used during the phase, and what those say about
 the machine: how many of its cores were busy, and the rate at which all of
-them would be). Nothing here speaks
-HTTP or knows Herald's API: that is ``bench.roles``. Nothing here starts
-processes either: that is ``bench.run``.
+them would be). Nothing here speaks HTTP or knows Herald's API: that is
+``bench.roles``. Nothing here starts processes either: that is ``bench.run``.
 """
 
 from __future__ import annotations
