@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from bench import roles
-from bench.harness import PhaseResult, format_table, latency_summary, run_phase
+from bench.harness import PhaseResult, format_table, latency_summary, machine_cores, run_phase
 
 ALL_PHASES = ["post_1", "post_10", "list", "claim_delete", "ws_post", "e2e_latency",
               "push_webhook", "push_websocket", "deep_queue", "claim_delete_1_worker"]
@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             loop.close()
     document = {"mode": "external" if args.url else args.mode,
                 "concurrency": args.concurrency, "duration": args.duration,
-                "loadavg_before": load, "cpus": os.cpu_count(), "phases": results}
+                "loadavg_before": load, "cpus": machine_cores(), "phases": results}
     Path(args.json).write_text(json.dumps(document, indent=2))
     rows = summary_rows({name: PhaseResult(**data) for name, data in results.items()})
     print(f"\nHerald bench, mode {document['mode']}, {args.concurrency} clients, "
