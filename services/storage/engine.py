@@ -37,6 +37,14 @@ the same thread, each ``write()`` either
 
 Work that must follow the commit (waking a dispatcher) is registered with
 ``after_commit``; outside a shared transaction it runs at once.
+
+``execute_last`` runs a write's last statement and, on PostgreSQL, when
+that write ends its transaction (a ``write()`` of its own, or one inside
+``final_writes()`` of a shared transaction without savepoints), sends the
+COMMIT in the same round trip (psycopg's pipeline mode). A statement that
+must not commit in some case guards itself with ``herald_check(ok,
+message)`` (migration 0005), which fails it and so the COMMIT behind it;
+the caller gets ``StatementCheckFailed``.
 This module must not know about queues or messages.
 """
 
@@ -47,7 +55,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,6 +69,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30000
 #: A pooled PostgreSQL connection idle at least this long is pinged before use.
 PING_IDLE_SECONDS = 2.0
 _IDLE_SINCE = "herald_idle_since"
+#: The SQLSTATE ``herald_check`` raises (migration 0005).
+CHECK_FAILED_SQLSTATE = "HR001"
 
 
 def _prepare_sqlite_path(url: sa.URL) -> None:
@@ -162,14 +172,29 @@ class SharedTransactionFailed(Exception):
     earlier one failed: the transaction must be rolled back as a whole."""
 
 
+class StatementCheckFailed(Exception):
+    """A statement's ``herald_check`` guard was false: the statement did
+    nothing, and its transaction is aborted (rolled back if its COMMIT
+    travelled with it)."""
+
+
+def _raise_if_check_failed(driver_error: BaseException | None) -> None:
+    if getattr(driver_error, "sqlstate", None) == CHECK_FAILED_SQLSTATE:
+        raise StatementCheckFailed(str(driver_error)) from driver_error
+
+
 class SharedTransaction:
     """The state of one ``shared_write()``: its connection, whether its
-    writes are savepoints, and whether one of them failed (without)."""
+    writes are savepoints, whether one of them failed (without), whether the
+    writes running now are its last (``final_writes``) and whether one of
+    those already committed it (``execute_last``)."""
 
     def __init__(self, conn: Connection, savepoints: bool) -> None:
         self.conn = conn
         self.savepoints = savepoints
         self.failed = False
+        self.final = False
+        self.committed = False
 
 
 class Database:
@@ -208,7 +233,12 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execution_options(**{_WRITE_OPTION: True})
                 with conn.begin():
-                    yield conn
+                    outer = getattr(self._local, "own_write", None)
+                    self._local.own_write = conn
+                    try:
+                        yield conn
+                    finally:
+                        self._local.own_write = outer
         elif shared.savepoints:
             with shared.conn.begin_nested():
                 yield shared.conn
@@ -216,6 +246,9 @@ class Database:
             if shared.failed:
                 raise SharedTransactionFailed("an earlier write of this shared "
                                               "transaction failed")
+            if shared.committed:
+                raise RuntimeError("a write after the one that committed its shared "
+                                   "transaction (see final_writes)")
             try:
                 yield shared.conn
             except BaseException:
@@ -247,6 +280,78 @@ class Database:
                 callback()
             except Exception:  # a wake-up hint must not turn a commit into an error
                 LOG.exception("after-commit callback failed")
+
+    @contextlib.contextmanager
+    def final_writes(self) -> Iterator[None]:
+        """Marks the ``write()`` calls inside as the last of this thread's
+        shared transaction: ``execute_last`` may send its COMMIT. Outside a
+        shared transaction every write() ends its own transaction anyway."""
+        shared: SharedTransaction | None = getattr(self._local, "shared", None)
+        if shared is None:
+            yield
+            return
+        shared.final = True
+        try:
+            yield
+        finally:
+            shared.final = False
+
+    def execute_last(self, conn: Connection, sql: str, params: Sequence[Any]) -> None:
+        """Execute ``sql`` (in the driver's paramstyle) as the last statement
+        of the current ``write()``; nothing may be executed after it there.
+
+        On PostgreSQL, when that write ends its transaction (see the module
+        docstring), the COMMIT goes in the same round trip: the locks the
+        statement takes are held for the statement and the commit's WAL
+        flush only, not also while this thread waits for the interpreter
+        lock to read the reply and send the COMMIT (posters' queue locks:
+        docs/performance.md, ninth round). Otherwise the statement runs
+        alone and the transaction goes on as usual.
+
+        Raises ``StatementCheckFailed`` when the statement's
+        ``herald_check`` was false, SQLAlchemy's ``DBAPIError`` for any other
+        database error."""
+        dbapi_conn = conn.connection.dbapi_connection
+        if not self._ends_transaction(conn) or not hasattr(dbapi_conn, "pipeline"):
+            try:
+                conn.exec_driver_sql(sql, tuple(params))
+            except sa.exc.DBAPIError as exc:
+                _raise_if_check_failed(exc.orig)
+                raise
+            return
+        driver_error = conn.dialect.loaded_dbapi.Error
+        try:
+            with dbapi_conn.pipeline():
+                conn.exec_driver_sql(sql, tuple(params))
+                # Queued behind the statement; waits for both replies. If the
+                # statement failed, the server skips the COMMIT and the
+                # driver rolls the transaction back.
+                dbapi_conn.commit()
+        except sa.exc.DBAPIError as exc:  # a reply read early, by the statement
+            _raise_if_check_failed(exc.orig)
+            raise
+        except driver_error as exc:  # from the commit: not wrapped by SQLAlchemy
+            _raise_if_check_failed(exc)
+            disconnected = conn.dialect.is_disconnect(exc, dbapi_conn, None)
+            if disconnected:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(sql, params, exc, driver_error,
+                                             connection_invalidated=disconnected,
+                                             dialect=conn.dialect) from exc
+        shared: SharedTransaction | None = getattr(self._local, "shared", None)
+        if shared is not None:
+            shared.committed = True
+        # The SQLAlchemy transaction around this write still "commits" when
+        # it ends: the driver sees no open transaction and sends nothing.
+
+    def _ends_transaction(self, conn: Connection) -> bool:
+        """Whether the current write() on ``conn`` is its transaction's last."""
+        if not self.is_postgres:
+            return False
+        shared: SharedTransaction | None = getattr(self._local, "shared", None)
+        if shared is None:
+            return getattr(self._local, "own_write", None) is conn
+        return shared.final and not shared.savepoints and shared.conn is conn
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current shared transaction commits, or now."""
