@@ -20,6 +20,7 @@ all of them (``MessageController.post_many``), each keeping its own outcome.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -275,12 +276,17 @@ class StorageEndpoint:
                    and (kind == "post" or _queue_key(ops[order[position + len(run)]])
                         == _queue_key(first))):
                 run.append(order[position + len(run)])
-            if kind == "post" and len(run) > 1:
-                self._run_posts(ops, _split_by(run, lambda i: _queue_key(ops[i])), outcomes)
-            elif kind == "delete" and len(run) > 1:
-                self._run_delete_group(ops, run, outcomes)
-            else:
-                outcomes[run[0]] = self._run_op(ops[run[0]])
+            # The last run's writes end the transaction: a post's INSERT may
+            # carry the COMMIT (Database.execute_last).
+            last = position + len(run) == len(order)
+            with self._db.final_writes() if last else contextlib.nullcontext():
+                if kind == "post" and len(run) > 1:
+                    self._run_posts(ops, _split_by(run, lambda i: _queue_key(ops[i])),
+                                    outcomes)
+                elif kind == "delete" and len(run) > 1:
+                    self._run_delete_group(ops, run, outcomes)
+                else:
+                    outcomes[run[0]] = self._run_op(ops[run[0]])
             position += len(run)
 
     def _run_posts(self, ops: list[dict[str, Any]], groups: list[list[int]],

@@ -27,8 +27,8 @@ from sqlalchemy.engine import Connection
 
 from herald.common import errors, ids
 from herald.common.rpc import serializer, wakeups
-from herald.storage import base, clock, idempotency, outbox, pipeline
-from herald.storage.engine import Database
+from herald.storage import base, clock, idempotency, locked_insert, outbox, pipeline
+from herald.storage.engine import Database, StatementCheckFailed
 from herald.storage.schema import messages
 
 
@@ -318,11 +318,14 @@ class MessageController:
         they are taken last. The posts are checked against the metadata the
         previous locking read of each queue returned (read unlocked the first
         time), the pipeline stages write their rows (one subscriber read for
-        all queues), then one statement locks the queue rows -- returning
-        their metadata, which must be what the posts were checked against --
-        and one INSERT allocates the positions of every accepted message.
-        Holding the locks across the checks and the stages made the other
-        worker's batches wait out ~10 ms of this one's work.
+        all queues), then the queue rows are locked, their metadata must be
+        what the posts were checked against, and one INSERT allocates the
+        positions of every accepted message. Holding the locks across the
+        checks and the stages made the other worker's batches wait out
+        ~10 ms of this one's work. On PostgreSQL the lock, the check and the
+        INSERT are one statement, sent with the COMMIT when this write ends
+        the transaction (``locked_insert``); on SQLite, whose writers are
+        serialized from BEGIN, the metadata is read again and compared.
 
         None, with nothing written, when a queue does not exist (the
         per-queue path creates it lazily and takes the creation back if every
@@ -355,14 +358,23 @@ class MessageController:
                             messages=accepted, now=now,
                             request_id=str(posts[0].get("request_id") or "-")))
                 pipeline.run(self._stages, conn, batches)
-                # Also when everything was refused: a refusal must be by the
-                # queue's real metadata.
-                locked = base.queues_metadata(conn, keys, lock=True)
-                self._remember_metadata(locked, gone=set(keys) - locked.keys())
-                if locked != assumed:
-                    raise _AllRefused  # changed or deleted meanwhile: start over
-                if all_rows:
-                    conn.execute(sa.insert(messages), all_rows)
+                if all_rows and self._db.is_postgres:
+                    # Lock, check and INSERT in one statement, with the
+                    # COMMIT when this write ends the transaction.
+                    try:
+                        self._db.execute_last(conn, *locked_insert.statement(assumed, all_rows))
+                    except StatementCheckFailed:
+                        self._remember_metadata({}, gone=keys)
+                        raise _AllRefused from None  # changed meanwhile: start over
+                else:
+                    # Also when everything was refused: a refusal must be by
+                    # the queue's real metadata.
+                    locked = base.queues_metadata(conn, keys, lock=True)
+                    self._remember_metadata(locked, gone=set(keys) - locked.keys())
+                    if locked != assumed:
+                        raise _AllRefused  # changed or deleted meanwhile: start over
+                    if all_rows:
+                        conn.execute(sa.insert(messages), all_rows)
         except _AllRefused:
             return None
         for batch in batches:

@@ -102,3 +102,55 @@ def test_concurrent_posters_get_increasing_positions(endpoint, ctxt):
     for position in range(0, len(bodies), 3):
         index, batch, _ = bodies[position]
         assert bodies[position:position + 3] == [(index, batch, part) for part in range(3)]
+
+
+def test_a_reader_paging_during_posts_misses_no_message(endpoint, ctxt):
+    """Positions commit in the order they were drawn, per queue: a reader
+    paging with markers while posts commit -- lone ones and coalesced
+    batches -- sees every message exactly once, never one that drew a lower
+    position than its marker but committed after the page was read."""
+    from herald.common.rpc.coalescer import op_to_wire
+
+    endpoint.queue_create(ctxt, queue="q", metadata=None)
+    posting_done = threading.Event()
+    seen = []
+
+    def reader():
+        marker = None
+        while True:
+            last = posting_done.is_set()  # then this page is read after every commit
+            page = endpoint.message_list(ctxt, queue="q", marker=marker, limit=50,
+                                         echo=True, include_claimed=True,
+                                         include_delayed=True)
+            seen.extend(m["id"] for m in page["messages"])
+            if page["messages"]:
+                marker = page["marker"]
+            elif last:
+                return
+
+    def poster(index):
+        ids = []
+        for round_ in range(25):
+            messages = [{"body": [index, round_], "ttl": 600}]
+            if index % 2:
+                ids += endpoint.message_post(make_ctxt(), queue="q", body_size=1,
+                                             messages=messages)
+            else:  # two posts coalesced into one batch: the shared-transaction path
+                ops = [op_to_wire(make_ctxt(), "message_post",
+                                  {"queue": "q", "body_size": 1, "messages": messages})
+                       for _ in range(2)]
+                ids += [i for reply in endpoint.batch(make_ctxt(""), ops=ops)
+                        for i in reply["result"]]
+        return ids
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(reader)
+        try:
+            posted = [i for ids in _run_all(poster) for i in ids]
+        finally:
+            posting_done.set()
+        reading.result(timeout=60)
+    assert len(posted) == THREADS * 25 * 3 // 2
+    missed = set(posted) - set(seen)
+    assert not missed, f"{len(missed)} of {len(posted)} messages skipped by the reader"
+    assert len(seen) == len(set(seen))
