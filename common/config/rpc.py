@@ -54,16 +54,18 @@ ALL_OPTS = [
     ),
     cfg.IntOpt(
         "coalesce_max_inflight",
-        default=4,
+        default=2,
         min=0,
         help="Most coalesced batches an edge service keeps in flight to the "
         "storage workers at once; while that many wait for their replies, new "
         "operations queue and go together in the next batch as soon as one is "
         "answered, so batches grow with the load instead of each carrying one "
         "operation. A queue of coalesce_max_batch operations is sent regardless. "
-        "Possible values: an integer >= 1 (about twice the number of storage "
-        "workers is a good start), or 0 for no bound (batches are then only "
-        "formed by coalesce_max_delay).",
+        "Fewer, larger batches cost less CPU per operation, which is what a "
+        "loaded machine's latency waits for; too few leave storage workers idle "
+        "and put a slow batch in front of everything behind it. Possible values: "
+        "an integer >= 1 (the number of storage workers is a good start), or 0 "
+        "for no bound (batches are then only formed by coalesce_max_delay).",
     ),
     cfg.ListOpt(
         "bus_keys",

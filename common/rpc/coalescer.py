@@ -22,8 +22,8 @@ queue is flushed as soon as one of them is answered. A fixed delay alone
 does not batch: at a few hundred operations per second a 1 ms window
 holds one operation, so every operation paid a whole RPC round trip of
 CPU on the edge, the broker and the worker. Bounding the batches in flight
-makes the batch size follow the load instead (32 concurrent clients and 4
-batches in flight give batches of ~8), at the price of waiting for at most
+makes the batch size follow the load instead (32 concurrent clients and 2
+batches in flight give batches of ~16), at the price of waiting for at most
 one round trip. A queue that reaches ``max_batch`` is sent regardless.
 
 Guarantees:
