@@ -34,24 +34,26 @@ COLUMNS = (("id", "varchar"), ("project", "varchar"), ("queue", "varchar"), ("bo
 
 CHANGED = "a queue was changed or deleted since its metadata was read"
 
-# The rows travel as one JSON array and the queues as three arrays: five
-# parameters whatever the batch, so the text is constant. A parameter per
-# value (a VALUES list) made psycopg parse a new ~5 KB query for every
+# The queues travel as three arrays and the rows as one JSON document:
+# four parameters whatever the batch, so the text is constant. A parameter
+# per value (a VALUES list) made psycopg parse a new ~5 KB query for every
 # batch -- it caches only queries of at most 50 parameters -- which was a
 # fifth of a worker's time in batch posts, and PostgreSQL plan it anew; this
 # one is parsed once and becomes a prepared statement.
 SQL = (
-    "WITH locked AS MATERIALIZED ("
+    "WITH assumed AS ("
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS a (project, name, metadata)),"
+    " locked AS MATERIALIZED ("
     " SELECT project, name, metadata FROM queues"
-    " WHERE (project, name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+    " WHERE (project, name) IN (SELECT project, name FROM assumed)"
     " ORDER BY project, name FOR UPDATE)"
     f" INSERT INTO messages ({', '.join(name for name, _ in COLUMNS)})"
     " SELECT * FROM jsonb_to_recordset(%s::jsonb)"
     f" AS posted ({', '.join(f'{name} {type_}' for name, type_ in COLUMNS)})"
-    " WHERE herald_check((SELECT count(*) FROM locked"
-    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS assumed (project, name, metadata)"
+    " WHERE herald_check((SELECT count(*) FROM locked JOIN assumed"
     " ON locked.project = assumed.project AND locked.name = assumed.name"
-    f" AND locked.metadata::jsonb = assumed.metadata::jsonb) = %s, '{CHANGED}')"
+    " AND locked.metadata::jsonb = assumed.metadata::jsonb)"
+    f" = (SELECT count(*) FROM assumed), '{CHANGED}')"
 )
 
 
@@ -61,8 +63,7 @@ def statement(metadata: dict[tuple[str, str], dict[str, Any]],
     row dicts, in position order) into queues whose (project, name) keys
     must still have ``metadata``."""
     keys = sorted(metadata)
-    projects = [project for project, _ in keys]
-    names = [name for _, name in keys]
     # jsonb_to_recordset returns the array's elements in order: position order.
-    return SQL, [projects, names, json.dumps(rows, ensure_ascii=False), projects, names,
-                 [json.dumps(metadata[key]) for key in keys], len(keys)]
+    return SQL, [[project for project, _ in keys], [name for _, name in keys],
+                 [json.dumps(metadata[key]) for key in keys],
+                 json.dumps(rows, ensure_ascii=False)]

@@ -336,7 +336,8 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
     assert sent[0].startswith("SELECT subscriptions.project")
     if database.is_postgres:
         assert len(sent) == 2  # the subscribers, then the queue lock with the INSERT
-        assert sent[1].startswith("WITH locked") and "INSERT INTO messages" in sent[1]
+        assert sent[1].startswith("WITH ") and "FOR UPDATE" in sent[1]
+        assert "INSERT INTO messages" in sent[1]
     else:
         assert len(sent) == 3  # the subscribers, the queue read, the INSERT
         assert sent[1].startswith("SELECT queues.project")
