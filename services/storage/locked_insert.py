@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from herald.storage import base
+
 #: The ``messages`` columns of a row dict, with their SQL types.
 COLUMNS = (("id", "varchar"), ("project", "varchar"), ("queue", "varchar"), ("body", "text"),
            ("ttl", "integer"), ("created", "float8"), ("expires", "float8"),
@@ -65,5 +67,5 @@ def statement(metadata: dict[tuple[str, str], dict[str, Any]],
     keys = sorted(metadata)
     # jsonb_to_recordset returns the array's elements in order: position order.
     return SQL, [[project for project, _ in keys], [name for _, name in keys],
-                 [json.dumps(metadata[key]) for key in keys],
+                 [base.dump_metadata(metadata[key]) for key in keys],
                  json.dumps(rows, ensure_ascii=False)]
