@@ -310,11 +310,16 @@ class StorageEndpoint:
                     self._run_group(ops, group, outcomes, lambda *_, r=results: r,
                                     "message_post", "posts in one insert")
                 return
-        for group in groups:
-            if len(group) > 1:
-                self._run_post_group(ops, group, outcomes)
-            else:
-                outcomes[group[0]] = self._run_op(ops[group[0]])
+        for number, group in enumerate(groups, start=1):
+            # In the batch's last run, only the last group's write may carry
+            # the COMMIT (Database.execute_last): a group after it would
+            # find the transaction committed.
+            with (self._db.final_writes(False) if number < len(groups)
+                  else contextlib.nullcontext()):
+                if len(group) > 1:
+                    self._run_post_group(ops, group, outcomes)
+                else:
+                    outcomes[group[0]] = self._run_op(ops[group[0]])
 
     def _message_post_queues(self, ops: list[dict[str, Any]],
                              groups: list[list[int]]) -> list[list[Any]] | None:

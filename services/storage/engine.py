@@ -282,19 +282,21 @@ class Database:
                 LOG.exception("after-commit callback failed")
 
     @contextlib.contextmanager
-    def final_writes(self) -> Iterator[None]:
+    def final_writes(self, final: bool = True) -> Iterator[None]:
         """Marks the ``write()`` calls inside as the last of this thread's
-        shared transaction: ``execute_last`` may send its COMMIT. Outside a
-        shared transaction every write() ends its own transaction anyway."""
+        shared transaction: ``execute_last`` may send its COMMIT. With
+        ``final=False``, inside such a block: writes that are not, after
+        all, followed by more. Outside a shared transaction every write()
+        ends its own transaction anyway."""
         shared: SharedTransaction | None = getattr(self._local, "shared", None)
         if shared is None:
             yield
             return
-        shared.final = True
+        outer, shared.final = shared.final, final
         try:
             yield
         finally:
-            shared.final = False
+            shared.final = outer
 
     def execute_last(self, conn: Connection, sql: str, params: Sequence[Any]) -> None:
         """Execute ``sql`` (in the driver's paramstyle) as the last statement

@@ -82,6 +82,21 @@ def test_posts_run_in_order_each_with_its_own_context(endpoint: Any) -> None:
     assert bodies(endpoint, b, "q1") == ["other project"]
 
 
+def test_posts_to_existing_and_new_queues_in_the_last_run_all_commit(endpoint: Any) -> None:
+    """A new queue sends a batch's posts the per-queue way, one queue after
+    the other. Only the last queue's post may end the transaction: when the
+    first one carried the COMMIT, the next one failed with a 500."""
+    ctxt = make_ctxt()
+    for queue in ("a1", "a2"):
+        endpoint.message_post(ctxt, queue=queue, messages=[{"body": 0, "ttl": 300}],
+                              body_size=10)
+    replies = endpoint.batch(make_ctxt(""), ops=[post(ctxt, "a1", 1), post(ctxt, "a2", 2),
+                                                 post(ctxt, "a2", 3), post(ctxt, "b-new", 4)])
+    assert all("result" in reply for reply in replies), replies
+    assert [bodies(endpoint, ctxt, queue) for queue in ("a1", "a2", "b-new")] == [
+        [0, 1], [0, 2, 3], [4]]
+
+
 def test_a_failing_operation_does_not_fail_its_neighbours(endpoint: Any, conf: Any,
                                                           database: Any) -> None:
     ctxt = make_ctxt()
