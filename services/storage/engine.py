@@ -41,7 +41,9 @@ Work that must follow the commit (waking a dispatcher) is registered with
 ``execute_last`` runs a write's last statement and, on PostgreSQL, when
 that write ends its transaction (a ``write()`` of its own, or one inside
 ``final_writes()`` of a shared transaction without savepoints), sends the
-COMMIT in the same round trip (psycopg's pipeline mode). A statement that
+COMMIT in the same round trip (psycopg's pipeline mode); when it is also
+the transaction's first statement, it runs alone in autocommit, a
+transaction by itself, with neither BEGIN nor COMMIT. A statement that
 must not commit in some case guards itself with ``herald_check(ok,
 message)`` (migration 0005), which fails it and so the COMMIT behind it;
 the caller gets ``StatementCheckFailed``.
@@ -307,8 +309,12 @@ class Database:
         statement takes are held for the statement and the commit's WAL
         flush only, not also while this thread waits for the interpreter
         lock to read the reply and send the COMMIT (posters' queue locks:
-        docs/performance.md, ninth round). Otherwise the statement runs
-        alone and the transaction goes on as usual.
+        docs/performance.md, ninth round). If nothing ran in the transaction
+        before it, the statement is the whole transaction: it runs in
+        autocommit, one round trip instead of the BEGIN's (psycopg waits for
+        it even in a pipeline) and the statement's with the COMMIT.
+        A write that does not end its transaction sends the statement by
+        itself, and the transaction goes on as usual.
 
         Raises ``StatementCheckFailed`` when the statement's
         ``herald_check`` was false, SQLAlchemy's ``DBAPIError`` for any other
@@ -320,6 +326,9 @@ class Database:
             except sa.exc.DBAPIError as exc:
                 _raise_if_check_failed(exc.orig)
                 raise
+            return
+        if dbapi_conn.info.transaction_status.name == "IDLE":  # nothing ran yet
+            self._execute_alone(conn, sql, params)
             return
         driver_error = conn.dialect.loaded_dbapi.Error
         try:
@@ -340,6 +349,24 @@ class Database:
             raise sa.exc.DBAPIError.instance(sql, params, exc, driver_error,
                                              connection_invalidated=disconnected,
                                              dialect=conn.dialect) from exc
+        self._committed()
+
+    def _execute_alone(self, conn: Connection, sql: str, params: Sequence[Any]) -> None:
+        """``sql`` as a transaction of its own (autocommit): atomic, its locks
+        held until it ends, committed when it answers."""
+        dbapi_conn = conn.connection.dbapi_connection
+        dbapi_conn.autocommit = True
+        try:
+            conn.exec_driver_sql(sql, tuple(params))
+        except sa.exc.DBAPIError as exc:
+            _raise_if_check_failed(exc.orig)
+            raise
+        finally:
+            if not dbapi_conn.closed:  # a broken one is discarded by the pool
+                dbapi_conn.autocommit = False
+        self._committed()
+
+    def _committed(self) -> None:
         shared: SharedTransaction | None = getattr(self._local, "shared", None)
         if shared is not None:
             shared.committed = True

@@ -16,13 +16,17 @@ the replies, the wake-ups of the worker's thread and the COMMIT that
 followed the separate locking read and INSERT. A queue changed or deleted
 meanwhile fails the statement, and the COMMIT with it
 (``StatementCheckFailed``): nothing is written, and the caller checks the
-posts again under the lock.
+posts again under the lock. Given the pipeline stages' ``guard_sql``, it
+also checks that the stages, which did not run, had nothing to write
+(``STAGES_HAVE_WORK`` if they had): a post to a queue without subscribers
+is then this statement alone, a transaction by itself.
 
 Must not decide what is posted: the rows come validated from ``messages``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -35,6 +39,7 @@ COLUMNS = (("id", "varchar"), ("project", "varchar"), ("queue", "varchar"), ("bo
            ("claim_expires", "float8"), ("claim_count", "integer"), ("checksum", "varchar"))
 
 CHANGED = "a queue was changed or deleted since its metadata was read"
+STAGES_HAVE_WORK = "the message pipeline has rows to write for a queue"
 
 # The queues travel as three arrays and the rows as one JSON document:
 # four parameters whatever the batch, so the text is constant. A parameter
@@ -59,13 +64,25 @@ SQL = (
 )
 
 
+@functools.cache
+def _sql(guard_sql: str | None) -> str:
+    """``SQL``, with the stages' guard when they did not run (one text per
+    guard: the pipeline's is fixed by configuration)."""
+    if guard_sql is None:
+        return SQL
+    return f"{SQL} AND herald_check({guard_sql}, '{STAGES_HAVE_WORK}')"
+
+
 def statement(metadata: dict[tuple[str, str], dict[str, Any]],
-              rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+              rows: list[dict[str, Any]], guard_sql: str | None = None
+              ) -> tuple[str, list[Any]]:
     """The SQL and positional parameters inserting ``rows`` (``messages``
     row dicts, in position order) into queues whose (project, name) keys
-    must still have ``metadata``."""
+    must still have ``metadata``, and, with ``guard_sql``
+    (``pipeline.guard_sql``), for which the skipped stages had nothing to
+    write."""
     keys = sorted(metadata)
     # jsonb_to_recordset returns the array's elements in order: position order.
-    return SQL, [[project for project, _ in keys], [name for _, name in keys],
+    return _sql(guard_sql), [[project for project, _ in keys], [name for _, name in keys],
                  [base.dump_metadata(metadata[key]) for key in keys],
                  json.dumps(rows, ensure_ascii=False)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -99,6 +100,13 @@ def _delete_statement() -> sa.Delete:
 #: this many the memory starts over (a miss costs one read).
 KNOWN_METADATA_MAX = 4096
 
+#: Seconds a worker runs the pipeline stages for a queue's posts after its
+#: statement found they had rows to write there (a subscriber): trying to
+#: skip them on every post would fail every post once. Afterwards one post
+#: tries again, so a queue whose subscriptions are gone gets the short path
+#: back.
+STAGE_WORK_SECONDS = 60.0
+
 
 def post_request(messages: list[dict[str, Any]], body_size: int, client_id: str | None,
                  request_id: str | None) -> dict[str, Any]:
@@ -116,6 +124,11 @@ class MessageController:
         #: (project, queue) -> the metadata its last locking read returned.
         #: Only a guess: every use is checked by the next locking read.
         self._known_metadata: dict[tuple[str, str], dict[str, Any]] = {}
+        #: What the stages must not have to write when a post skips them
+        #: (None: never skipped), and (project, queue) -> until when
+        #: (monotonic) they run for it anyway (``STAGE_WORK_SECONDS``).
+        self._stage_guard = pipeline.guard_sql(self._stages) if db.is_postgres else None
+        self._stage_work_until: dict[tuple[str, str], float] = {}
 
     # -- posting ----------------------------------------------------------
 
@@ -326,15 +339,21 @@ class MessageController:
         INSERT are one statement, sent with the COMMIT when this write ends
         the transaction (``locked_insert``); on SQLite, whose writers are
         serialized from BEGIN, the metadata is read again and compared.
+        On PostgreSQL the stages are skipped, and their guard checked by
+        that statement, unless they recently had rows to write for one of
+        the queues: a post with remembered metadata to queues without
+        subscribers is then that one statement.
 
         None, with nothing written, when a queue does not exist (the
         per-queue path creates it lazily and takes the creation back if every
         post to it is refused, which one shared statement set cannot), or
         when a queue's metadata was not what the posts were checked against
-        (the per-queue path then checks them again, under the lock)."""
+        (the per-queue path then checks them again, under the lock), or when
+        skipped stages had rows to write after all."""
         now = clock.now()
         with_checksum = self._conf.enable_checksum
         keys = [(project, queue) for project, queue, _ in groups]
+        guard = None if self._stages_may_write(keys) else self._stage_guard
         per_group: list[list[list[str] | errors.HeraldError]] = []
         batches: list[pipeline.PostedBatch] = []
         try:
@@ -357,15 +376,20 @@ class MessageController:
                             project=project, queue=queue, metadata=assumed[(project, queue)],
                             messages=accepted, now=now,
                             request_id=str(posts[0].get("request_id") or "-")))
-                pipeline.run(self._stages, conn, batches)
+                if guard is None:
+                    pipeline.run(self._stages, conn, batches)
                 if all_rows and self._db.is_postgres:
                     # Lock, check and INSERT in one statement, with the
                     # COMMIT when this write ends the transaction.
                     try:
-                        self._db.execute_last(conn, *locked_insert.statement(assumed, all_rows))
-                    except StatementCheckFailed:
-                        self._remember_metadata({}, gone=keys)
-                        raise _AllRefused from None  # changed meanwhile: start over
+                        self._db.execute_last(conn, *locked_insert.statement(
+                            assumed, all_rows, guard))
+                    except StatementCheckFailed as exc:
+                        if locked_insert.STAGES_HAVE_WORK in str(exc):
+                            self._remember_stage_work(keys)
+                        else:
+                            self._remember_metadata({}, gone=keys)
+                        raise _AllRefused from None  # start over
                 else:
                     # Also when everything was refused: a refusal must be by
                     # the queue's real metadata.
@@ -397,6 +421,16 @@ class MessageController:
         if len(assumed) < len(wanted):
             return None
         return assumed
+
+    def _stages_may_write(self, keys: list[tuple[str, str]]) -> bool:
+        now = time.monotonic()
+        return any(self._stage_work_until.get(key, 0.0) > now for key in keys)
+
+    def _remember_stage_work(self, keys: list[tuple[str, str]]) -> None:
+        if len(self._stage_work_until) + len(keys) > KNOWN_METADATA_MAX:
+            self._stage_work_until.clear()
+        until = time.monotonic() + STAGE_WORK_SECONDS
+        self._stage_work_until.update((key, until) for key in keys)
 
     def _remember_metadata(self, found: dict[tuple[str, str], dict[str, Any]],
                            gone: Iterable[tuple[str, str]] = ()) -> None:

@@ -65,6 +65,15 @@ class NotifierStage:
     def __call__(self, conn: Connection, batch: PostedBatch) -> None:
         self.run_many(conn, [batch])
 
+    def nothing_to_write_sql(self) -> str:
+        """No subscription of the posted queues exists (``pipeline``'s
+        guard). Any row counts, expired or unconfirmed: restating who gets
+        notified would be a second copy of ``_recipients_statement`` to keep
+        true; a queue with only those runs this stage, which decides."""
+        return ("NOT EXISTS (SELECT 1 FROM subscriptions JOIN assumed"
+                " ON subscriptions.project = assumed.project"
+                " AND subscriptions.queue = assumed.name)")
+
     def run_many(self, conn: Connection, batches: list[PostedBatch]) -> None:
         """The batches of one statement set (a coalesced batch's posts to
         several queues): one subscriber read and one INSERT for all."""

@@ -11,6 +11,14 @@ register failing stages there). A stage must not commit, open transactions
 of its own, or do network I/O: it only writes rows. A stage may also offer
 ``run_many(conn, batches)`` for the posts to several queues of one
 statement set (``run``), to read and write for all of them at once.
+
+A stage may offer ``nothing_to_write_sql()`` too: an SQL condition, over
+the posted queues as ``assumed (project, name)``, that is true when the
+stage would write nothing for them (the notifier: no subscription).
+When every stage offers one, a post on PostgreSQL may skip the stages and
+check the conditions in its own statement instead (``guard_sql``), one
+round trip for the whole post; if a condition fails, nothing was written
+and the post runs the stages.
 """
 
 from __future__ import annotations
@@ -85,6 +93,19 @@ def run(stages: list[Stage], conn: Connection, batches: list[PostedBatch]) -> No
         else:
             for batch in batches:
                 stage(conn, batch)
+
+
+def guard_sql(stages: list[Stage]) -> str | None:
+    """The SQL condition under which running ``stages`` would write nothing
+    (see the module docstring), or None when some stage cannot tell, or
+    there is no stage to skip."""
+    conditions = []
+    for stage in stages:
+        nothing_to_write_sql = getattr(stage, "nothing_to_write_sql", None)
+        if nothing_to_write_sql is None:
+            return None
+        conditions.append(f"({nothing_to_write_sql()})")
+    return " AND ".join(conditions) or None
 
 
 def build(conf: cfg.ConfigOpts) -> list[Stage]:

@@ -32,10 +32,19 @@ EXPECTED = {
     # A post checks its messages against the queue's metadata as this worker
     # last saw it, reads the subscribers, then locks the queue row, confirms
     # the metadata and inserts: the lock is taken last. On PostgreSQL that
-    # is one statement (herald.storage.locked_insert), sent with the COMMIT.
-    "post_1": (3, 2),           # subscribers + queue row (locked) + messages
-    "post_1_first": (4, 3),     # this worker's first post to the queue: + metadata read
-    "post_10": (3, 2),          # same: ONE insert for the 10 messages
+    # is one statement (herald.storage.locked_insert), a transaction by
+    # itself, which also checks that the queue has no subscriber instead of
+    # reading them.
+    "post_1": (3, 1),           # subscribers + queue row (locked) + messages
+    "post_1_first": (4, 2),     # this worker's first post to the queue: + metadata read
+    "post_10": (3, 1),          # same: ONE insert for the 10 messages
+    # With a subscriber: + the outbox rows' INSERT. On PostgreSQL the
+    # subscribers are read again, and the statement checks no guard, once
+    # the worker has found the queue has some: the first post finds it out
+    # by a failed statement, then takes the per-queue path (metadata read
+    # and locked, messages, subscribers, outbox).
+    "post_1_subscribed": (4, 3),
+    "post_1_subscribed_first": (4, 5),
     "list": (1, 1),
     "get": (1, 1),
     "claim": (3, 1),            # PG: one UPDATE ... RETURNING (claim row, history in CTEs)
@@ -111,6 +120,23 @@ def test_post_statements(endpoint: StorageEndpoint, database: Database,
         _post(endpoint, ctxt, "q", 10)
     _check(statements, database, "post_10")
     assert sum("INSERT INTO messages" in s for s in statements) == 1
+
+
+def test_post_statements_with_a_subscriber(endpoint: StorageEndpoint, database: Database,
+                                          counter: StatementCounter) -> None:
+    ctxt = make_ctxt()
+    endpoint.queue_create(ctxt, queue="q")
+    _post(endpoint, ctxt, "q", 1)  # the queue's metadata is known
+    endpoint.subscription_create(ctxt, queue="q", subscriber="http://127.0.0.1:9/hook",
+                                 ttl=None, options=None)
+    outbox_rows = OutboxController(database).rows
+    with counter.counting() as statements:
+        _post(endpoint, ctxt, "q", 1)
+    _check(statements, database, "post_1_subscribed_first")
+    with counter.counting() as statements:
+        _post(endpoint, ctxt, "q", 1)
+    _check(statements, database, "post_1_subscribed")
+    assert len(outbox_rows()) == 2
 
 
 def test_read_statements(endpoint: StorageEndpoint, database: Database,
@@ -285,10 +311,11 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
         endpoint: StorageEndpoint, database: Database, conf: Any,
         counter: StatementCounter) -> None:
     """Posts to several existing queues in one batch: one statement reads
-    the queues' metadata, one reads their subscribers, one locks the queue
-    rows (last), one INSERT takes every message; each queue keeps its order
-    and each post its own outcome. A queue that does not exist yet sends the
-    batch the per-queue way, which creates it lazily."""
+    the queues' metadata, one reads their subscribers (on PostgreSQL: the
+    last one checks there are none), one locks the queue rows (last), one
+    INSERT takes every message; each queue keeps its order and each post its
+    own outcome. A queue that does not exist yet sends the batch the
+    per-queue way, which creates it lazily."""
     from herald.common import errors
     from herald.common.rpc.coalescer import error_from_wire, op_to_wire
 
@@ -313,15 +340,17 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
             if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
     inserts = [s for s in sent if "INSERT INTO messages" in s]
     assert len(inserts) == 1
-    assert len([s for s in sent if s.startswith("SELECT subscriptions.project")]) == 1
+    subscriber_reads = len([s for s in sent if s.startswith("SELECT subscriptions.project")])
     if database.is_postgres:
-        # An unlocked read of the metadata, the subscribers, then the queue
-        # locks and the INSERT in one statement (locked_insert), whatever
-        # the number of queues.
+        # An unlocked read of the metadata, then the queue locks, the check
+        # that no queue has subscribers and the INSERT in one statement
+        # (locked_insert), whatever the number of queues.
+        assert subscriber_reads == 0
         assert len([s for s in sent if s.startswith("SELECT queues.project")]) == 1
-        assert len(sent) == 3
-        assert "FOR UPDATE" in sent[-1] and "herald_check" in sent[-1]
+        assert len(sent) == 2
+        assert "FOR UPDATE" in sent[-1] and "NOT EXISTS (SELECT 1 FROM subscriptions" in sent[-1]
     else:
+        assert subscriber_reads == 1
         assert len([s for s in sent if s.startswith("SELECT queues.project")]) == 2
         assert len(sent) == 4  # whatever the number of queues
     assert sent[-1] == inserts[0]  # the queue lock just before it, or in it
@@ -333,12 +362,12 @@ def test_posts_of_a_batch_to_several_queues_share_one_lock_and_one_insert(
     assert all("result" in r for r in again)
     sent = [s.lstrip() for s in statements
             if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
-    assert sent[0].startswith("SELECT subscriptions.project")
     if database.is_postgres:
-        assert len(sent) == 2  # the subscribers, then the queue lock with the INSERT
-        assert sent[1].startswith("WITH ") and "FOR UPDATE" in sent[1]
-        assert "INSERT INTO messages" in sent[1]
+        assert len(sent) == 1  # the queue lock, the checks and the INSERT
+        assert sent[0].startswith("WITH ") and "FOR UPDATE" in sent[0]
+        assert "INSERT INTO messages" in sent[0]
     else:
+        assert sent[0].startswith("SELECT subscriptions.project")
         assert len(sent) == 3  # the subscribers, the queue read, the INSERT
         assert sent[1].startswith("SELECT queues.project")
         assert sent[2].startswith("INSERT INTO messages")

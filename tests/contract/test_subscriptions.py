@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from herald.common import errors, signing
+from herald.common.rpc.coalescer import op_to_wire
 from herald.storage import outbox, pipeline
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.outbox import OutboxController
@@ -231,6 +232,41 @@ def test_post_writes_one_row_per_message_and_subscriber(endpoint, ctxt, database
     assert all(r.request_id == ctxt.request_id or r.request_id.startswith("req-")
                for r in written)
     assert json.loads(written[0].options)["post_data"] == "x"
+
+
+def test_the_first_post_after_a_subscription_notifies_it(endpoint, ctxt, database, conf):
+    """On PostgreSQL a post to a queue without subscribers skips the
+    notifier: its statement checks there are none instead of reading them.
+    Workers that posted that way before a subscription was created must
+    notify it from the next post on, alone or coalesced, and stop once it
+    is gone."""
+    other = StorageEndpoint(database, conf)  # a second worker
+
+    def coalesced(worker, body):
+        ops = [op_to_wire(ctxt, "message_post", {
+            "queue": queue, "body_size": 10, "messages": [{"body": body, "ttl": 300}]})
+            for queue in ("q", "q2")]
+        replies = worker.batch(make_ctxt(""), ops=ops)
+        assert all("result" in reply for reply in replies)
+
+    for worker in (endpoint, other):
+        for _ in range(2):  # the queues' metadata is known: the short path
+            post(worker, ctxt, ["before"])
+            coalesced(worker, "before")
+    assert rows(database) == []
+    subscription = create(other, ctxt)
+    post(endpoint, ctxt, ["alone"])
+    coalesced(endpoint, "coalesced")
+    coalesced(other, "on the other worker")
+    post(other, ctxt, ["alone on the other worker"])
+    assert [json.loads(row.payload)["body"] for row in rows(database)] == [
+        "alone", "coalesced", "on the other worker", "alone on the other worker"]
+    endpoint.subscription_delete(ctxt, queue="q", subscription_id=subscription[
+        "subscription_id"])
+    assert rows(database) == []  # its pending rows went with it
+    post(endpoint, ctxt, ["after"])
+    coalesced(other, "after")
+    assert rows(database) == []
 
 
 def test_payload_has_delay_only_on_delayed_queues(endpoint, ctxt, database):

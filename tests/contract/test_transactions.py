@@ -4,11 +4,16 @@ On PostgreSQL the COMMIT travels with the last statement of a write that
 ends its transaction: a ``write()`` of its own, or one inside
 ``final_writes()`` of a shared transaction without savepoints. Whether it
 did is seen from another connection before the write's block ends. A
-statement whose ``herald_check`` fails takes its whole transaction back.
+write whose only statement that is runs it as a transaction by itself,
+without BEGIN. A statement whose ``herald_check`` fails takes its whole
+transaction back.
 SQLite runs the statement alone and commits when the write ends.
 """
 
 from __future__ import annotations
+
+import tempfile
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -36,6 +41,29 @@ def test_the_last_statement_of_a_write_commits_with_it(database: Database) -> No
         database.execute_last(conn, _insert_sql(database), ["tx", "own"])
         assert _stored(database) == ({"own"} if database.is_postgres else set())
     assert _stored(database) == {"own"}
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["alone", "after-a-read"])
+def test_a_write_of_one_statement_is_a_transaction_by_itself(database: Database,
+                                                             first: bool) -> None:
+    if not database.is_postgres:
+        pytest.skip("SQLite writes begin with BEGIN IMMEDIATE, always")
+    with database.write() as conn, tempfile.TemporaryFile() as trace:
+        # libpq's trace of the protocol messages this connection sends.
+        pgconn = conn.connection.dbapi_connection.pgconn
+        pgconn.trace(trace.fileno())
+        try:
+            if not first:
+                conn.execute(sa.text("SELECT 1"))
+            database.execute_last(conn, _insert_sql(database), ["tx", "one"])
+        finally:
+            pgconn.untrace()
+        assert _stored(database) == {"one"}  # committed when it answered
+        trace.seek(0)
+        sent = [line for line in trace.read().decode().splitlines()
+                if line.split("\t")[1:2] == ["F"]]  # frontend: what was sent
+    assert any('"BEGIN' in line for line in sent) is not first
+    assert any('"COMMIT"' in line for line in sent) is not first
 
 
 @pytest.mark.parametrize("savepoints", [False, True], ids=["direct", "savepoints"])
@@ -86,16 +114,32 @@ def test_a_failed_check_in_a_savepoint_fails_that_write_only(database: Database)
     assert _stored(database) == {"kept"}
 
 
-def test_database_errors_of_the_pipelined_statement_are_sqlalchemy_errors(
-        database: Database) -> None:
+@pytest.mark.parametrize("first", [True, False], ids=["alone", "pipelined"])
+def test_database_errors_of_the_last_statement_are_sqlalchemy_errors(
+        database: Database, first: bool) -> None:
     if not database.is_postgres:
-        pytest.skip("the pipeline is PostgreSQL's")
-    with database.write() as conn:
-        database.execute_last(conn, _insert_sql(database), ["tx", "twice"])
-    with pytest.raises(sa.exc.IntegrityError), database.write() as conn:
-        database.execute_last(conn, _insert_sql(database), ["tx", "twice"])
+        pytest.skip("the pipeline and the autocommit statement are PostgreSQL's")
+
+    def write(name: str) -> Any:
+        with database.write() as conn:
+            dbapi_conn = conn.connection.dbapi_connection
+            if not first:
+                conn.execute(sa.text("SELECT 1"))
+            try:
+                database.execute_last(conn, _insert_sql(database), ["tx", name])
+            finally:
+                # Back to transactions of several statements, whatever happened.
+                assert not dbapi_conn.autocommit
+
+    write("twice")
+    with pytest.raises(sa.exc.IntegrityError):
+        write("twice")
     assert _stored(database) == {"twice"}
     # The connection went back to the pool in a usable state.
-    with database.write() as conn:
-        database.execute_last(conn, _insert_sql(database), ["tx", "after"])
+    write("after")
+    with pytest.raises(StatementCheckFailed), database.write() as conn:
+        conn.execute(sa.insert(queues).values(project="tx", name="undone", metadata="{}",
+                                              created=0))
+        database.execute_last(conn, _insert_sql(database, guarded=True),
+                              ["tx", "refused", False])
     assert _stored(database) == {"twice", "after"}
