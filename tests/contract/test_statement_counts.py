@@ -106,19 +106,22 @@ def _check(counter_list: list[str], database: Database, name: str) -> None:
         + "\n---\n".join(counter_list))
 
 
+def _check_post(counter: StatementCounter, endpoint: StorageEndpoint, database: Database,
+                ctxt: Any, n: int, name: str) -> list[str]:
+    """Post ``n`` messages to queue q; its statements must be ``name``'s."""
+    with counter.counting() as statements:
+        _post(endpoint, ctxt, "q", n)
+    _check(statements, database, name)
+    return statements
+
+
 def test_post_statements(endpoint: StorageEndpoint, database: Database,
                          counter: StatementCounter) -> None:
     ctxt = make_ctxt()
     endpoint.queue_create(ctxt, queue="q")
-    with counter.counting() as statements:
-        _post(endpoint, ctxt, "q", 1)
-    _check(statements, database, "post_1_first")
-    with counter.counting() as statements:
-        _post(endpoint, ctxt, "q", 1)
-    _check(statements, database, "post_1")
-    with counter.counting() as statements:
-        _post(endpoint, ctxt, "q", 10)
-    _check(statements, database, "post_10")
+    _check_post(counter, endpoint, database, ctxt, 1, "post_1_first")
+    _check_post(counter, endpoint, database, ctxt, 1, "post_1")
+    statements = _check_post(counter, endpoint, database, ctxt, 10, "post_10")
     assert sum("INSERT INTO messages" in s for s in statements) == 1
 
 
@@ -129,14 +132,9 @@ def test_post_statements_with_a_subscriber(endpoint: StorageEndpoint, database: 
     _post(endpoint, ctxt, "q", 1)  # the queue's metadata is known
     endpoint.subscription_create(ctxt, queue="q", subscriber="http://127.0.0.1:9/hook",
                                  ttl=None, options=None)
-    outbox_rows = OutboxController(database).rows
-    with counter.counting() as statements:
-        _post(endpoint, ctxt, "q", 1)
-    _check(statements, database, "post_1_subscribed_first")
-    with counter.counting() as statements:
-        _post(endpoint, ctxt, "q", 1)
-    _check(statements, database, "post_1_subscribed")
-    assert len(outbox_rows()) == 2
+    _check_post(counter, endpoint, database, ctxt, 1, "post_1_subscribed_first")
+    _check_post(counter, endpoint, database, ctxt, 1, "post_1_subscribed")
+    assert len(OutboxController(database).rows()) == 2
 
 
 def test_read_statements(endpoint: StorageEndpoint, database: Database,
