@@ -4,16 +4,15 @@ On PostgreSQL the COMMIT travels with the last statement of a write that
 ends its transaction: a ``write()`` of its own, or one inside
 ``final_writes()`` of a shared transaction without savepoints. Whether it
 did is seen from another connection before the write's block ends. A
-write whose only statement that is runs it as a transaction by itself,
-without BEGIN. A statement whose ``herald_check`` fails takes its whole
-transaction back.
+write whose last statement is also its first runs it as a transaction by
+itself, without BEGIN or COMMIT. A statement whose ``herald_check`` fails
+takes its whole transaction back.
 SQLite runs the statement alone and commits when the write ends.
 """
 
 from __future__ import annotations
 
 import tempfile
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -120,7 +119,7 @@ def test_database_errors_of_the_last_statement_are_sqlalchemy_errors(
     if not database.is_postgres:
         pytest.skip("the pipeline and the autocommit statement are PostgreSQL's")
 
-    def write(name: str) -> Any:
+    def write(name: str) -> None:
         with database.write() as conn:
             dbapi_conn = conn.connection.dbapi_connection
             if not first:
@@ -135,7 +134,8 @@ def test_database_errors_of_the_last_statement_are_sqlalchemy_errors(
     with pytest.raises(sa.exc.IntegrityError):
         write("twice")
     assert _stored(database) == {"twice"}
-    # The connection went back to the pool in a usable state.
+    # The connection went back to the pool in a usable state, and a write of
+    # several statements is one transaction again.
     write("after")
     with pytest.raises(StatementCheckFailed), database.write() as conn:
         conn.execute(sa.insert(queues).values(project="tx", name="undone", metadata="{}",
