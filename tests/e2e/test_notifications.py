@@ -4,6 +4,8 @@
   that is dispatching is SIGKILLed mid-way. The survivor takes its share
   over (tooz ring after the membership timeout, expired leases, overdue
   rows): every notification arrives, duplicates are allowed and counted.
+* A webhook subscribed to a queue that was posted to before gets every
+  later post, from either worker.
 * Two websocket clients subscribed on gateway 1 receive the pushes for
   messages posted over REST and over gateway 2 (cast to topic ``herald-ws``
   with ``server=<gateway 1>``; the two pushes of a post as one
@@ -113,6 +115,30 @@ def test_sigkill_of_the_dispatching_worker_loses_nothing(topology: Topology,
     sid = rest.request("GET", "/v2/queues/q/subscriptions").json()["subscriptions"][0]["id"]
     wait_until(lambda: rest.request("GET", f"/v2/queues/q/subscriptions/{sid}")
                .json()["delivery"]["pending"] == 0, 20, "no pending delivery")
+
+
+def test_a_webhook_subscribed_after_posts_gets_every_later_post(topology: Topology,
+                                                                backends: Backends) -> None:
+    """Posts to a queue without subscribers skip the notifier: the workers'
+    statement checks there are none. Once a webhook subscribes, each later
+    post reaches it, whichever worker takes it."""
+    services = topology.distributed(storage_workers=2, apis=1,
+                                    env=fast_failover_env(backends))
+    rest = Rest(services[2].url)
+    receiver = Receiver(delay=0.0)
+    try:
+        for n in range(-20, 0):  # both workers post to the queue the short way
+            assert rest.post("late", {"n": n}, ttl=600).status_code == 201
+        resp = rest.request("POST", "/v2/queues/late/subscriptions",
+                            json={"subscriber": receiver.url})
+        assert resp.status_code == 201, resp.text
+        for n in range(20):
+            assert rest.post("late", {"n": n}, ttl=600).status_code == 201
+        wait_until(lambda: receiver.distinct() >= 20, 20,
+                   f"20 notifications (have {sorted(receiver.seen)})")
+        assert set(receiver.seen) == set(range(20))
+    finally:
+        receiver.close()
 
 
 def test_websocket_subscriber_gets_rest_and_gateway_posts(topology: Topology,
