@@ -41,7 +41,12 @@ WS_SUBSCRIBER_HOST = "herald-ws.invalid"
 
 
 def scheme(subscriber: str) -> str:
-    return urllib.parse.urlparse(subscriber).scheme
+    """The URI's scheme; "" when urllib cannot split it (unbalanced IPv6
+    brackets in the host raise ValueError), which no subscriber type has."""
+    try:
+        return urllib.parse.urlparse(subscriber).scheme
+    except ValueError:
+        return ""
 
 
 def validate_subscriber(subscriber: Any, subscriber_types: list[str]) -> None:

@@ -106,6 +106,9 @@ def test_duplicate_unconfirmed_is_201_same_id_confirmed_is_409(api):
     ({"subscriber": "fake://x"}, "The subscriber type of subscription must be supported"),
     ({"subscriber": "email://x"}, "must be supported in the list"),
     ({"subscriber": 12}, "must be supported in the list"),
+    # urllib cannot even split these (unbalanced IPv6 brackets): no scheme.
+    ({"subscriber": "http://h]<x"}, "must be supported in the list"),
+    ({"subscriber": "http://[::1/hook"}, "must be supported in the list"),
     ({"subscriber": HOOK, "options": [1]}, "Options must be a dict."),
     ({"subscriber": HOOK, "options": "x"}, "Options must be a dict."),
     ({"subscriber": HOOK, "ttl": "123"}, "TTL must be an integer."),
@@ -195,6 +198,7 @@ def test_patch(api, clock):
     (b'{"ttl": "x"}', 400, "TTL must be an integer."),
     (b'{"ttl": 10}', 400, "at least 60"),
     (b'{"subscriber": "fake://x"}', 400, "must be supported"),
+    (b'{"subscriber": "http://h]<x"}', 400, "must be supported"),
     (b'{"options": 3}', 400, "Options must be a dict."),
 ])
 def test_patch_validation(api, data, status, text):
