@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from herald.ws_gateway.origin import origin_allowed, refused
+from herald.ws_gateway.origin import origin_allowed, refused, splittable
 
 if TYPE_CHECKING:
     from herald.ws_gateway.service import WSGatewayService
@@ -87,6 +87,12 @@ class Connection(tornado.websocket.WebSocketHandler):
                         "(max_connections)", self.request.remote_ip, len(self.gateway.connections))
             self.set_status(503)
             self.finish({"error": "Too many connections; try again later."})
+            return
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not splittable(origin):
+            refused(origin, self.request.headers.get("Host", ""))
+            self.set_status(403)
+            self.finish("Cross origin websockets not allowed")
             return
         await super().get(*args, **kwargs)
 

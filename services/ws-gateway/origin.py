@@ -42,6 +42,16 @@ def same_origin(origin: str, host: str) -> bool:
     return bool(host) and urllib.parse.urlsplit(origin.strip()).netloc.lower() == host.lower()
 
 
+def splittable(origin: str) -> bool:
+    """Whether urllib can split ``origin`` at all: unbalanced IPv6 brackets
+    make it raise, and Tornado's own cross-origin check with it (a 500)."""
+    try:
+        urllib.parse.urlsplit(origin.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
     """The decision for one handshake's ``Origin`` header."""
     if same_origin(origin, host):

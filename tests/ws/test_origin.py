@@ -63,6 +63,12 @@ def test_other_origin_is_refused_by_default(default_gateway: WSGatewayService,
     assert any(PAGE in m and "[ws_gateway] allowed_origins" in m for m in messages), messages
 
 
+def test_an_origin_urllib_cannot_split_is_refused(default_gateway: WSGatewayService) -> None:
+    # Unbalanced IPv6 brackets: urlsplit raises; a 403, not a 500.
+    assert handshake(default_gateway, "http://[::1") == 403
+    assert handshake(default_gateway, "http://h]x") == 403
+
+
 def test_listed_origins_are_allowed(harness: GatewayHarness) -> None:
     service = harness.gateway(allowed_origins=[PAGE, "https://Other.Example/"])
     assert handshake(service, PAGE) == 101
