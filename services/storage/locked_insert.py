@@ -27,7 +27,6 @@ Must not decide what is posted: the rows come validated from ``messages``.
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from herald.storage import base
@@ -41,12 +40,16 @@ COLUMNS = (("id", "varchar"), ("project", "varchar"), ("queue", "varchar"), ("bo
 CHANGED = "a queue was changed or deleted since its metadata was read"
 STAGES_HAVE_WORK = "the message pipeline has rows to write for a queue"
 
-# The queues travel as three arrays and the rows as one JSON document:
-# four parameters whatever the batch, so the text is constant. A parameter
-# per value (a VALUES list) made psycopg parse a new ~5 KB query for every
-# batch -- it caches only queries of at most 50 parameters -- which was a
-# fifth of a worker's time in batch posts, and PostgreSQL plan it anew; this
-# one is parsed once and becomes a prepared statement.
+# The queues travel as three arrays and the rows as one array per column:
+# sixteen parameters whatever the batch, so the text is constant. A
+# parameter per value (a VALUES list) made psycopg parse a new ~5 KB query
+# for every batch -- it caches only queries of at most 50 parameters --
+# which was a fifth of a worker's time in batch posts, and PostgreSQL plan
+# it anew; this one is parsed once and becomes a prepared statement. The
+# column arrays go in binary (``%b``): PostgreSQL copies each element as it
+# is, where a JSON document of the rows (``jsonb_to_recordset``, the round
+# before) had to be written by the worker and parsed by the server while
+# the queue rows were locked -- 2.3 ms against 1.0 ms for a 133-row batch.
 SQL = (
     "WITH assumed AS ("
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS a (project, name, metadata)),"
@@ -55,8 +58,8 @@ SQL = (
     " WHERE (project, name) IN (SELECT project, name FROM assumed)"
     " ORDER BY project, name FOR UPDATE)"
     f" INSERT INTO messages ({', '.join(name for name, _ in COLUMNS)})"
-    " SELECT * FROM jsonb_to_recordset(%s::jsonb)"
-    f" AS posted ({', '.join(f'{name} {type_}' for name, type_ in COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(f'%b::{type_}[]' for _, type_ in COLUMNS)})"
+    f" AS posted ({', '.join(name for name, _ in COLUMNS)})"
     " WHERE herald_check((SELECT count(*) FROM locked JOIN assumed"
     " ON locked.project = assumed.project AND locked.name = assumed.name"
     " AND locked.metadata::jsonb = assumed.metadata::jsonb)"
@@ -82,7 +85,7 @@ def statement(metadata: dict[tuple[str, str], dict[str, Any]],
     (``pipeline.guard_sql``), for which the skipped stages had nothing to
     write."""
     keys = sorted(metadata)
-    # jsonb_to_recordset returns the array's elements in order: position order.
-    return _sql(guard_sql), [[project for project, _ in keys], [name for _, name in keys],
-                 [base.dump_metadata(metadata[key]) for key in keys],
-                 json.dumps(rows, ensure_ascii=False)]
+    queues = [[project for project, _ in keys], [name for _, name in keys],
+              [base.dump_metadata(metadata[key]) for key in keys]]
+    # unnest returns the arrays' elements in order: position order.
+    return _sql(guard_sql), queues + [[row[name] for row in rows] for name, _ in COLUMNS]
