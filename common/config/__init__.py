@@ -63,8 +63,14 @@ def _messaging_defaults() -> None:
     # not change what the driver registers.
     from oslo_messaging._drivers import impl_rabbit
 
+    # Replies go without the mandatory flag: with publisher confirms off
+    # ([rpc] publisher_confirms), a reply the broker returned for a caller
+    # that is gone would raise in whichever thread next read the connection;
+    # without the flag the broker drops it, which is all a returned reply
+    # could lead to anyway.
     cfg.set_defaults(impl_rabbit.rabbit_opts,
-                     heartbeat_timeout_threshold=RABBIT_HEARTBEAT_TIMEOUT)
+                     heartbeat_timeout_threshold=RABBIT_HEARTBEAT_TIMEOUT,
+                     direct_mandatory_flag=False)
 
 
 def load(argv: Sequence[str] | None = None, default_config_files: Sequence[str] | None = None,

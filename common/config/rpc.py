@@ -67,6 +67,18 @@ ALL_OPTS = [
         "an integer >= 1 (the number of storage workers is a good start), or 0 "
         "for no bound (batches are then only formed by coalesce_max_delay).",
     ),
+    cfg.BoolOpt(
+        "publisher_confirms",
+        default=False,
+        help="Whether every RPC publish (a call to the storage workers, a reply) "
+        "waits for RabbitMQ to confirm it, as oslo.messaging does by default. "
+        "A client is told a message is stored only after a worker committed it "
+        "and its reply arrived, so a publish the broker loses is answered 503 at "
+        "call_timeout either way; a confirm makes a publish on a dead connection "
+        "or one larger than the broker's max_message_size fail at once instead, "
+        "and costs a round trip through the broker per publish. Possible values: "
+        "false (the default: no confirms, lower latency and broker CPU) or true.",
+    ),
     cfg.ListOpt(
         "bus_keys",
         default=[],

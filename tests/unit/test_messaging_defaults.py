@@ -18,3 +18,11 @@ def test_rabbit_heartbeat_threshold_defaults_to_10_seconds() -> None:
     threshold = next(o for o in impl_rabbit.rabbit_opts
                      if o.name == "heartbeat_timeout_threshold")
     assert threshold.default == config.RABBIT_HEARTBEAT_TIMEOUT == 10
+
+
+def test_replies_go_without_the_mandatory_flag() -> None:
+    # Without publisher confirms a returned reply would raise in whatever
+    # thread next reads that connection (herald.common.rpc.publisher_confirms).
+    config.load([], conf=cfg.ConfigOpts())
+    flag = next(o for o in impl_rabbit.rabbit_opts if o.name == "direct_mandatory_flag")
+    assert flag.default is False
