@@ -6,10 +6,10 @@ turns it off): every publish -- a coalesced batch sent to the storage
 workers, every reply sent back -- waits for the broker's ``basic.ack``,
 one more round trip through the broker and one more wake-up of the
 publishing thread, which must win the interpreter lock from the event loop
-or the worker's threads to read it. Alternated in one session, websocket
-posts without it moved 1,903-1,952 messages/s against 1,528-2,056 with it,
-RabbitMQ's CPU per message fell by a fifth and websocket push p99 from
-57-58 ms to 36-48 ms (docs/performance.md, eleventh round).
+or the worker's threads to read it. Without it, in runs alternated with
+it, RabbitMQ's CPU per websocket post fell by a fifth and websocket
+posts, single posts and push latency improved (docs/performance.md,
+eleventh round).
 
 Herald's RPC does not need the confirm to be safe. A client is told a
 message is stored only once a worker has committed it and its reply has

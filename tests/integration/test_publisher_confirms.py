@@ -28,7 +28,7 @@ from herald.common.rpc.server import RPCServer
 pytestmark = [pytest.mark.rabbit]
 
 
-class _EchoEndpoint:
+class _PingEndpoint:
     target = oslo_messaging.Target(version=STORAGE_API_VERSION)
 
     def ping(self, ctxt: Any) -> bool:
@@ -60,7 +60,7 @@ def test_rpc_connections_confirm_publishes_only_when_configured(
         conf: Any, rpc_topic: str, enabled: bool, restore_kombu: None) -> None:
     before = {id(c) for c in _connections()}
     publisher_confirms.apply(enabled)
-    server = RPCServer(conf, rpc_topic, f"confirms-{uuid.uuid4().hex[:6]}", [_EchoEndpoint()])
+    server = RPCServer(conf, rpc_topic, f"confirms-{uuid.uuid4().hex[:6]}", [_PingEndpoint()])
     server.start()
     caller = OsloCaller(conf)
     try:
