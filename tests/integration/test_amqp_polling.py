@@ -14,42 +14,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
-import oslo_messaging
 import pytest
 from oslo_messaging._drivers import amqpdriver, impl_rabbit
 
-from herald.common import config
 from herald.common.context import RequestContext
-from herald.common.rpc import STORAGE_API_VERSION, amqp_polling
+from herald.common.rpc import amqp_polling
 from herald.common.rpc.caller import OsloCaller
-from herald.common.rpc.server import RPCServer
 
 pytestmark = [pytest.mark.rabbit]
 
 WATCHED_SECONDS = 0.5
-
-
-class _PingEndpoint:
-    target = oslo_messaging.Target(version=STORAGE_API_VERSION)
-
-    def ping(self, ctxt: Any) -> bool:
-        return True
-
-
-@pytest.fixture
-def conf(rabbit_url: str, rpc_topic: str) -> Iterator[Any]:
-    conf = config.load([])
-    conf.set_override("transport_url", rabbit_url)
-    conf.set_override("topic", rpc_topic, group="rpc")
-    conf.set_override("call_timeout", 10, group="rpc")
-    yield conf
-    conf.clear_override("transport_url")
-    conf.clear_override("topic", group="rpc")
-    conf.clear_override("call_timeout", group="rpc")
 
 
 @pytest.fixture
@@ -67,31 +44,22 @@ def consume_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str]]:
 
 
 def test_consumers_wait_for_the_next_message_instead_of_polling(
-        conf: Any, rpc_topic: str, consume_calls: list[tuple[float, str]],
+        pinged_caller: Callable[[], OsloCaller], consume_calls: list[tuple[float, str]],
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Restore the driver's own schedule for the rest of the test session.
     monkeypatch.setattr(amqpdriver, "ACK_REQUEUE_EVERY_SECONDS_MIN",
                         amqpdriver.ACK_REQUEUE_EVERY_SECONDS_MIN)
     amqp_polling.apply()
-    server = RPCServer(conf, rpc_topic, f"polling-{uuid.uuid4().hex[:6]}", [_PingEndpoint()])
-    server.start()
-    caller = OsloCaller(conf)
-    try:
-        ctxt = RequestContext(project_id="p", request_id="req-polling")
-        # A few calls: the reply queue opens with the first one.
-        for _ in range(3):
-            assert asyncio.run(caller.call(ctxt, "ping")) is True
-        answered = time.monotonic()
-        time.sleep(WATCHED_SECONDS)
-        waits = [name for at, name in consume_calls if answered < at < answered + WATCHED_SECONDS]
-        # Each consumer starts one wait after the last message, and it lasts
-        # the whole window. oslo.messaging's own schedule: 1, 2, 4 ... 256 ms,
-        # nine waits per consumer.
-        assert len(waits) <= 2, waits
-        # ...and they still answer at once when a message comes.
-        started = time.monotonic()
-        assert asyncio.run(caller.call(ctxt, "ping")) is True
-        assert time.monotonic() - started < 0.5
-    finally:
-        caller.stop()
-        server.stop()
+    caller = pinged_caller()
+    answered = time.monotonic()
+    time.sleep(WATCHED_SECONDS)
+    waits = [name for at, name in consume_calls if answered < at < answered + WATCHED_SECONDS]
+    # Each consumer starts one wait after the last message, and it lasts
+    # the whole window. oslo.messaging's own schedule: 1, 2, 4 ... 256 ms,
+    # nine waits per consumer.
+    assert len(waits) <= 2, waits
+    # ...and they still answer at once when a message comes.
+    started = time.monotonic()
+    ctxt = RequestContext(project_id="p", request_id="req-polling")
+    assert asyncio.run(caller.call(ctxt, "ping")) is True
+    assert time.monotonic() - started < 0.5
