@@ -2,8 +2,9 @@
 
 No Docker engine runs here, so the file is kept correct by these checks:
 
-- it validates against the Compose Specification's JSON schema
-  (``../shared/schemas/compose-spec.json`` beside the checkout, draft-07);
+- it validates against the Compose Specification's JSON schema (draft-07),
+  vendored in ``tests/deploy/schemas/`` with its provenance and licence
+  (``NOTICE.md``, ``LICENSE``), so that nothing outside the checkout is read;
 - every Herald service's command is a real ``herald`` subcommand (the CLI's
   own argparse parser decides);
 - every ``OS_<GROUP>__<OPTION>`` variable names a real option;
@@ -16,6 +17,7 @@ No Docker engine runs here, so the file is kept correct by these checks:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -30,7 +32,8 @@ from herald.cli.main import _parse
 from herald.common import config
 from tests.deploy.conftest import REPO
 
-SCHEMA = REPO / ".." / "shared" / "schemas" / "compose-spec.json"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA = SCHEMA_DIR / "compose-spec.json"
 SCALED = ("storage", "api", "ws-gateway")
 HERALD_SERVICES = ("migrate", *SCALED)
 
@@ -47,8 +50,20 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
+def test_the_vendored_schema_is_the_recorded_one() -> None:
+    # NOTICE.md names the upstream commit and the copy's sha256: an edited or
+    # replaced schema without updated provenance fails here.
+    notice = (SCHEMA_DIR / "NOTICE.md").read_text()
+    recorded = re.search(r"sha256 of the copy \| `([0-9a-f]{64})`", notice)
+    assert recorded, "NOTICE.md records no sha256 of compose-spec.json"
+    assert hashlib.sha256(SCHEMA.read_bytes()).hexdigest() == recorded.group(1)
+    assert re.search(r"upstream commit \| `[0-9a-f]{7,40}`", notice)
+    assert "github.com/compose-spec/compose-spec" in notice
+    assert "Apache License" in (SCHEMA_DIR / "LICENSE").read_text()
+    assert SCHEMA.resolve().is_relative_to(REPO)
+
+
 def test_validates_against_the_compose_spec(compose: dict[str, Any]) -> None:
-    assert SCHEMA.exists(), f"{SCHEMA} is missing (CI keeps ../shared beside the checkout)"
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(compose), key=str)
