@@ -2,8 +2,13 @@
 #
 #   make run            embedded mode: REST API + one storage worker in one
 #                       process, data in ./data (SQLite + file:// tooz)
-#   make test           the whole test suite (needs PostgreSQL, RabbitMQ and
-#                       Redis on localhost; .ci/run starts them)
+#   make test           the whole test suite; first tests/preflight.py checks,
+#                       in seconds, that python3 >= 3.11, the system packages
+#                       of tests/system-packages.txt and PostgreSQL, RabbitMQ
+#                       and Redis on localhost are there, and if not stops with
+#                       one message saying what to install or start
+#   make test-deps      install (apt-get) the missing system packages of
+#                       tests/system-packages.txt (nginx-light, chromium)
 #   make lint           ruff
 #   make sample-config  regenerate etc/herald.conf.sample
 #   make clean          remove the virtualenv and caches (keeps ./data)
@@ -17,10 +22,10 @@
 #   make up-local       the same services as local processes (honcho,
 #                       Procfile) on this machine's RabbitMQ/PostgreSQL/Redis
 #
-# Nothing but python3 is needed: the first run creates .venv and installs
-# Herald into it (editable, with the test extras). The install is redone
-# only when pyproject.toml is newer than the stamp file, so later runs start
-# at once.
+# `make run` needs nothing but python3: the first run creates .venv and
+# installs Herald into it (editable, with the test extras). The install is
+# redone only when pyproject.toml is newer than the stamp file, so later runs
+# start at once. `make test` also needs the services and packages above.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,8 +39,11 @@ BENCH_ARGS ?=
 COMPOSE ?= docker compose
 # Debian installs nginx in /usr/sbin, which a normal user's PATH lacks.
 NGINX ?= $(shell command -v nginx 2>/dev/null || ls /usr/sbin/nginx 2>/dev/null)
+# apt-get as root, through sudo otherwise; never a question (CI has no stdin).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test lint sample-config clean venv bench up down logs up-local
+.PHONY: run test test-deps preflight lint sample-config clean venv bench up down logs up-local
 
 venv: $(STAMP)
 
@@ -52,8 +60,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/herald run $(ARGS)
 
-test: $(STAMP)
+# The preflight runs with the system python3 before .venv is built, so a
+# machine that lacks something learns it in seconds, not after the install
+# or halfway through the suite. The venv is built from the recipe, not as a
+# prerequisite, so that even `make -j` cannot start it before the preflight.
+test: preflight
+	@$(MAKE) --no-print-directory -s $(STAMP)
 	$(BIN)/pytest $(ARGS)
+
+preflight:
+	@$(PYTHON) tests/preflight.py
+
+# tests/system-packages.txt is the list (the preflight and a test read it
+# too); only what the preflight reports missing is installed, so a ready
+# machine runs no apt-get at all. nginx's package may start a system nginx
+# on port 80: the tests run their own, so it is stopped again.
+test-deps:
+	@missing="$$($(PYTHON) tests/preflight.py --missing-packages)" || exit 1; \
+	if [ -z "$$missing" ]; then echo "test-deps: every package is installed"; exit 0; fi; \
+	echo "+ apt-get update && apt-get install -y" $$missing; \
+	$(APT_GET) update -q && $(APT_GET) install -y -q $$missing || exit 1; \
+	case "$$missing" in *nginx*) $(SUDO) service nginx stop >/dev/null 2>&1 || true;; esac; \
+	still="$$($(PYTHON) tests/preflight.py --missing-packages)" || exit 1; \
+	if [ -n "$$still" ]; then echo "test-deps: still missing after the install:" $$still >&2; exit 1; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

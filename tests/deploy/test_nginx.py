@@ -5,9 +5,11 @@
   Replayed here with an equivalent main file.
 - make up-local: nginx-local.conf as it is.
 
-nginx must be installed (.ci/run installs Debian's nginx-light); a missing
-nginx fails these tests rather than skipping them. The end-to-end test with
-real traffic is tests/e2e/test_operations.py.
+nginx must be installed (``make test-deps`` installs Debian's nginx-light,
+listed in tests/system-packages.txt; ``make test`` stops before pytest when
+it is missing). Run without ``make``, a missing nginx fails these tests
+rather than skipping them. The end-to-end test with real traffic is
+tests/e2e/test_operations.py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ NGINX_DIR = REPO / "deploy" / "nginx"
 @pytest.fixture
 def nginx() -> str:
     binary = nginx_binary()
-    assert binary, "nginx is not installed: apt-get install nginx-light (.ci/run does)"
+    assert binary, "nginx is not installed: run `make test-deps` (apt-get install nginx-light)"
     return binary
 
 
