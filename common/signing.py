@@ -8,6 +8,13 @@ server is kept, quirks included: the field separator is the two characters
 backslash and ``n`` (not a newline), and a missing project is the text
 ``None``.
 
+``verify_request`` is the one check of a pre-signed request, for REST and
+websocket alike: the method must be signed, the request's path must be one
+of the signed paths or lie below one (compared as text, never as a regular
+expression: a signed ``/v2/queues/a.b/messages`` does not grant
+``/v2/queues/aXb/messages``), the project must be named and signed, and the
+signature must verify and not be expired.
+
 Pure functions of their arguments: no configuration lookup and no I/O here
 (callers pass ``[signed_url] secret_key``).
 """
@@ -75,8 +82,7 @@ def verify(secret_key: str, given_signature: str, paths: Iterable[str],
     """True when ``given_signature`` signs these fields and has not expired.
 
     Whether the request's method and path are among ``methods``/``paths`` is
-    the caller's check (REST matches paths by regular-expression search, the
-    websocket by action)."""
+    ``verify_request``'s check; this compares the signature alone."""
     try:
         moment = parse_expires(expires)
     except InvalidExpires:
@@ -85,3 +91,33 @@ def verify(secret_key: str, given_signature: str, paths: Iterable[str],
         return False
     expected = signature(secret_key, paths, methods, project, moment)
     return hmac.compare_digest(expected, str(given_signature or ""))
+
+
+def path_covered(signed_paths: Iterable[str], path: str) -> bool:
+    """Whether ``path`` is a signed path or lies below one (a further segment).
+
+    Text comparison on purpose. The reference searched each signed path as a
+    regular expression anywhere in the request path, so the ``.`` a queue
+    name may contain matched any character and a signature for one queue
+    could reach another."""
+    for signed in signed_paths:
+        signed = signed.rstrip("/")
+        if signed and (path == signed or path.startswith(signed + "/")):
+            return True
+    return False
+
+
+def verify_request(secret_key: str, *, method: str, path: str, given_signature: str,
+                   paths: list[str], methods: list[str], project: str | None,
+                   expires: str, now: dt.datetime | None = None) -> bool:
+    """Whether a pre-signed request may be served (module docstring).
+
+    ``path`` is the resource the request acts on (REST: the request path;
+    websocket: the queue's messages path). A request that names no project
+    is refused: its identity would otherwise fall to a header nobody signed.
+    """
+    if not secret_key or not given_signature or not project:
+        return False
+    if method not in methods or not path_covered(paths, path):
+        return False
+    return verify(secret_key, given_signature, paths, methods, project, expires, now)

@@ -85,17 +85,22 @@ class FakeKeystone:
                 "media-types": [{"base": "application/json",
                                  "type": "application/vnd.openstack.identity-v3+json"}]}
 
-    def make_token(self, project: str, roles: list[str], expires: dt.datetime) -> dict[str, Any]:
-        """A v3 token body (the shape Keystone returns)."""
+    def make_token(self, project: str | None, roles: list[str], expires: dt.datetime,
+                   user: str | None = None) -> dict[str, Any]:
+        """A v3 token body (the shape Keystone returns); ``project`` None makes a
+        domain-scoped token, which names no project."""
         now = dt.datetime.now(dt.UTC)
         domain = {"id": "default", "name": "Default"}
+        user = user or f"user-{project or 'domain'}"
+        scope: dict[str, Any] = ({"project": {"id": project, "name": project, "domain": domain}}
+                                 if project is not None else {"domain": domain})
         return {"token": {
             "methods": ["password"],
             "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
             "issued_at": now.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
             "audit_ids": [uuid.uuid4().hex[:22]],
-            "user": {"id": f"user-{project}", "name": f"user-{project}", "domain": domain},
-            "project": {"id": project, "name": project, "domain": domain},
+            "user": {"id": user, "name": user, "domain": domain},
+            **scope,
             "roles": [{"id": uuid.uuid4().hex, "name": role} for role in roles],
             "catalog": [{"type": "identity", "name": "keystone", "id": "identity",
                          "endpoints": [{"id": uuid.uuid4().hex, "interface": interface,
@@ -111,6 +116,17 @@ class FakeKeystone:
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
         self.tokens[token_id] = self.make_token(project, roles or ["member"], expires)
         return token_id
+
+    def issue_domain_scoped(self, roles: list[str] | None = None) -> str:
+        """A valid token scoped to a domain, not a project."""
+        token_id = uuid.uuid4().hex
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        self.tokens[token_id] = self.make_token(None, roles or ["member"], expires)
+        return token_id
+
+    def revoke(self, token: str) -> None:
+        """Keystone forgets the token: validating it is 404 from now on."""
+        self.tokens.pop(token, None)
 
     def configure(self, conf: cfg.ConfigOpts) -> None:
         """Point Herald's ``[keystone_authtoken]`` at this server."""

@@ -1,28 +1,35 @@
 """Step 1 and 2 of the REST request pipeline: authentication and pre-signed URLs.
 
-``authenticate(handler)`` decides who is asking (rest-v2.md §0.2):
+``authenticate(conf, method, path, headers)`` decides who is asking
+(rest-v2.md §0.2, docs/security.md):
 
-* a request carrying ``URL-Signature`` (non-empty) is checked as a
-  pre-signed URL (§11) and nothing else: method in ``URL-Methods``, a signed
-  path found in the request path by regular-expression search, not expired,
-  signature recomputed with ``[signed_url] secret_key``. Any failure is the
-  route's ``404`` (the spec hides whether the resource exists). Such a
-  request never has roles: a signature grants exactly its methods and paths.
+* a request carrying a non-empty ``URL-Signature`` is checked as a
+  pre-signed URL (§11) and nothing else (``signing.verify_request``: method
+  signed, path one of the signed paths or below one, project named and
+  signed, not expired). Any failure is the route's ``404`` (the spec hides
+  whether the resource exists). Such a request never has roles, and its
+  project is the signed one: a signature grants exactly its methods and
+  paths in exactly its project.
 * with ``[DEFAULT] auth_strategy = keystone``, every other request except
-  ``/`` and ``EXTRA-SPEC`` ones must carry a token keystonemiddleware accepts
-  (401 otherwise); the project and roles then come from the token, never from
-  the client's ``X-Project-ID``/``X-Roles``.
-* without an auth strategy the client's headers are trusted (noauth).
+  the versions document ``/`` must carry exactly one token that
+  keystonemiddleware accepts, and the token must be scoped to a project
+  (401 otherwise, whatever else the request carries: no header a client
+  controls replaces a token). The project and roles then come from the
+  token, never from the client's ``X-Project-ID``/``X-Roles``. An empty
+  ``URL-Signature`` is no signature: the request needs a token.
+* without an auth strategy the client's headers are trusted (noauth): the
+  development and embedded mode, never a multi-tenant deployment.
 
-This module only decides identity; header syntax checks, queue names and
-policy stay in ``handlers.base``.
+The health probes (``/healthz``, ``/readyz``) are not served by this
+pipeline at all (``herald.common.health``). This module only decides
+identity; header syntax checks, queue names and policy stay in
+``handlers.base``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 from collections.abc import Mapping
 
 from oslo_config import cfg
@@ -30,53 +37,55 @@ from oslo_config import cfg
 from herald.api import errors as api_errors
 from herald.common import keystone, signing
 
+#: The paths served without a token in keystone mode (docs/security.md).
+PUBLIC_PATHS = frozenset({"/"})
+
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
     """What authentication established; None fields defer to the headers."""
 
-    #: The project to use instead of the ``X-Project-ID`` header (Keystone).
+    #: The project the request acts in, from the token or the signature;
+    #: None only in noauth mode, where the ``X-Project-ID`` header decides.
     project_id: str | None = None
     #: Roles; None means "the client's X-Roles header" (noauth).
     roles: tuple[str, ...] | None = None
     signed: bool = False
 
 
+#: No auth strategy: the headers say who is asking.
 NOAUTH = Identity()
+#: Keystone mode, a path that needs no identity (the versions document).
+ANONYMOUS = Identity(roles=())
 
 
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _unauthorized() -> api_errors.APIError:
+    return api_errors.APIError(401, "Unauthorized", "This server could not verify that "
+                               "you are authorized to access the document you requested.")
+
+
+def _values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (Tornado keeps repeated headers apart)."""
+    get_list = getattr(headers, "get_list", None)
+    if get_list is not None:
+        return list(get_list(name))
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
 def signed_request_valid(conf: cfg.ConfigOpts, method: str, path: str,
                          headers: Mapping[str, str]) -> bool:
     """Whether the ``URL-*`` headers sign this request (rest-v2.md §11)."""
-    key = conf.signed_url.secret_key
-    if not key:
-        return False  # nothing can be verified without the key
-    methods = _split(headers.get("URL-Methods", ""))
-    paths = _split(headers.get("URL-Paths", ""))
-    if method not in methods:
-        return False
-    # Regular-expression search, as the reference: a signed
-    # ".../messages" also grants ".../messages/<id>". An invalid pattern
-    # grants nothing.
-    matched = False
-    for signed_path in paths:
-        try:
-            if re.search(signed_path, path):
-                matched = True
-                break
-        except re.error:
-            continue
-    if not matched:
-        return False
-    # The project signed is the X-Project-ID sent (None when absent, as the
-    # reference formats it).
-    project = headers.get("X-Project-ID")
-    return signing.verify(key, headers.get("URL-Signature", ""), paths, methods, project,
-                          headers.get("URL-Expires", ""))
+    return signing.verify_request(
+        conf.signed_url.secret_key, method=method, path=path,
+        given_signature=headers.get("URL-Signature", ""),
+        paths=_split(headers.get("URL-Paths", "")),
+        methods=_split(headers.get("URL-Methods", "")),
+        project=headers.get("X-Project-ID"), expires=headers.get("URL-Expires", ""))
 
 
 async def authenticate(conf: cfg.ConfigOpts, method: str, path: str,
@@ -85,15 +94,23 @@ async def authenticate(conf: cfg.ConfigOpts, method: str, path: str,
     if headers.get("URL-Signature"):
         if not signed_request_valid(conf, method, path, headers):
             raise api_errors.route_not_found()
-        return Identity(roles=(), signed=True)
-    if conf.auth_strategy != "keystone" or path == "/" or "EXTRA-SPEC" in headers:
+        return Identity(project_id=headers["X-Project-ID"], roles=(), signed=True)
+    if conf.auth_strategy != "keystone":
         return NOAUTH
+    if path in PUBLIC_PATHS:
+        return ANONYMOUS
+    tokens = _values(headers, "X-Auth-Token")
+    if len(tokens) != 1 or not tokens[0].strip():
+        # None, an empty one, or several (which would leave the choice to
+        # whichever layer reads the header first).
+        raise _unauthorized()
     validator = keystone.validator(conf)
     loop = asyncio.get_running_loop()
     # keystonemiddleware is blocking (it calls Keystone over HTTP when the
     # token is not cached): keep it off the event loop.
     result = await loop.run_in_executor(None, validator.validate, dict(headers))
-    if not result.ok:
-        raise api_errors.APIError(401, "Unauthorized", "This server could not verify that "
-                                  "you are authorized to access the document you requested.")
+    if not result.ok or not result.project_id:
+        # A valid but unscoped (or domain-scoped) token names no project: the
+        # request would otherwise act in whatever project its header names.
+        raise _unauthorized()
     return Identity(project_id=result.project_id, roles=result.roles)

@@ -1,12 +1,15 @@
 """Websocket authentication (websocket.md §4) and pre-signed requests (§4.1).
 
 * ``ConnectionAuth`` is the per-connection state: authenticated or not, an
-  ``authenticate`` in flight, the Keystone identity, and the timer that
+  ``authenticate`` in flight, the Keystone identity (user, project, roles:
+  every action of the connection runs in that project), the token (checked
+  again now and then, so a revoked one stops working), and the timer that
   closes the connection with 4003 when the token expires.
-* ``signed_request_valid`` checks the ``URL-*`` headers of one request: the
-  action's method must be signed, the signed paths must cover the queue the
-  body names (stricter than the reference, as the spec recommends), and the
-  signature must verify and not be expired.
+* ``signed_request_valid`` checks the ``URL-*`` headers of one request with
+  the same rule as REST (``signing.verify_request``): the action's method
+  must be signed, the signed paths must cover the queue the body names
+  (stricter than the reference, as the spec recommends), the project must
+  be signed, and the signature must verify and not be expired.
 
 Token validation itself is ``herald.common.keystone`` (keystonemiddleware).
 This module does not build replies or route actions (``dispatch`` does).
@@ -18,12 +21,12 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import re
+import time
 from typing import Any
 
 from oslo_config import cfg
 
-from herald.common import signing
+from herald.common import keystone, signing
 
 LOG = logging.getLogger(__name__)
 
@@ -46,9 +49,32 @@ class ConnectionAuth:
     authenticated: bool = False
     in_flight: bool = False
     user_id: str | None = None
+    #: The token's project: every action of the connection runs in it.
+    project_id: str | None = None
     roles: tuple[str, ...] = ()
     expires_at: dt.datetime | None = None
     timer: asyncio.TimerHandle | None = None
+    #: The token itself, kept to check it again (a revoked token stops
+    #: working within ``[ws_gateway] token_revalidate_interval``).
+    token: str | None = None
+    #: When the token was last confirmed (``time.monotonic()``).
+    validated_at: float = 0.0
+
+    def accept(self, token: str, result: keystone.Result) -> None:
+        """Take the identity of a token the middleware accepted."""
+        self.authenticated = True
+        self.token = token
+        self.user_id, self.project_id, self.roles = (result.user_id, result.project_id,
+                                                     result.roles)
+        self.expires_at = result.expires_at
+        self.validated_at = time.monotonic()
+
+    def forget(self) -> None:
+        """Back to unauthenticated (a refused token, a revoked one)."""
+        self.cancel_timer()
+        self.authenticated = False
+        self.token = self.user_id = self.project_id = self.expires_at = None
+        self.roles = ()
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -94,31 +120,22 @@ def _as_list(value: Any) -> list[str] | None:
 
 def signed_request_valid(conf: cfg.ConfigOpts, action: str, headers: dict[str, Any],
                          body: dict[str, Any]) -> bool:
-    key = conf.signed_url.secret_key
+    """Whether the ``URL-*`` headers sign this action on the queue its body names.
+
+    The same check as over REST (``signing.verify_request``), on the path
+    ``/v2/queues/<queue_name>/messages`` the action acts on."""
     method = SIGNED_ACTIONS.get(action)
-    if not key or method is None:
-        return False
     methods = _as_list(headers.get("URL-Methods"))
     paths = _as_list(headers.get("URL-Paths"))
-    if methods is None or paths is None or method not in methods:
-        return False
     queue = body.get("queue_name")
-    if not isinstance(queue, str):
-        return False
-    target = f"/v2/queues/{queue}/messages"
-    covered = False
-    for path in paths:
-        try:
-            covered = re.search(path, target) is not None
-        except re.error:
-            covered = False
-        if covered:
-            break
-    if not covered:
-        return False
     project = headers.get("X-Project-ID")
     expires = headers.get("URL-Expires")
-    if not isinstance(expires, str):
+    signature = headers.get("URL-Signature")
+    if (method is None or methods is None or paths is None or not isinstance(queue, str)
+            or not isinstance(project, str) or not isinstance(expires, str)
+            or not isinstance(signature, str)):
         return False
-    return signing.verify(key, str(headers.get("URL-Signature") or ""), paths, methods,
-                          project if isinstance(project, str) else None, expires)
+    return signing.verify_request(
+        conf.signed_url.secret_key, method=method, path=f"/v2/queues/{queue}/messages",
+        given_signature=signature, paths=paths, methods=methods, project=project,
+        expires=expires)

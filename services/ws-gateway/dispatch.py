@@ -17,6 +17,11 @@ action is processed and ``authenticate`` is answered 200 "Authentified."
 keystonemiddleware and every other action of a connection that has not
 authenticated is 403 "Not authentified." -- unless it is a valid pre-signed
 request (``auth``), which is checked whenever ``URL-Signature`` is present.
+An authenticated connection acts in its token's project with its token's
+roles: a frame whose ``X-Project-ID`` names another project is 403 (Zaqar
+bug 2161402 let any authenticated user reach every project). The token is
+checked again after ``[ws_gateway] token_revalidate_interval``, so a revoked
+one stops working; a refused ``authenticate`` ends the earlier identity.
 The only per-connection state is that authentication (kept on the
 connection, ``auth.ConnectionAuth``); the dispatcher itself is shared.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from oslo_config import cfg
@@ -38,6 +44,10 @@ from herald.ws_gateway.actions import ActionRequest, Actions, error_reply
 LOG = logging.getLogger(__name__)
 
 _NULL_REQUEST = {"action": None, "body": {}, "headers": {}, "api": "v2"}
+
+#: The 403 of a frame that names another project than its connection's token.
+FOREIGN_PROJECT = ("Not authorized: X-Project-ID names another project than the one "
+                   "this connection authenticated for.")
 
 
 def envelope(request: dict[str, Any], status: int, body: Any) -> dict[str, Any]:
@@ -84,13 +94,25 @@ class Dispatcher:
 
         headers = request["headers"]
         state = auth.state_of(connection)
+        roles: tuple[str, ...] = ()
         if isinstance(headers, dict) and headers.get("URL-Signature"):
             # A pre-signed request is judged by its signature alone, with or
-            # without an auth strategy (as over REST).
+            # without an auth strategy (as over REST); it acts in the signed
+            # project.
             if not auth.signed_request_valid(self._conf, action, headers, request["body"]):
                 return envelope(request, 403, {"error": "Not authentified."})
-        elif self._conf.auth_strategy == "keystone" and not state.authenticated:
-            return envelope(request, 403, {"error": "Not authentified."})
+        elif self._conf.auth_strategy == "keystone":
+            if not await self._still_authenticated(state):
+                return envelope(request, 403, {"error": "Not authentified."})
+            # The token's project, never the frame's (Zaqar bug 2161402): a
+            # frame may repeat it, not name another.
+            named = headers.get("X-Project-ID")
+            if named is not None and named != state.project_id:
+                LOG.warning("ws %s refused: the frame names project %r, the connection's "
+                            "token is for %r", action, named, state.project_id)
+                return envelope(request, 403, {"error": FOREIGN_PROJECT})
+            headers = {**headers, "X-Project-ID": state.project_id}
+            roles = state.roles
 
         handler = self._actions.handlers.get(action)
         if handler is None:
@@ -100,7 +122,7 @@ class Dispatcher:
 
         ctxt = RequestContext(project_id=headers["X-Project-ID"],
                               client_id=headers["Client-ID"],
-                              request_id=new_request_id())
+                              request_id=new_request_id(), roles=roles)
         # Each request runs in its own asyncio task, hence its own copy of the
         # context: setting the request id here cannot leak into other requests.
         set_current_request_id(ctxt.request_id)
@@ -128,20 +150,47 @@ class Dispatcher:
             return envelope(echoed, 403, {"error": "Not authentified."})
         state.in_flight = True
         try:
-            validator = keystone.validator(self._conf)
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(None, validator.validate, dict(headers))
-        except Exception:
-            LOG.exception("ws authenticate: token validation failed")
-            result = keystone.Result(status=500)
+            result = await self._validate(headers)
         finally:
             state.in_flight = False
-        if not result.ok:
+        if not result.ok or not result.project_id:
+            # A refused token ends any earlier authentication of the
+            # connection; a token scoped to no project has no queues.
             LOG.info("ws authenticate refused (%s)", result.status)
-            return envelope(echoed, result.status, {"error": "Authentication failed."})
+            state.forget()
+            status = result.status if not result.ok else 401
+            return envelope(echoed, status, {"error": "Authentication failed."})
         # Re-authentication replaces the identity and restarts the timer.
-        state.authenticated = True
-        state.user_id, state.roles = result.user_id, result.roles
-        state.expires_at = result.expires_at
+        state.accept(str(headers.get("X-Auth-Token")), result)
         auth.expire_later(connection, state)
         return envelope(echoed, 200, {"message": "Authentified."})
+
+    async def _still_authenticated(self, state: auth.ConnectionAuth) -> bool:
+        """Whether the connection's token still holds, checking it with Keystone
+        again once ``[ws_gateway] token_revalidate_interval`` has passed."""
+        if not state.authenticated or state.token is None:
+            return False
+        interval = self._conf.ws_gateway.token_revalidate_interval
+        if time.monotonic() - state.validated_at < interval:
+            return True
+        token = state.token
+        result = await self._validate({"X-Auth-Token": token})
+        if state.token != token:  # re-authenticated meanwhile: that one decides
+            return state.authenticated
+        if not result.ok or result.project_id != state.project_id:
+            LOG.info("ws connection's token no longer valid (%s): not authenticated",
+                     result.status)
+            state.forget()
+            return False
+        state.validated_at = time.monotonic()
+        return True
+
+    async def _validate(self, headers: dict[str, Any]) -> keystone.Result:
+        """keystonemiddleware's verdict, off the event loop (it may call Keystone)."""
+        try:
+            validator = keystone.validator(self._conf)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, validator.validate, dict(headers))
+        except Exception:
+            LOG.exception("ws authenticate: token validation failed")
+            return keystone.Result(status=500)

@@ -3,9 +3,9 @@
 keystonemiddleware's auth_token runs unmodified against a local fake Keystone
 (``tests.fake_keystone``): only the identity server is replaced. A request
 without a valid token is 401; with one, the project and roles are the
-token's (forged X-Project-ID / X-Roles headers are ignored); ``/``, signed
-requests and EXTRA-SPEC requests skip authentication; admin endpoints need
-the token's admin role.
+token's (forged X-Project-ID / X-Roles headers are ignored); ``/`` and signed
+requests skip authentication; admin endpoints need the token's admin role.
+The attacks (Zaqar's advisories among them) are in ``tests/security``.
 """
 
 from __future__ import annotations

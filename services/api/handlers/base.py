@@ -100,6 +100,11 @@ def accepts_json(accept: str) -> bool:
     return False
 
 
+class _AnyMethod(tuple):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Pipeline, JSON replies and error mapping for every route."""
 
@@ -111,6 +116,10 @@ class BaseHandler(tornado.web.RequestHandler):
     ADMIN_MODE_ONLY = False
     #: Policy: the caller needs the ``admin`` role (403 otherwise).
     ADMIN_ROLE = False
+    #: Every method reaches ``prepare``, which authenticates before it answers
+    #: 405 (Tornado's own check would answer 405 to a caller without a token),
+    #: and unknown paths answer 404 even to methods Tornado does not know.
+    SUPPORTED_METHODS = _AnyMethod()  # type: ignore[assignment]
 
     conf: cfg.ConfigOpts
     storage: StorageAPI
@@ -197,26 +206,33 @@ class BaseHandler(tornado.web.RequestHandler):
         set_current_request_id(self.request_id)
         self._enter()
         self.add_cors_headers()
+        method = self.request.method or ""
+        headers = self.request.headers
+        if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+            # A CORS preflight: browsers never attach credentials to one, and
+            # it answers only which methods exist (docs/security.md).
+            self._reply_options()
+            return
+        # Steps 1-2: Keystone token or pre-signed URL (401 / 404), before any
+        # other answer, so that nothing about the routes reaches a caller
+        # without credentials.
+        identity = await auth.authenticate(self.conf, method, self.request.path, headers)
         if self.ADMIN_MODE_ONLY and not self.conf.admin_mode:
             raise api_errors.route_not_found()
-        method = self.request.method or ""
         if method == "OPTIONS":
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
-            self.clear_header("Content-Type")
-            self.set_status(200)
-            self.finish()
+            self._reply_options()
             return
         if method not in self.ALLOWED:
             raise api_errors.method_not_allowed(self.allowed_methods())
-        # Steps 1-2: Keystone token or pre-signed URL (401 / 404).
-        identity = await auth.authenticate(self.conf, method, self.request.path,
-                                           self.request.headers)
         self._check_form_content_type()
         self._check_accept()
         client_id, project_id = "", ""
         if self.UNDER_V2:
             client_id = self._check_client_id()
-            project_id = identity.project_id or self._check_project()
+            # The token's or the signature's project; the headers decide only
+            # in noauth mode.
+            project_id = (identity.project_id if identity.project_id is not None
+                          else self._check_project())
             if "queue_name" in self.path_kwargs:
                 self._check_queue_name(self.path_kwargs["queue_name"], project_id)
         roles = identity.roles
@@ -227,6 +243,12 @@ class BaseHandler(tornado.web.RequestHandler):
                                    request_id=self.request_id, roles=roles)
         if self.ADMIN_ROLE and not self._ctx.is_admin:
             raise errors.Forbidden("You are not authorized to complete this action.")
+
+    def _reply_options(self) -> None:
+        self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.clear_header("Content-Type")
+        self.set_status(200)
+        self.finish()
 
     def add_cors_headers(self) -> None:
         """CORS headers for a configured browser origin (``[api] cors_allowed_origins``).
@@ -369,19 +391,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(dump_json(body))
 
 
-class _AnyMethod(tuple):
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
 class NotFoundHandler(BaseHandler):
     """Every unknown path: 404 ``{"title": "404 Not Found"}`` whatever the method."""
-
-    # Even methods Tornado does not know (TRACE, FOO) get the 404, not a 405.
-    SUPPORTED_METHODS = _AnyMethod()  # type: ignore[assignment]
 
     async def prepare(self) -> None:
         set_current_request_id(self.request_id)
         self._enter()
         self.add_cors_headers()
+        # Authentication comes first here too (401 without a token in
+        # keystone mode), so a caller without credentials cannot map routes.
+        await auth.authenticate(self.conf, self.request.method or "", self.request.path,
+                                self.request.headers)
         raise api_errors.route_not_found()
