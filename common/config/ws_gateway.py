@@ -103,6 +103,19 @@ ALL_OPTS = [
         "peers (a peer that does not answer within the interval is closed). "
         "Possible values: 0 (no pings) or a positive number.",
     ),
+    cfg.FloatOpt(
+        "token_revalidate_interval",
+        default=300.0,
+        min=0.0,
+        help="With [DEFAULT] auth_strategy = keystone: seconds after which an "
+        "authenticated websocket connection's token is checked with Keystone "
+        "again, before the connection's next action. A token revoked in the "
+        "meantime ends the connection's authentication (that action and the "
+        "next ones are answered 403 until it authenticates again). Keep it at "
+        "or below [keystone_authtoken] token_cache_time, the delay with which "
+        "REST requests notice a revocation. Possible values: 0 (check before "
+        "every action) or a positive number.",
+    ),
     cfg.ListOpt(
         "allowed_origins",
         default=[],
