@@ -107,17 +107,20 @@ def path_covered(signed_paths: Iterable[str], path: str) -> bool:
     return False
 
 
-def verify_request(secret_key: str, *, method: str, path: str, given_signature: str,
-                   paths: list[str], methods: list[str], project: str | None,
-                   expires: str, now: dt.datetime | None = None) -> bool:
+def verify_request(secret_keys: Iterable[str], *, method: str, path: str,
+                   given_signature: str, paths: list[str], methods: list[str],
+                   project: str | None, expires: str, now: dt.datetime | None = None) -> bool:
     """Whether a pre-signed request may be served (module docstring).
 
-    ``path`` is the resource the request acts on (REST: the request path;
-    websocket: the queue's messages path). A request that names no project
-    is refused: its identity would otherwise fall to a header nobody signed.
+    ``secret_keys`` are the keys that verify (the current one and those being
+    rotated out). ``path`` is the resource the request acts on (REST: the
+    request path; websocket: the queue's messages path). A request that names
+    no project is refused: its identity would otherwise fall to a header
+    nobody signed.
     """
-    if not secret_key or not given_signature or not project:
+    if not given_signature or not project:
         return False
     if method not in methods or not path_covered(paths, path):
         return False
-    return verify(secret_key, given_signature, paths, methods, project, expires, now)
+    return any(verify(key, given_signature, paths, methods, project, expires, now)
+               for key in secret_keys if key)

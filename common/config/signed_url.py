@@ -19,7 +19,27 @@ ALL_OPTS = [
         "message is sent) or any string; keep it secret and equal on every "
         "service of a deployment.",
     ),
+    cfg.ListOpt(
+        "previous_secret_keys",
+        default=[],
+        secret=True,
+        help="Keys that still verify pre-signed URLs and confirmation links but no "
+        "longer sign new ones: how secret_key is rotated without breaking the "
+        "URLs already handed out (docs/security.md). Possible values: empty (only "
+        "secret_key verifies) or a comma-separated list of former keys; drop a key "
+        "once the longest-lived URL it signed has expired.",
+    ),
 ]
+
+
+def verifying_keys(conf: cfg.ConfigOpts) -> list[str]:
+    """Every key a pre-signed request may be signed with: the current one first.
+
+    Without a current key nothing verifies: the operator turned signing off."""
+    current = conf.signed_url.secret_key
+    if not current:
+        return []
+    return [current, *(key for key in conf.signed_url.previous_secret_keys if key)]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

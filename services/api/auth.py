@@ -36,6 +36,7 @@ from oslo_config import cfg
 
 from herald.api import errors as api_errors
 from herald.common import keystone, signing
+from herald.common.config import signed_url
 
 #: The paths served without a token in keystone mode (docs/security.md).
 PUBLIC_PATHS = frozenset({"/"})
@@ -81,7 +82,7 @@ def signed_request_valid(conf: cfg.ConfigOpts, method: str, path: str,
                          headers: Mapping[str, str]) -> bool:
     """Whether the ``URL-*`` headers sign this request (rest-v2.md §11)."""
     return signing.verify_request(
-        conf.signed_url.secret_key, method=method, path=path,
+        signed_url.verifying_keys(conf), method=method, path=path,
         given_signature=headers.get("URL-Signature", ""),
         paths=_split(headers.get("URL-Paths", "")),
         methods=_split(headers.get("URL-Methods", "")),

@@ -27,6 +27,7 @@ from typing import Any
 from oslo_config import cfg
 
 from herald.common import keystone, signing
+from herald.common.config import signed_url
 
 LOG = logging.getLogger(__name__)
 
@@ -136,6 +137,6 @@ def signed_request_valid(conf: cfg.ConfigOpts, action: str, headers: dict[str, A
             or not isinstance(signature, str)):
         return False
     return signing.verify_request(
-        conf.signed_url.secret_key, method=method, path=f"/v2/queues/{queue}/messages",
+        signed_url.verifying_keys(conf), method=method, path=f"/v2/queues/{queue}/messages",
         given_signature=signature, paths=paths, methods=methods, project=project,
         expires=expires)

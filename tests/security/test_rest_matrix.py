@@ -379,3 +379,21 @@ def test_a_signed_subscription_confirmation_is_the_only_tokenless_write(
     assert_error(guest.get(f"/v2/queues/vault/subscriptions/{sid}", headers=signed), 404)
     assert_error(guest.delete(f"/v2/queues/vault/subscriptions/{sid}", headers=signed), 404)
     assert_untouched(bob)
+
+
+def test_signed_url_key_rotation(reset: SecuredStack, bob: Principal) -> None:
+    """A URL signed with a key being rotated out verifies until the key is dropped."""
+    signed = _share(bob, "vault", ["GET"])
+    guest = anonymous(reset, bob.project)
+    reset.override("secret_key", "the-new-key", group="signed_url")
+    assert_error(guest.get("/v2/queues/vault/messages", headers=signed), 404)
+    reset.override("previous_secret_keys", [SIGNING_KEY], group="signed_url")
+    assert guest.get("/v2/queues/vault/messages", headers=signed).status_code == 200
+    # New URLs are signed with the new key only.
+    fresh = _share(bob, "vault", ["GET"])
+    assert fresh["URL-Signature"] == signing.signature(
+        "the-new-key", [fresh["URL-Paths"]], ["GET"], bob.project, fresh["URL-Expires"])
+    assert guest.get("/v2/queues/vault/messages", headers=fresh).status_code == 200
+    # Without a current key nothing verifies, former keys included.
+    reset.override("secret_key", None, group="signed_url")
+    assert_error(guest.get("/v2/queues/vault/messages", headers=signed), 404)

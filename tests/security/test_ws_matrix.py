@@ -312,3 +312,13 @@ def test_a_json_frame_with_a_forged_project_key_order_changes_nothing(
         reply, _ = client.recv()
         assert (reply["headers"]["status"], reply["body"]) == FOREIGN
     assert_untouched(bob)
+
+
+def test_a_signed_request_with_a_rotated_out_key(reset: SecuredStack, bob: Principal) -> None:
+    signed = _signed(bob.project, "vault", ["GET"])
+    reset.override("secret_key", "the-new-key", group="signed_url")
+    with WSClient(reset.ws_url, bob.project) as guest:
+        body = {"queue_name": "vault", "echo": True}
+        assert guest.status_body("message_list", body, headers=signed) == NOT_AUTHENTIFIED
+        reset.override("previous_secret_keys", [SIGNING_KEY], group="signed_url")
+        assert guest.status_body("message_list", body, headers=signed)[0] == 200
