@@ -99,9 +99,39 @@ ALL_OPTS = [
         min=1.0,
         help="Seconds a signed RPC message's timestamp may differ from the "
         "receiver's clock before it is rejected as stale; a message's nonce is "
-        "remembered that long so a replay within the window is rejected too. "
-        "Possible values: a number >= 1 (clocks of the services must agree "
-        "within it).",
+        "remembered that long (plus as much again for clocks that differ) so a "
+        "replay within the window is rejected too, by whichever worker or "
+        "gateway it is sent to: with a redis:// [coordination] backend_url the "
+        "nonces are kept in that Redis, shared by the deployment; otherwise in "
+        "each process's memory. Possible values: a number >= 1 (clocks of the "
+        "services must agree within it).",
+    ),
+    cfg.StrOpt(
+        "bus_nonce_unreachable",
+        default="reject",
+        choices=[
+            ("reject", "fail closed: a signed message whose nonce cannot be "
+             "checked in Redis is not run (a call is answered 503, a cast is "
+             "dropped) until Redis answers again"),
+            ("local", "fail open to the process's own memory: the message runs "
+             "when this process has not seen its nonce, so storage keeps working "
+             "without Redis but a replay sent to another worker is not caught "
+             "while Redis is unreachable"),
+        ],
+        help="What a worker or gateway does with a signed RPC message when the "
+        "shared nonce store (the Redis of [coordination] backend_url) does not "
+        "answer within bus_nonce_timeout. Only used with bus_keys and a redis:// "
+        "backend_url. Possible values: reject (the default) or local.",
+    ),
+    cfg.FloatOpt(
+        "bus_nonce_timeout",
+        default=0.5,
+        min=0.01,
+        max=5.0,
+        help="Seconds a worker or gateway waits for Redis (connecting, then "
+        "answering) when it records a signed RPC message's nonce; past it Redis "
+        "counts as unreachable (see bus_nonce_unreachable) and is not tried again "
+        "for a second. Possible values: a number from 0.01 to 5.",
     ),
     cfg.StrOpt(
         "topic",
