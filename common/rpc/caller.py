@@ -18,7 +18,11 @@ Two callers implement ``Caller.call``:
 
 Both translate failures into ``herald.common.errors`` types: typed storage
 errors pass through, a timeout or unreachable broker becomes
-``ServiceUnavailable`` (503), anything else ``InternalError`` (500).
+``ServiceUnavailable`` (503), anything else ``InternalError`` (500). With
+``[rpc] bus_keys``, ``OsloCaller``'s client (``bus_auth.SigningClient``)
+signs every call and believes only a reply the worker signed for that very
+call; any other reply raises ``bus_auth.UnverifiedReply``, a
+``ServiceUnavailable``, and its content is never used.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 import oslo_messaging
 from oslo_config import cfg
 
+from herald.common import errors
 from herald.common.errors import HeraldError
 from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth
 from herald.common.rpc.serializer import JsonSerializer
@@ -33,7 +34,17 @@ class _TypedErrorsAreReplies:
     so this is also where bus authentication is enforced (``bus_auth``): the
     signature argument is always removed before the endpoint sees the
     arguments, and with a ``verifier`` a message it does not vouch for is
-    rejected as ``Forbidden`` before the endpoint runs."""
+    rejected as ``Forbidden`` before the endpoint runs.
+
+    When a verified call asks for a signed reply (every Herald caller with
+    keys does), every outcome -- the result, a typed error, an unexpected
+    exception, a replay check that could not run -- is *returned* as a
+    signed envelope bound to the request's nonce (``Verifier.reply``)
+    instead of being raised: oslo.messaging's failure replies cannot carry a
+    signature. A coalesced ``batch`` is one call like any other: its list of
+    per-operation outcomes is signed as one result. A request that failed
+    verification gets the plain ``Forbidden`` (nothing of it is trusted,
+    not even its nonce)."""
 
     def __init__(self, endpoint: Any, verifier: bus_auth.Verifier | None = None) -> None:
         self._endpoint = endpoint
@@ -44,16 +55,43 @@ class _TypedErrorsAreReplies:
         attr = getattr(self._endpoint, name)
         if name.startswith("_") or not callable(attr):
             return attr
+        verifier = self._verifier
 
         @functools.wraps(attr)
         def call(ctxt: Any, *args: Any, **kwargs: Any) -> Any:
             auth = kwargs.pop(bus_auth.AUTH_ARG, None)
+            if verifier is None:
+                try:
+                    return attr(ctxt, *args, **kwargs)
+                except HeraldError:
+                    raise oslo_messaging.ExpectedException() from None
+            reply_to: str | None = None
             try:
-                if self._verifier is not None:
-                    self._verifier.check(name, kwargs, ctxt, auth)
-                return attr(ctxt, *args, **kwargs)
-            except HeraldError:
-                raise oslo_messaging.ExpectedException() from None
+                try:
+                    verifier.check(name, kwargs, ctxt, auth)
+                except errors.Forbidden:
+                    raise oslo_messaging.ExpectedException() from None
+                except errors.ServiceUnavailable:
+                    # The signature held; only the replay check could not run.
+                    reply_to = bus_auth.reply_nonce(auth)
+                    raise
+                reply_to = bus_auth.reply_nonce(auth)
+                result = attr(ctxt, *args, **kwargs)
+            except HeraldError as exc:
+                if reply_to is None:
+                    raise oslo_messaging.ExpectedException() from None
+                return verifier.reply(name, reply_to, error=exc)
+            except oslo_messaging.ExpectedException:
+                raise
+            except Exception as exc:
+                if reply_to is None:
+                    raise
+                # What oslo.messaging would have logged before its failure reply.
+                LOG.exception("bus method %s failed", name)
+                return verifier.reply(name, reply_to, error=exc)
+            if reply_to is None:
+                return result
+            return verifier.reply(name, reply_to, result=result)
 
         return call
 
@@ -88,18 +126,21 @@ def _leave_late_deliveries_unacked(server: Any) -> None:
 
 class RPCServer:
     def __init__(self, conf: cfg.ConfigOpts, topic: str, server_id: str,
-                 endpoints: list[Any]) -> None:
+                 endpoints: list[Any], shared_nonces: bool = True) -> None:
+        """``shared_nonces=False`` for a server whose topic is cast to with
+        ``fanout`` (every listener legitimately gets the same nonce): its
+        replay check then uses a memory of its own (``nonce_store``)."""
         self._transport = oslo_messaging.get_rpc_transport(
             conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
         )
         target = oslo_messaging.Target(topic=topic, server=server_id)
         bus_auth.warn_if_unauthenticated(conf)
-        # One verifier (one nonce memory) for all endpoints of this server.
-        verifier = bus_auth.verifier_from_conf(conf)
+        # One verifier (one nonce store) for all endpoints of this server.
+        self._verifier = bus_auth.verifier_from_conf(conf, shared=shared_nonces)
         self._server = oslo_messaging.get_rpc_server(
             self._transport,
             target,
-            [_TypedErrorsAreReplies(endpoint, verifier) for endpoint in endpoints],
+            [_TypedErrorsAreReplies(endpoint, self._verifier) for endpoint in endpoints],
             serializer=JsonSerializer(),
         )
         self._topic = topic
@@ -115,3 +156,5 @@ class RPCServer:
         self._server.stop()
         self._server.wait()
         self._transport.cleanup()
+        if self._verifier is not None:
+            self._verifier.close()

@@ -227,7 +227,10 @@ class WakeupListener:
         # which an edge without RabbitMQ (embedded mode) never needs.
         from herald.common.rpc.server import RPCServer
 
-        self._server = RPCServer(conf, wakeup_topic(conf), member_id, [WakeupEndpoint(hub)])
+        # A fanout cast reaches every edge with one nonce: a replay memory
+        # shared by the deployment would run it on the first edge only.
+        self._server = RPCServer(conf, wakeup_topic(conf), member_id, [WakeupEndpoint(hub)],
+                                 shared_nonces=False)
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
 

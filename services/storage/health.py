@@ -67,6 +67,11 @@ class WorkerReadiness:
         except oslo_messaging.MessagingTimeout as exc:
             raise NotReady("this worker did not answer an RPC ping through the broker "
                            "in time") from exc
+        except bus_auth.UnverifiedReply as exc:
+            # Our own worker's answer did not authenticate: keys differ, or
+            # something else answers on the bus.
+            raise NotReady("this worker's RPC ping reply could not be authenticated "
+                           "([rpc] bus_keys)") from exc
         except oslo_messaging.MessagingException as exc:
             raise NotReady(f"message broker unreachable: {exc}") from exc
 

@@ -117,18 +117,23 @@ def test_signed_calls_work_and_forged_bus_messages_have_no_effect(setup, rabbit_
     finally:
         caller.stop()
 
-    # A caller with a key the server does not know: a typed 403, no effect.
+    # A caller with a key the server does not know: no effect. The worker
+    # answers a plain 403 it cannot sign for a request it does not trust, so
+    # the caller does not believe that either: a 503 (the fault is the
+    # deployment's, not the client's), and both sides log why.
     conf.set_override("bus_keys", ["wrong-key"], group="rpc")
     intruder = OsloCaller(conf)
     conf.set_override("bus_keys", [KEY, "older-key"], group="rpc")
     try:
         assert intruder.wait_connected(5)
-        with pytest.raises(errors.Forbidden):
+        with pytest.raises(errors.ServiceUnavailable):
             asyncio.run(calls(intruder))
     finally:
         intruder.stop()
     assert counter.total == 1
     assert any("add" in m and "unknown key" in m for m in records.messages)
+    assert any("reply to bus call add" in m and "unsigned failure reply (Forbidden" in m
+               for m in records.messages)
 
     exchange = conf.control_exchange
     # Control: a correctly signed injected message (signed with the second,
