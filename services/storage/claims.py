@@ -8,6 +8,10 @@ claimers run one after the other. A message is thus never in two live
 claims. Dead-letter moves happen during that selection, in that transaction,
 and so does the claim's record in the delivery history (``history``).
 Must not rely on tooz for any of this.
+
+Tenancy: a claim is looked up, renewed and released by (project, queue, id),
+and every statement that touches a claim's rows says so; another project's
+or queue's claim id is "not found" (or a no-op release), never a claim.
 """
 
 from __future__ import annotations
@@ -201,7 +205,7 @@ class ClaimController:
         if dlq_enabled:
             values["claim_count"] = messages.c.claim_count + 1
         conn.execute(sa.update(messages).where(messages.c.seq.in_(to_claim)).values(**values))
-        self._extend_lifetimes(conn, claim_id, now, ttl, grace)
+        self._extend_lifetimes(conn, project, queue, claim_id, now, ttl, grace)
         rows = conn.execute(
             sa.select(*base.MESSAGE_COLUMNS)
             .where(messages.c.seq.in_(to_claim))
@@ -214,14 +218,15 @@ class ClaimController:
         return list(rows)
 
     @staticmethod
-    def _extend_lifetimes(conn: sa.Connection, claim_id: str, now: float, ttl: int,
-                          grace: int) -> None:
+    def _extend_lifetimes(conn: sa.Connection, project: str, queue: str, claim_id: str,
+                          now: float, ttl: int, grace: int) -> None:
         # A message must outlive its claim: one that would expire before the
         # claim does now lives until claim expiry + grace, and reports
         # ttl = claim ttl + grace (reference quirk, kept).
         conn.execute(
             sa.update(messages)
-            .where(messages.c.claim_id == claim_id, messages.c.expires < now + ttl)
+            .where(base.in_queue(project, queue), messages.c.claim_id == claim_id,
+                   messages.c.expires < now + ttl)
             .values(expires=now + ttl + grace, ttl=ttl + grace)
         )
 
@@ -302,15 +307,20 @@ class ClaimController:
             ).scalar_one()
             if not held:
                 raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+            # Every statement names (project, queue, id), not the id alone,
+            # though the id was found there: no write ever relies on ids
+            # being unguessable to stay within a project.
             conn.execute(
-                sa.update(claims).where(claims.c.id == claim_id)
+                sa.update(claims).where(claims.c.id == claim_id, claims.c.project == project,
+                                        claims.c.queue == queue)
                 .values(ttl=ttl, grace=grace, updated=now, expires=now + ttl)
             )
             conn.execute(
-                sa.update(messages).where(messages.c.claim_id == claim_id)
+                sa.update(messages).where(base.in_queue(project, queue),
+                                          messages.c.claim_id == claim_id)
                 .values(claim_expires=now + ttl)
             )
-            self._extend_lifetimes(conn, claim_id, now, ttl, grace)
+            self._extend_lifetimes(conn, project, queue, claim_id, now, ttl, grace)
 
     def delete(self, project: str, queue: str, claim_id: str) -> None:
         if not ids.is_valid_id(claim_id):

@@ -576,7 +576,7 @@ class StorageEndpoint:
     @_rpc("Subscription could not be confirmed.")
     def subscription_confirm(self, ctxt: RequestContext, queue: str, subscription_id: str,
                              confirmed: bool) -> None:
-        self._subscriptions.confirm(ctxt.project_id, subscription_id, confirmed,
+        self._subscriptions.confirm(ctxt.project_id, queue, subscription_id, confirmed,
                                     ctxt.request_id)
 
     @_rpc("Subscription could not be tested.")

@@ -16,6 +16,10 @@ the history outlives the message (an acknowledged message's history is the
 interesting one) until ``[storage] delivery_history_retention`` passes and
 ``collect_garbage`` deletes it. Must not decide anything about claims or
 deliveries: it only records and reads.
+
+Tenancy: every row carries the project and queue of its message, and
+``deliveries`` reads by (project, queue, message id): another project's (or
+queue's) message id is "does not exist", even while its history is kept.
 """
 
 from __future__ import annotations

@@ -355,7 +355,7 @@ class Router:
 
 
 # Methods whose first two arguments are not (project, queue).
-_UNROUTED = frozenset({"volume", "delete_connection", "expired_queues", "confirm"})
+_UNROUTED = frozenset({"volume", "delete_connection", "expired_queues"})
 
 
 class _Routed:
@@ -421,14 +421,7 @@ class _Routed:
             results = []
             for db in self._router.databases():
                 controller = self._router.controller(self._cls, db)
-                try:
-                    results.append(getattr(controller, name)(*args, **kwargs))
-                except errors.NotFound:
-                    continue
-                if name == "confirm":
-                    return results[-1]  # found it: the subscription id is unique
-            if name == "confirm":
-                raise errors.SubscriptionDoesNotExist.of(str(args[1]))
+                results.append(getattr(controller, name)(*args, **kwargs))
             if name == "volume":
                 return {key: sum(r[key] for r in results) for key in ("free", "claimed",
                                                                        "total")}

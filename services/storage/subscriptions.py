@@ -11,6 +11,14 @@ subscription deletes its pending outbox rows with it.
 Validation of the request fields is the edge's job (``herald.common.
 subscriptions``); this module enforces only what needs the stored rows
 (uniqueness, existence). Must not deliver anything itself.
+
+Tenancy: a subscription belongs to (project, queue). Get, update, delete,
+confirm (the reference checks the project only; Herald the queue too) and
+test-fire (``herald.storage.testfire``) look it up by (project, queue, id),
+and every statement that changes it names all three: another project's or
+queue's id is "does not exist" (or a no-op delete). Only the websocket
+clean-up (``delete_connection``) goes by subscriber, a URI only storage
+makes (``KIND_WEBSOCKET``).
 """
 
 from __future__ import annotations
@@ -238,6 +246,7 @@ class SubscriptionController:
             pending = conn.execute(
                 sa.select(sa.func.count()).select_from(outbox_table)
                 .where(outbox_table.c.subscription_id == subscription_id,
+                       outbox_table.c.project == project, outbox_table.c.queue == queue,
                        outbox_table.c.state == outbox.STATE_PENDING)
             ).scalar_one()
         item["delivery"]["pending"] = int(pending)
@@ -285,7 +294,9 @@ class SubscriptionController:
                     _delete_rows(conn, subscriptions.c.id == clash.id)
             if values:
                 conn.execute(sa.update(subscriptions)
-                             .where(subscriptions.c.id == subscription_id).values(**values))
+                             .where(subscriptions.c.id == subscription_id,
+                                    subscriptions.c.project == project,
+                                    subscriptions.c.queue == queue).values(**values))
 
     def delete(self, project: str, queue: str, subscription_id: str) -> None:
         if not ids.is_valid_id(subscription_id):
@@ -295,9 +306,13 @@ class SubscriptionController:
                                        subscriptions.c.project == project,
                                        subscriptions.c.queue == queue))
 
-    def confirm(self, project: str, subscription_id: str, confirmed: bool,
+    def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool,
                 request_id: str) -> None:
-        """Set ``confirmed`` (looked up within the project only, as the reference)."""
+        """Set ``confirmed``.
+
+        Looked up by (project, queue, id) like every other by-id call. The
+        reference checks the project only; the confirmation URL names the
+        queue, so a confirmation sent by Herald always matches."""
         if not ids.is_valid_id(subscription_id):
             raise errors.SubscriptionDoesNotExist.of(subscription_id)
         now = clock.now()
@@ -305,13 +320,16 @@ class SubscriptionController:
             row = conn.execute(
                 sa.select(subscriptions)
                 .where(subscriptions.c.id == subscription_id,
-                       subscriptions.c.project == project, _live(now))
+                       subscriptions.c.project == project, subscriptions.c.queue == queue,
+                       _live(now))
                 .with_for_update()
             ).mappings().one_or_none()
             if row is None:
                 raise errors.SubscriptionDoesNotExist.of(subscription_id)
             conn.execute(sa.update(subscriptions)
-                         .where(subscriptions.c.id == subscription_id)
+                         .where(subscriptions.c.id == subscription_id,
+                                subscriptions.c.project == project,
+                                subscriptions.c.queue == queue)
                          .values(confirmed=bool(confirmed)))
             if not confirmed:
                 self._queue_confirmation(conn, dict(row), False, now, request_id)

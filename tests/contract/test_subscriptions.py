@@ -168,13 +168,17 @@ def test_queue_delete_keeps_subscriptions(endpoint, ctxt):
     assert endpoint.subscription_get(ctxt, queue="q", subscription_id=sid)["id"] == sid
 
 
-def test_confirm_is_project_scoped(endpoint, ctxt):
+def test_confirm_is_scoped_by_project_and_queue(endpoint, ctxt):
+    # Like every by-id call (the reference checks the project only).
     sid = create(endpoint, ctxt)["subscription_id"]
-    endpoint.subscription_confirm(ctxt, queue="any", subscription_id=sid, confirmed=True)
-    assert endpoint.subscription_get(ctxt, queue="q", subscription_id=sid)["confirmed"]
+    with pytest.raises(errors.SubscriptionDoesNotExist):
+        endpoint.subscription_confirm(ctxt, queue="any", subscription_id=sid, confirmed=True)
     with pytest.raises(errors.SubscriptionDoesNotExist):
         endpoint.subscription_confirm(make_ctxt("p2"), queue="q", subscription_id=sid,
                                       confirmed=True)
+    assert not endpoint.subscription_get(ctxt, queue="q", subscription_id=sid)["confirmed"]
+    endpoint.subscription_confirm(ctxt, queue="q", subscription_id=sid, confirmed=True)
+    assert endpoint.subscription_get(ctxt, queue="q", subscription_id=sid)["confirmed"]
 
 
 def test_websocket_connection_subscriptions(endpoint, ctxt, database):

@@ -3,6 +3,8 @@
 Validation order and defaults live in ``validation.claims``; this module maps
 the storage replies to the wire shapes (message hrefs carry ``?claim_id=``).
 ``?wait=<seconds>`` on create long-polls (``herald.api.longpoll``).
+Storage looks a claim up by the caller's (project, queue, id): another
+project's or queue's claim id is a 404 (a 204 for the release).
 """
 
 from __future__ import annotations

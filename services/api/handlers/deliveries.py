@@ -11,6 +11,9 @@ docs/api-extensions.md):
   succeeded, the subscriber's answer is the content).
 
 The storage worker does the work; these handlers only route and shape.
+Both are per project: storage looks the message or subscription up by the
+caller's (project, queue, id) (``herald.storage.history``,
+``herald.storage.testfire``), so another project's id is a 404.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ Handlers check the request in the spec's order with the reference's wording
 answers 201 or 409, and whether a confirmation message is sent, follows from
 storage's reply. Delivery statistics (``delivery``) appear only on the GET of
 one subscription: python-zaqarclient ignores unknown keys there.
+
+Tenancy: storage looks every subscription up by the caller's (project,
+queue, id), confirmation included (the reference checks the project only),
+so another project's or queue's id is a 404 (a 204 for DELETE).
 """
 
 from __future__ import annotations
