@@ -592,31 +592,33 @@ class StorageEndpoint:
         return self._subscriptions.delete_connection(gateway_id, connection_id)
 
     # -- pools and flavors (1.4) -----------------------------------------------
-    # Policy (admin role) is the edge's; these only keep the catalog.
+    # Policy (admin role) is the edge's; these keep the catalog. Flavors and
+    # which pools they have are per project: each call passes the caller's
+    # project (herald.storage.pools says what is global and what is not).
 
     @_rpc("Pools could not be listed.")
     def pool_list(self, ctxt: RequestContext, marker: str | None = None, limit: int = 10,
                   detailed: bool = False) -> list[dict[str, Any]]:
-        return self._pools.catalog.pool_list(marker, limit, detailed)
+        return self._pools.catalog.pool_list(ctxt.project_id, marker, limit, detailed)
 
     @_rpc("Pool could not be retrieved.")
     def pool_get(self, ctxt: RequestContext, name: str,
                  detailed: bool = False) -> dict[str, Any]:
-        return self._pools.catalog.pool_get(name, detailed)
+        return self._pools.catalog.pool_get(ctxt.project_id, name, detailed)
 
     @_rpc("Pool could not be created.")
     def pool_put(self, ctxt: RequestContext, name: str, uri: str, weight: int,
                  flavor: str | None = None, options: dict[str, Any] | None = None) -> None:
-        self._pools.catalog.pool_put(name, uri, weight, flavor, options or {})
+        self._pools.catalog.pool_put(ctxt.project_id, name, uri, weight, flavor, options or {})
 
     @_rpc("Pool could not be updated.")
     def pool_update(self, ctxt: RequestContext, name: str,
                     changes: dict[str, Any]) -> dict[str, Any]:
-        return self._pools.catalog.pool_update(name, changes)
+        return self._pools.catalog.pool_update(ctxt.project_id, name, changes)
 
     @_rpc("Pool could not be deleted.")
     def pool_delete(self, ctxt: RequestContext, name: str) -> None:
-        self._pools.catalog.pool_delete(name)
+        self._pools.catalog.pool_delete(ctxt.project_id, name)
 
     @_rpc("Flavors could not be listed.")
     def flavor_list(self, ctxt: RequestContext, marker: str | None = None, limit: int = 10,
@@ -625,7 +627,7 @@ class StorageEndpoint:
 
     @_rpc("Flavor could not be retrieved.")
     def flavor_get(self, ctxt: RequestContext, name: str) -> dict[str, Any]:
-        return self._pools.catalog.flavor_get(name)
+        return self._pools.catalog.flavor_get(ctxt.project_id, name)
 
     @_rpc("Flavor could not be created.")
     def flavor_put(self, ctxt: RequestContext, name: str, pool_list: list[str],
@@ -635,8 +637,8 @@ class StorageEndpoint:
     @_rpc("Flavor could not be updated.")
     def flavor_update(self, ctxt: RequestContext, name: str,
                       pool_list: list[str]) -> dict[str, Any]:
-        return self._pools.catalog.flavor_update(name, pool_list)
+        return self._pools.catalog.flavor_update(ctxt.project_id, name, pool_list)
 
     @_rpc("Flavor could not be deleted.")
     def flavor_delete(self, ctxt: RequestContext, name: str) -> None:
-        self._pools.catalog.flavor_delete(name)
+        self._pools.catalog.flavor_delete(ctxt.project_id, name)

@@ -7,6 +7,14 @@ Herald a pool's ``uri`` is a SQLAlchemy database URL: registering it makes
 the workers migrate that database and place flavored queues on it
 (``herald.storage.pools``). Handlers validate bodies and shape replies; the
 catalog itself is the workers'.
+
+Tenancy (decided in ``herald.storage.pools``): pools are global, so any
+admin sees and tunes every pool; flavors, and which pools a flavor has, are
+the caller's project's. Every call therefore passes the caller's context
+(project from the token in keystone mode): a flavor of another project is a
+404 here, a pool's ``flavor`` is the caller's project's flavor using it, and
+a pool another project's flavor uses cannot be deleted (409). These
+handlers must never look a flavor up without the caller's project.
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ and a queue of the same name never meet, and everything storage does for
 queues (messages, expiry, notifications) works for topics unchanged. On
 PostgreSQL the project columns must be wide enough for the suffix.
 
+Tenancy is the queues': a topic, its messages and its subscriptions belong
+to the project (the namespace is derived from the caller's project, never
+named by the client), and are looked up by (project, topic, id). A topic
+created with ``_flavor`` is placed on a flavor of its project
+(``herald.storage.pools.tenant_of`` maps the namespace back to the project;
+the separator here and there must stay the same).
+
 Differences from queues, as the spec lists them: listings use the key
 ``topics`` and have no ``with_count``; only ``_max_messages_post_size``,
 ``_default_message_ttl`` and ``_default_message_delay`` are reserved and
@@ -33,6 +40,8 @@ from herald.common.context import RequestContext
 
 #: Appended to the project to make the topic namespace. The unit separator
 #: is a control character: no project id a client means to send contains it.
+#: It is ``herald.storage.pools.NAMESPACE_SEPARATOR``: a topic uses the
+#: flavors of the project before it.
 TOPIC_SUFFIX = "\x1ftopics"
 RESERVED_KEYS = ("_max_messages_post_size", "_default_message_ttl", "_default_message_delay")
 
