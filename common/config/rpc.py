@@ -108,7 +108,7 @@ ALL_OPTS = [
     ),
     cfg.StrOpt(
         "bus_nonce_unreachable",
-        default="reject",
+        default="local",
         choices=[
             ("reject", "fail closed: a signed message whose nonce cannot be "
              "checked in Redis is not run (a call is answered 503, a cast is "
@@ -121,7 +121,9 @@ ALL_OPTS = [
         help="What a worker or gateway does with a signed RPC message when the "
         "shared nonce store (the Redis of [coordination] backend_url) does not "
         "answer within bus_nonce_timeout. Only used with bus_keys and a redis:// "
-        "backend_url. Possible values: reject (the default) or local.",
+        "backend_url. The default keeps storage available through a Redis outage, as "
+        "coordination does; choose reject where a replay window during an outage "
+        "is worse than an outage. Possible values: local (the default) or reject.",
     ),
     cfg.FloatOpt(
         "bus_nonce_timeout",

@@ -27,15 +27,16 @@ picked from ``[coordination] backend_url`` (``from_conf``):
 **Redis unreachable** (refused, timed out after ``[rpc] bus_nonce_timeout``,
 or an error reply), ``[rpc] bus_nonce_unreachable`` decides:
 
-* ``reject`` (the default, fail closed): the message is not run. A call is
-  answered ``ServiceUnavailable`` (the edge's client gets 503 and may retry),
-  a cast is dropped. Nothing a captured message could do is allowed while
-  replays cannot be ruled out; the price is that Redis becomes part of the
-  data path: while it is down or stalled, no storage call succeeds.
-* ``local``: the verifier falls back to the nonces it saw itself (it always
-  records them in that mode, so a replay to the *same* process is still
-  caught during the outage). Storage keeps working without Redis; a replay
+* ``local`` (the default): the verifier falls back to the nonces it saw
+  itself (it always records them in that mode, so a replay to the *same*
+  process is still caught during the outage). Storage keeps working without
+  Redis, as coordination does (tests/faults/test_redis_stall.py); a replay
   to another worker inside the window is not caught until Redis is back.
+* ``reject`` (fail closed): the message is not run. A call is answered
+  ``ServiceUnavailable`` (the edge's client gets 503 and may retry), a cast
+  is dropped. Nothing a captured message could do is allowed while replays
+  cannot be ruled out; the price is that Redis becomes part of the data
+  path: while it is down or stalled, no storage call succeeds.
 
 Either way the cost of an outage is bounded: after a failure the store does
 not touch Redis for ``HOLD_SECONDS`` (every message meanwhile gets the

@@ -30,9 +30,12 @@ def conf(redis_coordination_url: str) -> Iterator[Any]:
     conf = config.load([])
     conf.set_override("backend_url", redis_coordination_url, group="coordination")
     conf.set_override("bus_max_skew", 1.0, group="rpc")
+    # The Redis store itself, without the default fallback to local memory:
+    # an unreachable Redis must show as NonceStoreUnavailable here.
+    conf.set_override("bus_nonce_unreachable", "reject", group="rpc")
     yield conf
     for name, group in [("backend_url", "coordination"), ("bus_max_skew", "rpc"),
-                        ("bus_nonce_timeout", "rpc")]:
+                        ("bus_nonce_timeout", "rpc"), ("bus_nonce_unreachable", "rpc")]:
         conf.clear_override(name, group=group)
 
 

@@ -21,8 +21,8 @@ routing key; replies to the default exchange with the caller's
   refused: the edge's ``OsloCaller`` raises ``ServiceUnavailable`` (503) at
   once, never the forged value or error.
 - With Redis unreachable the worker fails closed (a signed 503, the method
-  not run) by default, and runs the call with ``bus_nonce_unreachable =
-  local``.
+  not run) with ``bus_nonce_unreachable = reject``, and runs the call with
+  ``local`` (the default).
 """
 
 from __future__ import annotations

@@ -263,6 +263,7 @@ def test_store_is_picked_from_the_coordination_backend(monkeypatch: pytest.Monke
         conf.set_override("backend_url", "redis://127.0.0.1:6399?namespace=ns-x&db=2",
                           group="coordination")
         conf.set_override("bus_nonce_timeout", 0.05, group="rpc")
+        conf.set_override("bus_nonce_unreachable", "reject", group="rpc")
         shared = nonce_store.from_conf(conf)
         assert isinstance(shared, nonce_store.RedisNonceStore)
         kwargs = shared._client.connection_pool.connection_kwargs
