@@ -303,7 +303,10 @@ class StorageAPI:
 
     async def pool_list(self, ctxt: RequestContext, marker: str | None, limit: int,
                         detailed: bool) -> list[dict[str, Any]]:
-        """``[{"name", "uri", "weight", "flavor"[, "options"]}]`` sorted by name."""
+        """``[{"name", "uri", "weight", "flavor"[, "options"]}]`` sorted by name.
+
+        Pools are global (every pool is listed); ``flavor`` is the caller's
+        project's flavor using the pool, else None: flavors are per project."""
         return await self._call(ctxt, "pool_list", marker=marker, limit=limit,
                                 detailed=detailed)
 
@@ -326,8 +329,8 @@ class StorageAPI:
         return await self._call(ctxt, "pool_update", name=name, changes=changes)
 
     async def pool_delete(self, ctxt: RequestContext, name: str) -> None:
-        """No-op if missing; Forbidden for a flavor's last pool, Conflict while
-        the pool holds queues."""
+        """No-op if missing; Forbidden for the last pool of the caller's flavor,
+        Conflict while the pool holds queues or another project's flavor uses it."""
         return await self._call(ctxt, "pool_delete", name=name)
 
     async def flavor_list(self, ctxt: RequestContext, marker: str | None, limit: int,

@@ -217,7 +217,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # other answer, so that nothing about the routes reaches a caller
         # without credentials.
         identity = await auth.authenticate(self.conf, method, self.request.path, headers)
-        if self.ADMIN_MODE_ONLY and not self.conf.admin_mode:
+        if not self.served():
             raise api_errors.route_not_found()
         if method == "OPTIONS":
             self._reply_options()
@@ -243,6 +243,11 @@ class BaseHandler(tornado.web.RequestHandler):
                                    request_id=self.request_id, roles=roles)
         if self.ADMIN_ROLE and not self._ctx.is_admin:
             raise errors.Forbidden("You are not authorized to complete this action.")
+
+    def served(self) -> bool:
+        """Whether the configuration serves this route (404 otherwise, after
+        authentication, so the answer says nothing to a caller without a token)."""
+        return not self.ADMIN_MODE_ONLY or self.conf.admin_mode
 
     def _reply_options(self) -> None:
         self.set_header("Allow", ", ".join(self.allowed_methods()))

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from herald.api import errors as api_errors
 from herald.api.handlers.base import BaseHandler
 from herald.api.validation.body import require_object
 from herald.api.validation.query import render_query
@@ -89,9 +88,10 @@ class PoolingHandler(BaseHandler):
 
     ADMIN_METHODS: tuple[str, ...] = ("GET", "PUT", "PATCH", "DELETE")
 
+    def served(self) -> bool:
+        return bool(self.conf.admin_mode and self.conf.pooling)
+
     async def prepare(self) -> None:
-        if not (self.conf.admin_mode and self.conf.pooling):
-            raise api_errors.route_not_found()
         await super().prepare()
         if self._finished:  # OPTIONS was answered
             return
