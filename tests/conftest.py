@@ -76,3 +76,40 @@ def receiver() -> Iterator[WebhookReceiver]:
     r = WebhookReceiver()
     yield r
     r.close()
+
+
+# ---------------------------------------------------------------------------
+# Checkout boundary (issue 28): a fresh clone's `make test` must pass on its
+# own, so no test may read or write outside the checkout (temporary
+# directories, the venv, the Python installation and the system's own files
+# excepted; see tests/checkout_audit.py). The hook is installed at import,
+# before any test module is collected, and the session fails at its end if
+# anything was recorded: an error in the last test's teardown that lists
+# each path and the test that touched it.
+# ---------------------------------------------------------------------------
+import shutil  # noqa: E402 - this block's imports are kept in it on purpose
+import tempfile  # noqa: E402
+
+from tests import checkout_audit  # noqa: E402
+
+checkout_audit.install()
+
+# Libraries cache in the home directory: stevedore (under oslo.messaging and
+# tooz) writes its entry point cache to ~/.cache/python-entrypoints, and
+# chromium its disk cache to ~/.cache/chromium. XDG_CACHE_HOME sends them, in
+# this process and every process the tests start, to a directory of this
+# session's own. Set before anything imports stevedore, which reads it once.
+_CACHE_HOME = tempfile.mkdtemp(prefix="herald-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+# requests reads ~/.netrc, when there is one, for credentials to send with
+# every request: a developer's would change what the tests send. A path
+# that does not exist costs requests one stat and no open.
+os.environ["NETRC"] = os.path.join(_CACHE_HOME, "no-netrc")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_access_outside_the_checkout() -> Iterator[None]:
+    yield
+    shutil.rmtree(_CACHE_HOME, ignore_errors=True)
+    found = checkout_audit.records()
+    assert not found, checkout_audit.report(found)
