@@ -56,9 +56,10 @@ class Reach:
 
 def _outside_prefixes() -> list[str]:
     # Home directories and this machine's layout; plus the directory that
-    # holds the checkout, whatever it is called on the machine at hand.
+    # holds the checkout, whatever it is called on the machine at hand,
+    # unless it is a place a test may use anyway (a clone in /tmp).
     prefixes = ["/work/", "/home/", "/root/"]
-    if REPO.parent != Path("/"):
+    if not checkout_audit.is_allowed(str(REPO.parent)) and REPO.parent != Path("/"):
         prefixes.append(f"{REPO.parent}/")
     return prefixes
 
@@ -283,10 +284,18 @@ def test_the_checkout_and_temporary_directories_are_not_recorded(tmp_path: Path)
     ("/work/shared/schemas/compose-spec.json", False),
     ("/root/.cache/python-entrypoints/abc", False),
     ("/home/someone/.netrc", False),
-    (str(REPO) + "-other/file", False),  # a sibling whose name starts like the checkout's
 ])
 def test_what_the_hook_allows(path: str, allowed: bool) -> None:
     assert checkout_audit.is_allowed(path) is allowed
+
+
+def test_an_allowed_root_is_a_directory_not_a_name_prefix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkout_audit, "ALLOWED_ROOTS", ("/srv/herald",))
+    assert checkout_audit.is_allowed("/srv/herald")
+    assert checkout_audit.is_allowed("/srv/herald/tests/x.json")
+    assert not checkout_audit.is_allowed("/srv/herald-other/x.json")
+    assert not checkout_audit.is_allowed("/srv")
 
 
 def test_library_caches_and_netrc_stay_out_of_the_home_directory() -> None:
