@@ -27,6 +27,7 @@ from herald.common.config import (
     storage,
     ws_gateway,
 )
+from herald.common.rpc import compat
 
 CONF = cfg.CONF
 
@@ -49,35 +50,16 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     return pairs
 
 
-# oslo.messaging notices a RabbitMQ host that vanished without a word (no
-# FIN, no RST: a dead host, a dropped route) only through AMQP heartbeats.
-# With its default threshold (60 s) a waiting consumer -- a storage worker's
-# RPC server -- sat on a dead connection for up to a minute after the broker
-# was back (tests/faults/test_broker.py, silent outage). Operators can still
-# set [oslo_messaging_rabbit] heartbeat_timeout_threshold themselves.
-RABBIT_HEARTBEAT_TIMEOUT = 10
-
-
-def _messaging_defaults() -> None:
-    # The driver's own option objects: the copies list_opts() returns would
-    # not change what the driver registers.
-    from oslo_messaging._drivers import impl_rabbit
-
-    # Replies go without the mandatory flag: with publisher confirms off
-    # ([rpc] publisher_confirms), a reply the broker returned for a caller
-    # that is gone would raise in whichever thread next read the connection;
-    # without the flag the broker drops it, which is all a returned reply
-    # could lead to anyway.
-    cfg.set_defaults(impl_rabbit.rabbit_opts,
-                     heartbeat_timeout_threshold=RABBIT_HEARTBEAT_TIMEOUT,
-                     direct_mandatory_flag=False)
+# Kept here for the callers that read it from the configuration package; the
+# default is set, with the other oslo.messaging patches, in herald.common.rpc.compat.
+RABBIT_HEARTBEAT_TIMEOUT = compat.RABBIT_HEARTBEAT_TIMEOUT
 
 
 def load(argv: Sequence[str] | None = None, default_config_files: Sequence[str] | None = None,
          conf: cfg.ConfigOpts = CONF) -> cfg.ConfigOpts:
     """Register options and parse the command line and config files."""
     register_opts(conf)
-    _messaging_defaults()
+    compat.messaging_defaults()
     conf(
         list(argv or []),
         project="herald",

@@ -8,8 +8,8 @@
 - ``coalescer``: batches concurrent calls of an edge into one ``batch`` call.
 - ``server``: the worker-side oslo.messaging RPC server with a lifecycle.
 - ``wakeups``: long-poll wake-ups from the workers to every edge (fanout).
-- ``amqp_polling``: how soon the AMQP driver's consumers wake up after a
-  message (once per process, at start).
+- ``compat``: every patch of oslo.messaging and kombu internals, each with
+  the upstream versions it targets (applied once per process, at start).
 """
 
 STORAGE_TOPIC = "herald-storage"

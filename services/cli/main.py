@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from herald.common import config, coordination, health, log
-from herald.common.rpc import amqp_polling, publisher_confirms, wakeups
+from herald.common.rpc import compat, wakeups
 from herald.common.rpc.caller import InProcessCaller, OsloCaller
 from herald.common.rpc.storage_api import StorageAPI
 
@@ -189,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     member_id = coordination.new_member_id()
     service = "db" if args.command == "db" else args.command
     log.setup(service, member_id, conf.log_format)
-    amqp_polling.apply()
-    publisher_confirms.apply(conf.rpc.publisher_confirms)
+    compat.apply(conf)
     _stop_cleanly_while_starting()
     commands = {
         "api": _cmd_api,

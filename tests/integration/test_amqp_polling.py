@@ -1,7 +1,7 @@
-"""Integration: AMQP consumers sleep between messages (``amqp_polling``).
+"""Integration: AMQP consumers sleep between messages (``compat.amqp_first_wait``).
 
 An oslo.messaging RPC server and an ``OsloCaller`` on the machine's RabbitMQ,
-in this process, with ``amqp_polling.apply()`` as every Herald service runs
+in this process, with ``compat.amqp_first_wait()`` as every Herald service runs
 it at start. After one call both consumer threads (the server's listener
 and the caller's reply waiter) must wait for their next message instead of
 waking up over and over: oslo.messaging's own schedule restarts at 1 ms
@@ -21,7 +21,7 @@ import pytest
 from oslo_messaging._drivers import amqpdriver, impl_rabbit
 
 from herald.common.context import RequestContext
-from herald.common.rpc import amqp_polling
+from herald.common.rpc import compat
 from herald.common.rpc.caller import OsloCaller
 
 pytestmark = [pytest.mark.rabbit]
@@ -49,7 +49,7 @@ def test_consumers_wait_for_the_next_message_instead_of_polling(
     # Restore the driver's own schedule for the rest of the test session.
     monkeypatch.setattr(amqpdriver, "ACK_REQUEUE_EVERY_SECONDS_MIN",
                         amqpdriver.ACK_REQUEUE_EVERY_SECONDS_MIN)
-    amqp_polling.apply()
+    compat.amqp_first_wait()
     caller = pinged_caller()
     answered = time.monotonic()
     time.sleep(WATCHED_SECONDS)

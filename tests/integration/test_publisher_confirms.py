@@ -1,7 +1,7 @@
 """Integration: ``[rpc] publisher_confirms`` decides how RPC publishes go.
 
 An oslo.messaging RPC server and an ``OsloCaller`` on the machine's RabbitMQ,
-in this process, after ``publisher_confirms.apply()`` as every Herald service
+in this process, after ``compat.publisher_confirms()`` as every Herald service
 runs it at start. Calls must be answered either way; every AMQP connection
 the two opened must be in confirm mode exactly when confirms are on, and a
 channel that published must have waited for confirms only then.
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import amqp
 import pytest
 
-from herald.common.rpc import publisher_confirms
+from herald.common.rpc import compat
 from herald.common.rpc.caller import OsloCaller
 
 pytestmark = [pytest.mark.rabbit]
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.rabbit]
 @pytest.fixture
 def restore_kombu() -> Iterator[None]:
     yield
-    publisher_confirms.apply(True)  # kombu's own, as the rest of the session expects
+    compat.publisher_confirms(True)  # kombu's own, as the rest of the session expects
 
 
 def _connections() -> list[amqp.Connection]:
@@ -35,7 +35,7 @@ def _connections() -> list[amqp.Connection]:
 def test_rpc_connections_confirm_publishes_only_when_configured(
         pinged_caller: Callable[[], OsloCaller], enabled: bool, restore_kombu: None) -> None:
     before = {id(c) for c in _connections()}
-    publisher_confirms.apply(enabled)
+    compat.publisher_confirms(enabled)
     pinged_caller()
     opened = [c for c in _connections() if id(c) not in before and c.connected]
     # The caller's (publish, reply queue) and the server's (listen, reply).
