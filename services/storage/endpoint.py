@@ -41,7 +41,8 @@ from herald.common.subscriptions import ws_subscriber_uri
 from herald.storage import history, pools, testfire
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database, SharedTransactionFailed
-from herald.storage.messages import MessageController, post_request
+from herald.storage.messages import MessageController
+from herald.storage.post_rows import post_request
 from herald.storage.queues import QueueController
 from herald.storage.subscriptions import KIND_URI, KIND_WEBSOCKET, SubscriptionController
 

@@ -12,7 +12,7 @@ immediate transaction on SQLite) before it looks the key up, so the second
 one sees the first one's committed row. Should two transactions still race
 (the lock is an optimisation of message ordering, not this module's
 guarantee), the primary key makes the second INSERT fail, its transaction
-rolls back with its messages, and ``MessageController.post`` retries and
+rolls back with its messages, and ``MessagePoster.post`` (``posting``) retries and
 finds the winner's row.
 
 The same key with different messages is refused (409): returning the

@@ -204,7 +204,7 @@ def test_rows_leased_to_a_local_dispatcher_are_handed_over_only_once_committed(
     endpoint.subscription_create(ctxt, queue="q1", subscriber="http://127.0.0.1:9/hook",
                                  ttl=None, options=None)
     # This worker learns that q1's posts have notifier rows to write: else
-    # the batch's first run would fail on that (messages.STAGE_WORK_SECONDS)
+    # the batch's first run would fail on that (post_caches.STAGE_WORK_SECONDS)
     # before it reaches the failing delete.
     endpoint.message_post(ctxt, queue="q1", messages=[{"body": 0, "ttl": 300}], body_size=10)
     earlier = {row.seq for row in outbox.OutboxController(database).rows()}
