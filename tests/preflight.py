@@ -107,7 +107,8 @@ class Service:
             return f"start it: {sudo}pg_ctlcluster {version} main start"
         if self.name == "RabbitMQ":
             return f"start it: {sudo}rabbitmq-server -detached"
-        return f"start it: {sudo}redis-server --daemonize yes --bind 127.0.0.1 --port 6379"
+        port = self.address(env)[1]
+        return f"start it: {sudo}redis-server --daemonize yes --bind 127.0.0.1 --port {port}"
 
 
 # The variables and defaults are tests/conftest.py's.

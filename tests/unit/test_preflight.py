@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import preflight
 from tests.preflight import PACKAGES_FILE, SERVICES, read_packages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +147,7 @@ def test_everything_missing_is_one_message(machine: dict[str, str], closed_port:
         assert f"  {service.name} on 127.0.0.1:{closed_port} " in message
     assert "pg_ctlcluster" in message
     assert "rabbitmq-server -detached" in message
-    assert "redis-server --daemonize yes" in message
+    assert f"redis-server --daemonize yes --bind 127.0.0.1 --port {closed_port}" in message
 
 
 def test_a_service_that_is_not_installed_gets_its_install_command(
@@ -158,6 +159,18 @@ def test_a_service_that_is_not_installed_gets_its_install_command(
     line = next(x for x in result.stderr.splitlines() if x.startswith("  RabbitMQ on "))
     assert "apt-get install -y rabbitmq-server" in line
     assert "PostgreSQL on" not in result.stderr and "Redis on" not in result.stderr
+
+
+def test_a_python_too_old_is_named(machine: dict[str, str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process: no older interpreter is at hand, so the minimum is raised.
+    monkeypatch.setattr(preflight, "MIN_PYTHON", (99, 0))
+    found = preflight.problems(machine, read_packages())
+    assert len(found) == 1
+    assert found[0].startswith(f"Python {sys.version_info.major}.{sys.version_info.minor}.")
+    assert "Herald needs 99.0 or newer" in found[0]
+    monkeypatch.setattr(preflight, "MIN_PYTHON", (3, 11))
+    assert preflight.problems(machine, read_packages()) == []
 
 
 def test_missing_packages_lists_names_only(machine: dict[str, str]) -> None:
