@@ -23,6 +23,9 @@ CLI does it before any transport exists), are:
    message (``amqpdriver.ACK_REQUEUE_EVERY_SECONDS_MIN``).
 3. ``publisher_confirms(enabled)`` -- whether kombu's py-amqp transport opens
    its connections in confirm mode (``[rpc] publisher_confirms``).
+4. ``leave_late_deliveries_unacked(server)`` -- per RPC server, once started
+   (``herald.common.rpc.server``): requests delivered after stop() are left
+   to another worker instead of being acknowledged and dropped.
 
 Thread-safety: the patches rebind module attributes and option defaults;
 call them at start-up, before any thread uses a transport. Each is
@@ -147,6 +150,41 @@ def publisher_confirms(enabled: bool) -> None:
     publisher confirms, for every oslo.messaging transport created afterwards
     (py-amqp is used by nothing else in Herald's services)."""
     pyamqp.Transport.Connection = KOMBU_CONNECTION if enabled else UnconfirmedConnection
+
+
+# -- 4. requests delivered after an RPC server's stop ------------------------------
+# Targets oslo.messaging 18.3.x: ``MessageHandlingServer.listener`` (a
+# ``_drivers.base.PollStyleListenerAdapter``), its ``_poll_style_listener``
+# (``_drivers.amqpdriver.AMQPListener``), whose ``__call__(message)`` is the
+# consumer callback and ``_shutdown`` the event stop() sets.
+#
+# oslo.messaging's RPC listener acknowledges a request in its consumer
+# callback, before anything runs it. stop() only stops polling: requests
+# RabbitMQ had already pushed to this consumer are still read while the
+# connection closes, acknowledged there, and never run -- the caller waits
+# for its timeout (seen as 503s on every SIGTERM of a busy worker). Left
+# unacknowledged instead, RabbitMQ hands them to another worker when the
+# channel closes. Best effort: another driver or a changed layout is left
+# alone.
+
+
+def leave_late_deliveries_unacked(server: Any) -> None:
+    """Make a started RPC server's AMQP listener ignore deliveries that
+    arrive after its stop()."""
+    poll_listener = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
+    shutdown = getattr(poll_listener, "_shutdown", None)
+    if poll_listener is None or shutdown is None or not callable(poll_listener):
+        return
+    base = type(poll_listener)
+
+    class _StopAware(base):  # type: ignore[misc, valid-type]
+        def __call__(self, message: Any) -> Any:
+            if self._shutdown.is_set():
+                LOG.debug("leaving a request delivered after stop to another worker")
+                return None
+            return super().__call__(message)
+
+    poll_listener.__class__ = _StopAware
 
 
 def apply(conf: cfg.ConfigOpts) -> None:

@@ -18,7 +18,7 @@ from oslo_config import cfg
 
 from herald.common import errors
 from herald.common.errors import HeraldError
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth, compat
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -96,34 +96,6 @@ class _TypedErrorsAreReplies:
         return call
 
 
-def _leave_late_deliveries_unacked(server: Any) -> None:
-    """Make the server's AMQP listener ignore deliveries that arrive after stop().
-
-    oslo.messaging's RPC listener acknowledges a request in its consumer
-    callback, before anything runs it. stop() only stops polling: requests
-    RabbitMQ had already pushed to this consumer are still read while the
-    connection closes, acknowledged there, and never run -- the caller
-    waits for its timeout (seen as 503s on every SIGTERM of a busy worker).
-    Left unacknowledged instead, RabbitMQ hands them to another worker when
-    the channel closes. Best effort: another driver or a changed oslo layout
-    is left alone.
-    """
-    poll_listener = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
-    shutdown = getattr(poll_listener, "_shutdown", None)
-    if poll_listener is None or shutdown is None or not callable(poll_listener):
-        return
-    base = type(poll_listener)
-
-    class _StopAware(base):  # type: ignore[misc, valid-type]
-        def __call__(self, message: Any) -> Any:
-            if self._shutdown.is_set():
-                LOG.debug("leaving a request delivered after stop to another worker")
-                return None
-            return super().__call__(message)
-
-    poll_listener.__class__ = _StopAware
-
-
 class RPCServer:
     def __init__(self, conf: cfg.ConfigOpts, topic: str, server_id: str,
                  endpoints: list[Any], shared_nonces: bool = True) -> None:
@@ -148,7 +120,7 @@ class RPCServer:
 
     def start(self) -> None:
         self._server.start()
-        _leave_late_deliveries_unacked(self._server)
+        compat.leave_late_deliveries_unacked(self._server)
         LOG.info("RPC server listening on topic %s as %s", self._topic, self._server_id)
 
     def stop(self) -> None:

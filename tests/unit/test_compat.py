@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import inspect
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,9 @@ import amqp
 import pytest
 from kombu.transport import pyamqp
 from oslo_config import cfg
+from oslo_messaging import server as messaging_server
 from oslo_messaging._drivers import amqpdriver, impl_rabbit
+from oslo_messaging._drivers import base as driver_base
 from packaging.specifiers import SpecifierSet
 
 from herald.common import config
@@ -138,3 +141,36 @@ def test_publisher_confirms_switches_the_connection_class(restore_kombu: None) -
     compat.publisher_confirms(True)
     assert pyamqp.Transport.Connection is compat.KOMBU_CONNECTION
     assert pyamqp.Transport.Connection(host="127.0.0.1:1", confirm_publish=True).confirm_publish
+
+
+# -- 4. requests delivered after an RPC server's stop --------------------------------
+
+#: The consumer callback that acknowledges, the stop that sets ``_shutdown``,
+#: the adapter holding ``_poll_style_listener``, the server creating
+#: ``listener`` at start (oslo.messaging 18.3.1).
+LISTENER_PINS = {
+    amqpdriver.AMQPListener.__call__: "0004deb2046f6f05",
+    amqpdriver.AMQPListener.stop: "d9ccae49fa56927e",
+    driver_base.PollStyleListenerAdapter.__init__: "0e02caa448de9ccf",
+    messaging_server.MessageHandlingServer.start: "f0bd72f0a3a2eda2",
+}
+
+
+def test_listener_layout_is_the_one_patched() -> None:
+    assert {function.__qualname__: _source_hash(function) for function in LISTENER_PINS} == {
+        function.__qualname__: pin for function, pin in LISTENER_PINS.items()}
+
+
+def test_deliveries_after_stop_are_left_unacknowledged() -> None:
+    class Listener(amqpdriver.AMQPListener):
+        def __init__(self) -> None:  # no broker: only the callback is exercised
+            self._shutdown = threading.Event()
+            self.received: list[Any] = []
+
+    listener = Listener()
+    server = types.SimpleNamespace(listener=types.SimpleNamespace(_poll_style_listener=listener))
+    compat.leave_late_deliveries_unacked(server)
+    assert isinstance(listener, amqpdriver.AMQPListener)
+    listener._shutdown.set()
+    # Once stopped the callback returns before oslo's own, which would ack.
+    assert listener("late request") is None
