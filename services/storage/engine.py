@@ -309,8 +309,8 @@ class Database:
         statement takes are held for the statement and the commit's WAL
         flush only, not also while this thread waits for the interpreter
         lock to read the reply and send the COMMIT (posters' queue locks:
-        docs/performance.md, ninth round). If nothing ran in the transaction
-        before it, the statement is the whole transaction: it runs in
+        docs/performance-history.md, ninth round). If nothing ran in the
+        transaction before it, the statement is the whole transaction: it runs in
         autocommit, one round trip instead of the BEGIN's (psycopg waits for
         it even in a pipeline) and the statement's with the COMMIT.
         A write that does not end its transaction sends the statement by
