@@ -96,6 +96,13 @@ def _live(now: float) -> sa.ColumnElement[bool]:
     return subscriptions.c.expires > now
 
 
+def _addressed(project: str, queue: str, subscription_id: str) -> sa.ColumnElement[bool]:
+    """The one subscription a by-id call names: by (project, queue, id), never
+    by id alone, so another project's or queue's id is "not found"."""
+    return sa.and_(subscriptions.c.id == subscription_id,
+                   subscriptions.c.project == project, subscriptions.c.queue == queue)
+
+
 class SubscriptionController:
     def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
         self._db = db
@@ -236,9 +243,7 @@ class SubscriptionController:
         with self._db.read() as conn:
             row = conn.execute(
                 sa.select(subscriptions)
-                .where(subscriptions.c.id == subscription_id,
-                       subscriptions.c.project == project, subscriptions.c.queue == queue,
-                       _live(now))
+                .where(_addressed(project, queue, subscription_id), _live(now))
             ).one_or_none()
             if row is None:
                 raise errors.SubscriptionDoesNotExist.of(subscription_id)
@@ -271,9 +276,7 @@ class SubscriptionController:
         with self._db.write() as conn:
             found = conn.execute(
                 sa.select(subscriptions.c.id)
-                .where(subscriptions.c.id == subscription_id,
-                       subscriptions.c.project == project, subscriptions.c.queue == queue,
-                       _live(now))
+                .where(_addressed(project, queue, subscription_id), _live(now))
                 .with_for_update()
             ).one_or_none()
             if found is None:
@@ -294,17 +297,14 @@ class SubscriptionController:
                     _delete_rows(conn, subscriptions.c.id == clash.id)
             if values:
                 conn.execute(sa.update(subscriptions)
-                             .where(subscriptions.c.id == subscription_id,
-                                    subscriptions.c.project == project,
-                                    subscriptions.c.queue == queue).values(**values))
+                             .where(_addressed(project, queue, subscription_id))
+                             .values(**values))
 
     def delete(self, project: str, queue: str, subscription_id: str) -> None:
         if not ids.is_valid_id(subscription_id):
             return
         with self._db.write() as conn:
-            _delete_rows(conn, sa.and_(subscriptions.c.id == subscription_id,
-                                       subscriptions.c.project == project,
-                                       subscriptions.c.queue == queue))
+            _delete_rows(conn, _addressed(project, queue, subscription_id))
 
     def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool,
                 request_id: str) -> None:
@@ -319,17 +319,13 @@ class SubscriptionController:
         with self._db.write() as conn:
             row = conn.execute(
                 sa.select(subscriptions)
-                .where(subscriptions.c.id == subscription_id,
-                       subscriptions.c.project == project, subscriptions.c.queue == queue,
-                       _live(now))
+                .where(_addressed(project, queue, subscription_id), _live(now))
                 .with_for_update()
             ).mappings().one_or_none()
             if row is None:
                 raise errors.SubscriptionDoesNotExist.of(subscription_id)
             conn.execute(sa.update(subscriptions)
-                         .where(subscriptions.c.id == subscription_id,
-                                subscriptions.c.project == project,
-                                subscriptions.c.queue == queue)
+                         .where(_addressed(project, queue, subscription_id))
                          .values(confirmed=bool(confirmed)))
             if not confirmed:
                 self._queue_confirmation(conn, dict(row), False, now, request_id)
