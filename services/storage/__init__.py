@@ -1,0 +1,55 @@
+"""herald.storage: the storage workers, the only processes that hold data.
+
+The edges (``herald.api``, ``herald.ws_gateway``) validate requests and call
+the StorageAPI over oslo.messaging RPC; everything behind that call lives
+here. A request arrives at the RPC boundary, runs (alone or in a coalesced
+batch) through a controller on the database of its queue's pool, and a post
+runs the pipeline, whose outbox rows the dispatcher delivers. This package
+must not validate what the edges validate, speak HTTP or websocket to
+clients, or keep state that a restart would lose: the database is the
+arbiter (docs/architecture.md).
+
+The map, one line per module (tests/unit/test_layout.py checks that every
+module is named here):
+
+RPC boundary
+    ``endpoint``       StorageAPI's RPC endpoint: operations, typed errors, batches.
+    ``health``         readiness of a worker: its database and its own RPC server answer.
+
+Controllers (one instance per database; each operation one short transaction)
+    ``queues``         queues: lazy creation, metadata, listing, stats, purge.
+    ``messages``       messages: list, get, delete, pop; posts handed to ``posting``.
+    ``claims``         claims: create, read, renew, release; dead-letter moves.
+    ``subscriptions``  subscriptions: create, list, get, update, delete, confirm.
+    ``history``        the delivery history: claims and push attempts, append-only.
+    ``testfire``       test-firing a subscription: one notification, sent now.
+
+Posting
+    ``posting``        the post paths: single, idempotent, batch to one queue, batch to several.
+    ``post_rows``      a post's checks against its queue's metadata, and its rows.
+    ``post_caches``    a worker's lock-free guesses of queue metadata and stage work.
+    ``locked_insert``  the PostgreSQL statement that locks, checks and inserts a post.
+    ``idempotency``    Idempotency-Key records, in the post's transaction.
+
+Routing and pools
+    ``pools``          pools and flavors: catalog, admin CRUD, routing to a queue's database.
+
+Pipeline, notifier, outbox, delivery
+    ``pipeline``       the stages run in every post's transaction (``[storage] message_pipeline``).
+    ``notifier``       the notifier stage: one outbox row per message and subscriber.
+    ``outbox``         the outbox rows (lease, record) and the dispatcher's wake-up signal.
+    ``dispatcher``     a worker's outbox dispatcher: lease, deliver, retry, record.
+    ``delivery``       one delivery attempt per subscriber kind: webhook, mailto, websocket.
+    ``push_batches``   websocket pushes bound for one gateway, sent together.
+
+Coordination and background jobs
+    ``worker``         a storage worker: database, tooz membership, background jobs, RPC server.
+    ``statistics``     planner statistics of the hot tables, kept fresh.
+
+Schema, engine and migrations
+    ``schema``         SQLAlchemy Core tables: the current schema.
+    ``migrations/``    Alembic migrations of that schema (``herald db upgrade``).
+    ``engine``         engines, transactions, shared batch transactions, after-commit callbacks.
+    ``base``           row codecs and SQL predicates the controllers share.
+    ``clock``          the workers' single source of "now" (tests replace it).
+"""
