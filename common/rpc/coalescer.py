@@ -62,15 +62,15 @@ from typing import Any
 
 from herald.common import errors
 from herald.common.context import RequestContext
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, operations
 
 LOG = logging.getLogger(__name__)
 
 #: The StorageAPI method a batch is sent as.
 BATCH_METHOD = "batch"
-#: Never coalesced: health checks measure the path itself, and ``batch``
-#: must not nest.
-UNCOALESCED = frozenset({"ping", "health", BATCH_METHOD})
+#: Never coalesced: the operations the table declares ``Coalescing.NEVER``
+#: (health checks measure the path itself), and ``batch``, which must not nest.
+UNCOALESCED = operations.UNCOALESCED | {BATCH_METHOD}
 
 
 def error_to_wire(exc: BaseException) -> dict[str, Any]:

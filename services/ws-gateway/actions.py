@@ -371,7 +371,11 @@ def error_reply(action: str, exc: BaseException) -> Reply:
     if isinstance(exc, ActionError):
         return exc.status, exc.body
     if isinstance(exc, errors.ServiceUnavailable):
-        return 503, {"exception": exc.description,
+        # StorageAPI words a 503 for REST and chains how the call failed,
+        # which is what the websocket's "exception" has always said.
+        cause = exc.__cause__
+        detail = cause if isinstance(cause, errors.ServiceUnavailable) else exc
+        return 503, {"exception": detail.description,
                      "error": FAILURE_SUMMARIES.get(action, "Service temporarily unavailable.")}
     if isinstance(exc, errors.HeraldError) and not isinstance(exc, errors.InternalError):
         # Validation (400), not found (404), conflicts (409), ...: the storage
