@@ -13,7 +13,9 @@ The map, one line per module (tests/unit/test_layout.py checks that every
 module is named here):
 
 RPC boundary
-    ``endpoint``       StorageAPI's RPC endpoint: operations, typed errors, batches.
+    ``endpoint``       StorageAPI's RPC endpoint: one method per operation of the table.
+    ``operation_guard`` what every operation runs inside: deadlock retries, 503s, audit.
+    ``batch_runner``   a coalesced batch: shared transactions, merged posts and deletes.
     ``health``         readiness of a worker: its database and its own RPC server answer.
 
 Controllers (one instance per database; each operation one short transaction)
@@ -32,7 +34,8 @@ Posting
     ``idempotency``    Idempotency-Key records, in the post's transaction.
 
 Routing and pools
-    ``pools``          pools and flavors: catalog, admin CRUD, routing to a queue's database.
+    ``pools``          routing: the database each operation's route names; engines per pool.
+    ``pool_catalog``   pools and flavors: tables, admin CRUD, tenancy, placement of queues.
 
 Pipeline, notifier, outbox, delivery
     ``pipeline``       the stages run in every post's transaction (``[storage] message_pipeline``).

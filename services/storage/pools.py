@@ -1,405 +1,59 @@
-"""Pools and flavors: storage shards, who owns them, and how queues are placed.
+"""Pool routing: which database each storage operation runs on.
 
-A **pool** is an additional database (its ``uri`` is a SQLAlchemy URL,
-migrated to Herald's schema when registered); a **flavor** names a group of
-pools. A queue created with ``_flavor`` metadata is placed on one of the
-flavor's pools (weighted random choice) and from then on every operation on
-it runs against that pool's database. The placement is the **catalog**: a
-table in the main database mapping ``(project, queue)`` to a pool; queues
-without an entry live in the main database. The tables of this module live
-only in the main database (migrations 0004 and 0006).
+With ``[DEFAULT] pooling`` on, a queue lives in the database of the pool it
+was placed on (``herald.storage.pool_catalog``, which also states the
+tenancy of pools and flavors: pools global, flavors per project). ``Router``
+runs an operation where its ``Route`` (``herald.common.rpc.operations``)
+says: ``QUEUE`` on the queue's database (the main one if unplaced), ``MAIN``
+on the main database, ``EVERY`` on every database with the results merged,
+and the three queue-lifecycle routes (create places the queue first, delete
+forgets its placement, list merges every database's page). With pooling off
+every operation runs on the main database and the catalog is never read.
 
-Tenancy (the decision; docs/security.md keeps the same table):
+It also keeps one ``Database`` (engine) per pool and one controller per
+(database, controller class) for the worker's life; ``forget`` drops a
+pool's when its URI changes, ``dispose`` all of them at shutdown.
 
-* **Pools are global, operator-owned.** The admin role (of any project: it
-  is the operator's role) lists, reads, registers and tunes every pool
-  (``uri``, ``weight``, ``options``). Nothing else about a pool is
-  anybody's but the operator's: its name and URI are visible to every admin.
-* **Flavors are per project**, keyed by ``(project, name)``: listing, get,
-  put, patch, delete and placement all look a flavor up in the caller's
-  project. Another project's flavor does not exist for the caller whatever
-  its roles (404 on get/patch, a new flavor of its own on put, a no-op on
-  delete, 400 "does not exist" on placement). Reads need no role; changes
-  need the admin role (the edge's policy).
-* **Which pools a flavor has** is the flavor's, so it is per project too:
-  ``flavor_pools`` holds ``(project, pool) -> flavor`` (a pool serves at
-  most one flavor of each project, as a pool has one ``flavor`` in the
-  API). Flavors of several projects may share a pool; each project's queues
-  keep their own rows in it (every table is keyed by project). What a pool
-  shows as its ``flavor`` is the reader's project's flavor, ``None`` if only
-  other projects' flavors use it; setting a pool's ``flavor`` (pool PUT or
-  PATCH) changes only the caller's project's flavor. A pool another
-  project's flavor uses cannot be deleted (Conflict): that would change
-  their flavor.
-* **Placement** (``place``) uses the caller's project's flavor and only its
-  pools; the catalog is keyed by ``(project, queue)``. Topics are queues of
-  a namespace project (``herald.api.handlers.topics``: the project, the unit
-  separator, a suffix); they use the flavors of the project before the
-  separator (``tenant_of``).
+Thread-safety: the RPC executor's threads share one ``Router``; its caches
+are guarded by one lock, held only for dictionary work (never while an
+engine connects or a controller runs). The routes are a table built once
+per router (``_routes``): nothing is looked up by name per call.
 
-``Router`` gives the storage endpoint controllers that route by the
-``(project, queue)`` of each call (``routed(ControllerClass)``); with
-``[DEFAULT] pooling`` off it hands out the main database's controllers and
-never reads the catalog. Engines are kept per pool for the worker's life.
-
-Not here: the admin API's HTTP shapes (``herald.api.handlers.pools``) and
-policy (the edge checks the admin role): this module must never decide by
-roles, only by the project it is given. Background jobs (expiry GC, outbox
-dispatch) of pool databases are the worker's.
+Must not decide by roles (the edge's policy) or know the operations' names:
+it routes by ``Route`` only.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import random
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
 from oslo_config import cfg
 
-from herald.common import errors
-from herald.storage import clock, migrations
+from herald.common.rpc.operations import Route
 from herald.storage.engine import Database, make_engine, pool_size_from_conf
+from herald.storage.pool_catalog import PoolCatalog
 
-LOG = logging.getLogger(__name__)
-
-_meta = sa.MetaData()
-
-pools = sa.Table(
-    "pools",
-    _meta,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("uri", sa.String(255), nullable=False, unique=True),
-    sa.Column("weight", sa.BigInteger, nullable=False),
-    sa.Column("options", sa.Text, nullable=False, default="{}"),
-    sa.Column("created", sa.Float(precision=53), nullable=False),
-)
-
-flavors = sa.Table(
-    "flavors",
-    _meta,
-    sa.Column("project", sa.String(300), primary_key=True),
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("capabilities", sa.Text, nullable=False, default="{}"),
-    sa.Column("created", sa.Float(precision=53), nullable=False),
-)
-
-flavor_pools = sa.Table(
-    "flavor_pools",
-    _meta,
-    # One row per pool a project's flavor uses. The key makes a pool serve at
-    # most one flavor per project (the API shows one ``flavor`` per pool).
-    # A row may name a flavor not created yet (a pool PUT with ``flavor``
-    # before the flavor's PUT, as Zaqar allows); placement needs the flavor.
-    sa.Column("project", sa.String(300), primary_key=True),
-    sa.Column("pool", sa.String(64), primary_key=True),
-    sa.Column("flavor", sa.String(255), nullable=False),
-    sa.Index("ix_flavor_pools_flavor", "project", "flavor"),
-    sa.Index("ix_flavor_pools_pool", "pool"),
-)
-
-catalog = sa.Table(
-    "catalog",
-    _meta,
-    sa.Column("project", sa.String(300), primary_key=True),
-    sa.Column("queue", sa.String(64), primary_key=True),
-    sa.Column("pool", sa.String(64), nullable=False),
-    sa.Index("ix_catalog_pool", "pool"),
-)
-
-#: What every Herald store offers (rest-v2.md §8 lists the names).
-CAPABILITIES = ["FIFO", "CLAIMS", "DURABILITY", "AOD", "HIGH_THROUGHPUT"]
-
-#: herald.api.handlers.topics stores a project's topics under the project id,
-#: this separator and a suffix. No Keystone project id contains it.
-NAMESPACE_SEPARATOR = "\x1f"
+#: A controller method, unbound: ``(controller, [project,] **kwargs)``.
+Target = Callable[..., Any]
 
 
-def tenant_of(project: str) -> str:
-    """The project whose flavors ``project`` uses: itself, or for a topic
-    namespace the project it belongs to."""
-    return project.split(NAMESPACE_SEPARATOR, 1)[0]
-
-
-def _pool_row(row: Any, detailed: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {"name": row.name, "uri": row.uri, "weight": row.weight,
-                            "flavor": row.flavor}
-    if detailed:
-        item["options"] = json.loads(row.options or "{}")
-    return item
-
-
-def _pools_seen_by(project: str) -> sa.Select[Any]:
-    """Pools with ``flavor``: the flavor of ``project`` using each, else None."""
-    mine = flavor_pools.alias("mine")
-    return (sa.select(pools, mine.c.flavor)
-            .select_from(pools.outerjoin(mine, sa.and_(mine.c.pool == pools.c.name,
-                                                       mine.c.project == project))))
-
-
-class PoolCatalog:
-    """The admin operations on pools and flavors (main database).
-
-    Every method takes the caller's project: flavors and pool memberships are
-    looked up in it, never by name alone."""
-
-    def __init__(self, db: Database, databases: Callable[[str], Database],
-                 forget: Callable[[str], None]) -> None:
-        self._db = db
-        self._databases = databases
-        self._forget = forget
-
-    # -- pools ------------------------------------------------------------
-
-    def pool_list(self, project: str, marker: str | None, limit: int,
-                  detailed: bool) -> list[dict[str, Any]]:
-        with self._db.read() as conn:
-            stmt = _pools_seen_by(project).order_by(pools.c.name).limit(limit)
-            if marker:
-                stmt = stmt.where(pools.c.name > marker)
-            return [_pool_row(row, detailed) for row in conn.execute(stmt)]
-
-    def pool_get(self, project: str, name: str, detailed: bool) -> dict[str, Any]:
-        with self._db.read() as conn:
-            row = conn.execute(_pools_seen_by(project).where(pools.c.name == name)).first()
-        if row is None:
-            raise errors.NotFound(f"Pool {name} does not exist")
-        return _pool_row(row, detailed)
-
-    def _check_reachable(self, uri: str) -> None:
-        # Registering a pool migrates it: proves the URL works and leaves a
-        # database that can take queues at once.
-        try:
-            migrations.upgrade(uri)
-        except Exception as exc:
-            LOG.warning("pool database %s is not usable: %s", uri, exc)
-            raise errors.BadRequest(f"cannot connect to {uri}") from exc
-
-    @staticmethod
-    def _set_flavor(conn: sa.Connection, project: str, pool: str,
-                    flavor: str | None) -> None:
-        """Put ``pool`` in ``project``'s ``flavor`` (None: in none of its
-        flavors). Other projects' flavors keep it."""
-        conn.execute(sa.delete(flavor_pools).where(flavor_pools.c.project == project,
-                                                   flavor_pools.c.pool == pool))
-        if flavor:
-            conn.execute(sa.insert(flavor_pools).values(project=project, pool=pool,
-                                                        flavor=flavor))
-
-    def pool_put(self, project: str, name: str, uri: str, weight: int, flavor: str | None,
-                 options: dict[str, Any]) -> None:
-        """Create or overwrite a pool; ``flavor`` is the caller's project's."""
-        with self._db.read() as conn:
-            other = conn.execute(sa.select(pools.c.name).where(
-                pools.c.uri == uri, pools.c.name != name)).first()
-        if other is not None:
-            raise errors.Conflict(f"The URI {uri} is used by pool {other.name}.")
-        self._check_reachable(uri)
-        values = {"uri": uri, "weight": weight, "options": json.dumps(options or {})}
-        with self._db.write() as conn:
-            updated = conn.execute(sa.update(pools).where(pools.c.name == name)
-                                   .values(**values)).rowcount
-            if not updated:
-                conn.execute(sa.insert(pools).values(name=name, created=clock.now(), **values))
-            self._set_flavor(conn, project, name, flavor)
-        self._forget(name)
-
-    def pool_update(self, project: str, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        current = self.pool_get(project, name, detailed=True)
-        if "uri" in changes and changes["uri"] != current["uri"]:
-            with self._db.read() as conn:
-                other = conn.execute(sa.select(pools.c.name).where(
-                    pools.c.uri == changes["uri"], pools.c.name != name)).first()
-            if other is not None:
-                raise errors.Conflict(f"The URI {changes['uri']} is used by pool {other.name}.")
-            self._check_reachable(changes["uri"])
-        values: dict[str, Any] = {}
-        for key in ("uri", "weight"):
-            if key in changes:
-                values[key] = changes[key]
-        if "options" in changes:
-            values["options"] = json.dumps(changes["options"] or {})
-        with self._db.write() as conn:
-            if values:
-                conn.execute(sa.update(pools).where(pools.c.name == name).values(**values))
-            if "flavor" in changes:
-                self._set_flavor(conn, project, name, changes["flavor"] or None)
-        self._forget(name)
-        return self.pool_get(project, name, detailed=True)
-
-    def pool_delete(self, project: str, name: str) -> None:
-        with self._db.write() as conn:
-            row = conn.execute(sa.select(pools).where(pools.c.name == name)).first()
-            if row is None:
-                return
-            others = conn.execute(sa.select(sa.func.count()).select_from(flavor_pools).where(
-                flavor_pools.c.pool == name, flavor_pools.c.project != project)).scalar_one()
-            if others:
-                # Deleting it would change another project's flavor; which
-                # project or flavor is theirs to know.
-                raise errors.Conflict(f"Pool {name} is used by a flavor of another project.")
-            own = conn.execute(sa.select(flavor_pools.c.flavor).where(
-                flavor_pools.c.pool == name, flavor_pools.c.project == project)).first()
-            if own is not None:
-                siblings = conn.execute(sa.select(sa.func.count()).select_from(flavor_pools)
-                                        .where(flavor_pools.c.project == project,
-                                               flavor_pools.c.flavor == own.flavor)
-                                        ).scalar_one()
-                flavor_exists = conn.execute(sa.select(flavors.c.name).where(
-                    flavors.c.project == project, flavors.c.name == own.flavor)
-                ).first() is not None
-                if siblings <= 1 and flavor_exists:
-                    raise errors.Forbidden(f"Pool {name} is the last pool of flavor "
-                                           f"{own.flavor}; delete the flavor first.")
-            holds = conn.execute(sa.select(sa.func.count()).select_from(catalog).where(
-                catalog.c.pool == name)).scalar_one()
-            if holds:
-                # Forgetting the placement would silently hide the queues'
-                # messages (they stay in the pool's database).
-                raise errors.Conflict(f"Pool {name} still holds {holds} queue(s); delete "
-                                      "them first.")
-            conn.execute(sa.delete(flavor_pools).where(flavor_pools.c.pool == name))
-            conn.execute(sa.delete(pools).where(pools.c.name == name))
-        self._forget(name)
-
-    # -- flavors ----------------------------------------------------------
-
-    @staticmethod
-    def _pool_names(conn: sa.Connection, project: str, flavor: str) -> list[str]:
-        return [row.pool for row in conn.execute(
-            sa.select(flavor_pools.c.pool)
-            .select_from(flavor_pools.join(pools, pools.c.name == flavor_pools.c.pool))
-            .where(flavor_pools.c.project == project, flavor_pools.c.flavor == flavor)
-            .order_by(flavor_pools.c.pool))]
-
-    def _flavor_doc(self, conn: sa.Connection, row: Any, detailed: bool = True
-                    ) -> dict[str, Any]:
-        item: dict[str, Any] = {"name": row.name}
-        if detailed:
-            item["pool_list"] = self._pool_names(conn, row.project, row.name)
-            item["capabilities"] = list(CAPABILITIES)
-        return item
-
-    @staticmethod
-    def _flavor_row(conn: sa.Connection, project: str, name: str) -> Any:
-        return conn.execute(sa.select(flavors).where(flavors.c.project == project,
-                                                     flavors.c.name == name)).first()
-
-    def flavor_list(self, project: str, marker: str | None, limit: int,
-                    detailed: bool) -> list[dict[str, Any]]:
-        with self._db.read() as conn:
-            stmt = (sa.select(flavors).where(flavors.c.project == project)
-                    .order_by(flavors.c.name).limit(limit))
-            if marker:
-                stmt = stmt.where(flavors.c.name > marker)
-            return [self._flavor_doc(conn, row, detailed) for row in conn.execute(stmt)]
-
-    def flavor_get(self, project: str, name: str) -> dict[str, Any]:
-        with self._db.read() as conn:
-            row = self._flavor_row(conn, project, name)
-            if row is None:
-                raise errors.NotFound(f"Flavor {name} does not exist")
-            return self._flavor_doc(conn, row)
-
-    @staticmethod
-    def _assign(conn: sa.Connection, project: str, name: str, pool_list: list[str]) -> None:
-        """Make ``pool_list`` the pools of ``project``'s flavor ``name``: a
-        listed pool leaves the project's other flavor, if any; pools are
-        global, so any registered pool may be listed."""
-        known = {row.name for row in conn.execute(
-            sa.select(pools.c.name).where(pools.c.name.in_(pool_list)))}
-        unknown = sorted(set(pool_list) - known)
-        if unknown:
-            raise errors.BadRequest(f"Pools {unknown} do not exist.")
-        conn.execute(sa.delete(flavor_pools).where(
-            flavor_pools.c.project == project,
-            sa.or_(flavor_pools.c.pool.in_(pool_list),
-                   flavor_pools.c.flavor == name)))
-        if pool_list:
-            conn.execute(sa.insert(flavor_pools), [
-                {"project": project, "pool": pool, "flavor": name}
-                for pool in sorted(set(pool_list))])
-
-    def flavor_put(self, project: str, name: str, pool_list: list[str],
-                   capabilities: dict[str, Any]) -> None:
-        with self._db.write() as conn:
-            self._assign(conn, project, name, pool_list)
-            conn.execute(sa.delete(flavors).where(flavors.c.project == project,
-                                                  flavors.c.name == name))
-            conn.execute(sa.insert(flavors).values(
-                project=project, name=name, capabilities=json.dumps(capabilities or {}),
-                created=clock.now()))
-
-    def flavor_update(self, project: str, name: str, pool_list: list[str]) -> dict[str, Any]:
-        with self._db.write() as conn:
-            if self._flavor_row(conn, project, name) is None:
-                raise errors.NotFound(f"Flavor {name} does not exist")
-            self._assign(conn, project, name, pool_list)
-        return self.flavor_get(project, name)
-
-    def flavor_delete(self, project: str, name: str) -> None:
-        with self._db.write() as conn:
-            conn.execute(sa.delete(flavor_pools).where(flavor_pools.c.project == project,
-                                                       flavor_pools.c.flavor == name))
-            conn.execute(sa.delete(flavors).where(flavors.c.project == project,
-                                                  flavors.c.name == name))
-
-    # -- placement ----------------------------------------------------------
-
-    def place(self, project: str, queue: str, flavor: str) -> str:
-        """Put a new queue on one of the pools of ``flavor`` (a flavor of the
-        queue's project); its pool name."""
-        tenant = tenant_of(project)
-        with self._db.write() as conn:
-            existing = conn.execute(sa.select(catalog.c.pool).where(
-                catalog.c.project == project, catalog.c.queue == queue)).first()
-            if existing is not None:
-                return existing.pool
-            if self._flavor_row(conn, tenant, flavor) is None:
-                # Also when another project has a flavor of that name: for
-                # this project it does not exist.
-                raise errors.BadRequest(f"Flavor {flavor} does not exist.")
-            candidates = conn.execute(
-                sa.select(pools.c.name, pools.c.weight)
-                .select_from(pools.join(flavor_pools, flavor_pools.c.pool == pools.c.name))
-                .where(flavor_pools.c.project == tenant, flavor_pools.c.flavor == flavor,
-                       pools.c.weight > 0)
-                .order_by(pools.c.name)).all()
-            if not candidates:
-                raise errors.BadRequest(f"Flavor {flavor} has no pool that takes queues.")
-            chosen = random.choices([c.name for c in candidates],
-                                    weights=[c.weight for c in candidates])[0]
-            conn.execute(sa.insert(catalog).values(project=project, queue=queue, pool=chosen))
-            return chosen
-
-    def lookup(self, project: str, queue: str) -> str | None:
-        with self._db.read() as conn:
-            row = conn.execute(sa.select(catalog.c.pool).where(
-                catalog.c.project == project, catalog.c.queue == queue)).first()
-        return None if row is None else row.pool
-
-    def unplace(self, project: str, queue: str) -> None:
-        with self._db.write() as conn:
-            conn.execute(sa.delete(catalog).where(catalog.c.project == project,
-                                                  catalog.c.queue == queue))
-
-    def pool_uri(self, name: str) -> str:
-        with self._db.read() as conn:
-            row = conn.execute(sa.select(pools.c.uri).where(pools.c.name == name)).first()
-        if row is None:
-            raise errors.ServiceUnavailable(f"Pool {name} of this queue is not registered.")
-        return row.uri
-
-    def pool_names(self) -> list[str]:
-        with self._db.read() as conn:
-            return [row.name for row in conn.execute(sa.select(pools.c.name))]
+def merge_results(results: list[Any]) -> Any:
+    """One answer from every database's (``Route.EVERY``): counts add up,
+    dictionaries of counts add up key by key, anything else is the first."""
+    if not results:
+        return None
+    first = results[0]
+    if isinstance(first, dict):
+        return {key: sum(r[key] for r in results) for key in first}
+    if isinstance(first, int) and not isinstance(first, bool):
+        return sum(results)
+    return first
 
 
 class Router:
-    """Databases per pool and controllers routed by ``(project, queue)``."""
+    """Databases per pool, controllers per database, and routing by ``Route``."""
 
     def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
         self.main = db
@@ -407,11 +61,81 @@ class Router:
         self._lock = threading.Lock()
         self._databases: dict[str, Database] = {}
         self._controllers: dict[tuple[int, type], Any] = {}
+        # The main database's controllers, read without the lock: built once,
+        # never dropped (only pools' engines are forgotten).
+        self._main_controllers: dict[type, Any] = {}
         self.catalog = PoolCatalog(db, self.database, self._forget)
+        self._seed()
+        self._routes: dict[Route, Callable[[type, Target, str, dict[str, Any]], Any]] = {
+            Route.QUEUE: self._on_queue,
+            Route.MAIN: self._on_main,
+            Route.EVERY: self._on_every,
+            Route.QUEUE_CREATE: self._create_queue,
+            Route.QUEUE_DELETE: self._delete_queue,
+            Route.QUEUE_LIST: self._list_queues,
+        }
 
     @property
     def enabled(self) -> bool:
         return bool(self._conf.pooling)
+
+    # -- routing ------------------------------------------------------------
+
+    def run(self, route: Route, cls: type, target: Target, project: str,
+            kwargs: dict[str, Any]) -> Any:
+        """Run ``target`` (a method of ``cls``) where ``route`` says, with the
+        project first (except ``Route.EVERY``) and ``kwargs`` by keyword."""
+        if not self.enabled:
+            controller = self._main_controllers.get(cls) or self.controller(cls, self.main)
+            if route is Route.EVERY:
+                return target(controller, **kwargs)
+            return target(controller, project, **kwargs)
+        return self._routes[route](cls, target, project, kwargs)
+
+    def _on_queue(self, cls: type, target: Target, project: str,
+                  kwargs: dict[str, Any]) -> Any:
+        db = self.db_for(project, kwargs["queue"])
+        return target(self.controller(cls, db), project, **kwargs)
+
+    def _on_main(self, cls: type, target: Target, project: str,
+                 kwargs: dict[str, Any]) -> Any:
+        return target(self.controller(cls, self.main), project, **kwargs)
+
+    def _on_every(self, cls: type, target: Target, project: str,
+                  kwargs: dict[str, Any]) -> Any:
+        return merge_results([target(self.controller(cls, db), **kwargs)
+                              for db in self.databases()])
+
+    def _create_queue(self, cls: type, target: Target, project: str,
+                      kwargs: dict[str, Any]) -> Any:
+        queue = kwargs["queue"]
+        flavor = (kwargs.get("metadata") or {}).get("_flavor")
+        if isinstance(flavor, str) and flavor and self.catalog.lookup(project, queue) is None:
+            if self.controller(cls, self.main).get_metadata(project, queue) is not None:
+                return False  # already exists unpooled: PUT never moves a queue
+            self.catalog.place(project, queue, flavor)
+        return self._on_queue(cls, target, project, kwargs)
+
+    def _delete_queue(self, cls: type, target: Target, project: str,
+                      kwargs: dict[str, Any]) -> Any:
+        self._on_queue(cls, target, project, kwargs)
+        self.catalog.unplace(project, kwargs["queue"])
+
+    def _list_queues(self, cls: type, target: Target, project: str,
+                     kwargs: dict[str, Any]) -> dict[str, Any]:
+        # Every database lists its own first page; the merged page is the
+        # ``limit`` smallest names (each database's page is sorted by name).
+        merged: list[dict[str, Any]] = []
+        count: int | None = None
+        for db in self.databases():
+            part = target(self.controller(cls, db), project, **kwargs)
+            merged.extend(part["queues"])
+            if part.get("count") is not None:
+                count = (count or 0) + part["count"]
+        merged.sort(key=lambda item: item["name"])
+        return {"queues": merged[:kwargs["limit"]], "count": count}
+
+    # -- databases and controllers --------------------------------------------
 
     def database(self, pool: str) -> Database:
         with self._lock:
@@ -422,7 +146,8 @@ class Router:
         with self._lock:
             db = self._databases.get(pool)
             if db is None:
-                db = Database(make_engine(uri, pool_size=pool_size_from_conf(self._conf)))
+                db = Database(make_engine(uri, pool_size=pool_size_from_conf(self._conf)),
+                              wiring=self.main.wiring)
                 self._databases[pool] = db
             return db
 
@@ -455,92 +180,19 @@ class Router:
             if found is None:
                 found = cls(db, self._conf)
                 self._controllers[key] = found
+                if db is self.main:
+                    self._main_controllers[cls] = found
             return found
 
-    def routed(self, cls: type) -> Any:
-        return _Routed(self, cls)
+    def _seed(self) -> None:
+        # The catalog is the main database's "controller" of Route.MAIN's
+        # pool_* and flavor_* operations.
+        self._controllers = {(id(self.main), PoolCatalog): self.catalog}
+        self._main_controllers = {PoolCatalog: self.catalog}
 
     def dispose(self) -> None:
         with self._lock:
             databases, self._databases = list(self._databases.values()), {}
-            self._controllers = {}
+            self._seed()
         for db in databases:
             db.dispose()
-
-
-# Methods whose first two arguments are not (project, queue).
-_UNROUTED = frozenset({"volume", "delete_connection", "expired_queues"})
-
-
-class _Routed:
-    """A controller stand-in: each call runs on the queue's database."""
-
-    def __init__(self, router: Router, cls: type) -> None:
-        self._router = router
-        self._cls = cls
-        self._main = router.controller(cls, router.main)
-
-    def __getattr__(self, name: str) -> Any:
-        router = self._router
-        if not router.enabled:
-            return getattr(self._main, name)
-        if name == "create" and self._cls.__name__ == "QueueController":
-            return self._create_queue
-        if name == "delete" and self._cls.__name__ == "QueueController":
-            return self._delete_queue
-        if name == "list" and self._cls.__name__ == "QueueController":
-            return self._list_queues
-        if name in _UNROUTED:
-            return self._everywhere(name)
-
-        def call(project: str, queue: str, *args: Any, **kwargs: Any) -> Any:
-            db = router.db_for(project, queue)
-            return getattr(router.controller(self._cls, db), name)(project, queue, *args,
-                                                                    **kwargs)
-
-        return call
-
-    def _create_queue(self, project: str, queue: str, metadata: dict[str, Any] | None) -> bool:
-        flavor = (metadata or {}).get("_flavor")
-        router = self._router
-        if isinstance(flavor, str) and flavor and router.catalog.lookup(project, queue) is None:
-            if self._main.get_metadata(project, queue) is not None:
-                return False  # already exists unpooled: PUT never moves a queue
-            router.catalog.place(project, queue, flavor)
-        db = router.db_for(project, queue)
-        return router.controller(self._cls, db).create(project, queue, metadata)
-
-    def _delete_queue(self, project: str, queue: str) -> None:
-        router = self._router
-        router.controller(self._cls, router.db_for(project, queue)).delete(project, queue)
-        router.catalog.unplace(project, queue)
-
-    def _list_queues(self, project: str, marker: str | None, limit: int, *args: Any,
-                     **kwargs: Any) -> dict[str, Any]:
-        # Every database lists its own first page; the merged page is the
-        # ``limit`` smallest names (each database's page is sorted by name).
-        merged: list[dict[str, Any]] = []
-        count: int | None = None
-        for db in self._router.databases():
-            part = self._router.controller(self._cls, db).list(project, marker, limit,
-                                                               *args, **kwargs)
-            merged.extend(part["queues"])
-            if part.get("count") is not None:
-                count = (count or 0) + part["count"]
-        merged.sort(key=lambda item: item["name"])
-        return {"queues": merged[:limit], "count": count}
-
-    def _everywhere(self, name: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            results = []
-            for db in self._router.databases():
-                controller = self._router.controller(self._cls, db)
-                results.append(getattr(controller, name)(*args, **kwargs))
-            if name == "volume":
-                return {key: sum(r[key] for r in results) for key in ("free", "claimed",
-                                                                       "total")}
-            if results and isinstance(results[0], int):
-                return sum(results)
-            return results[0] if results else None
-
-        return call
