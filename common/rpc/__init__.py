@@ -1,7 +1,10 @@
 """RPC between the edge services (api, ws-gateway) and the storage workers.
 
+- ``operations``: the table of storage operations (arguments, writes, route,
+  503 sentence, coalescing class), declared once for both sides.
 - ``storage_api``: the versioned storage RPC API, the one contract both sides
-  share (client proxy on the edge; the worker's endpoint implements it).
+  share (client proxy on the edge, generated from ``operations``; the
+  worker's endpoint implements it).
 - ``serializer``: the JSON serializer for contexts and payloads.
 - ``caller``: how a call crosses: over oslo.messaging (RabbitMQ) or through
   the embedded in-process dispatcher, both off the Tornado event loop.
