@@ -107,10 +107,18 @@ class OsloCaller:
         # has, calls answer 503 at once instead of waiting.
         self._reply_queue_ready = threading.Event()
         self._stopping = threading.Event()
-        self._connector = threading.Thread(
-            target=self._open_reply_queue, name="rpc-connect", daemon=True
-        )
-        self._connector.start()
+        self._connector: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start connecting (a thread of its own); idempotent. The owning
+        service calls it; ``call`` and ``wait_connected`` do too, for callers
+        built before callers had a start()."""
+        with self._start_lock:
+            if self._connector is None and not self._stopping.is_set():
+                self._connector = threading.Thread(
+                    target=self._open_reply_queue, name="rpc-connect", daemon=True)
+                self._connector.start()
 
     def _open_reply_queue(self) -> None:
         ctxt = RequestContext(project_id="", request_id="req-rpc-connect")
@@ -158,6 +166,8 @@ class OsloCaller:
             raise errors.InternalError(f"{type(exc).__name__}: {detail}") from exc
 
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        if self._connector is None:
+            self.start()
         return await self._coalescer.call(ctxt, method, kwargs)
 
     async def _send_one(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
@@ -186,6 +196,7 @@ class OsloCaller:
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker connection is up (for start-up and tests)."""
+        self.start()
         return self._reply_queue_ready.wait(timeout)
 
     def stop(self) -> None:

@@ -93,7 +93,7 @@ def messaging_defaults() -> None:
 # do. Each still costs a pass through kombu's ensure/autoretry wrappers, a
 # socket timeout and an exception: four to six of them per message when
 # messages come every 10-30 ms, on every consumer of every process
-# (docs/performance.md, eighth round).
+# (docs/performance-history.md, eighth round).
 #
 # One second instead: a message still wakes its consumer at once (the
 # socket becomes readable), and an idle consumer checks the connection's
@@ -126,7 +126,7 @@ def amqp_first_wait() -> None:
 # Every publish -- a coalesced batch sent to the storage workers, every reply
 # sent back -- then waits for the broker's ``basic.ack``: one more round trip
 # and one more wake-up of the publishing thread. Without it RabbitMQ's CPU
-# per websocket post fell by a fifth (docs/performance.md, eleventh round).
+# per websocket post fell by a fifth (docs/performance-history.md, eleventh round).
 # Herald's RPC does not need the confirm to be safe: a client is told a
 # message is stored only once a worker committed it and its reply came
 # back; a call whose request or reply the broker loses is answered 503 when

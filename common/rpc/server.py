@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import Any
 
 import oslo_messaging
@@ -128,5 +129,18 @@ class RPCServer:
         self._server.stop()
         self._server.wait()
         self._transport.cleanup()
+        if self._verifier is not None:
+            self._verifier.close()
+
+    def kill(self, cleanup_seconds: float = 1.0) -> None:
+        """Stop taking calls without waiting for those in flight (their
+        callers re-send them to another worker, or time out); give the
+        broker connections ``cleanup_seconds`` to close."""
+        self._server.stop()
+        # cleanup() can wait for consumer threads busy with calls in flight.
+        cleaner = threading.Thread(target=self._transport.cleanup, name="rpc-kill",
+                                   daemon=True)
+        cleaner.start()
+        cleaner.join(cleanup_seconds)
         if self._verifier is not None:
             self._verifier.close()

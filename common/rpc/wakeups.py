@@ -7,14 +7,17 @@ storage call once, and if that found nothing sleeps until a wake-up for the
 queue arrives (or the deadline), then tries again. This module carries the
 wake-ups from the storage workers to the waiting edges:
 
-* ``WaiterHub`` (one per process, ``HUB``): the waiters of this process's
-  edges, by (project, queue). ``notify`` is thread-safe and wakes each
-  waiter on its own event loop.
-* ``messages_available(project, queue)``: called by a storage worker right
-  after a transaction that made messages available committed (a post, a
-  released claim). It notifies ``HUB`` at once (embedded mode, tests: the
-  edges are in this process) and hands the key to the process's
-  ``FanoutPublisher``, if a worker started one.
+* ``WaiterHub``: the waiters of the edges sharing it, by (project,
+  queue). ``notify`` is thread-safe and wakes each waiter on its own event
+  loop. There is no process-wide hub: each edge service creates one or is
+  given one (embedded mode: one ``LocalBus`` shared with the worker), and
+  exposes it as ``.waiters`` (``waiting(project, queue)`` counts parked
+  long polls; each park logs ``long poll parked`` at DEBUG).
+* ``WakeupSender.messages_available(project, queue)``: called by a storage
+  worker right after a transaction that made messages available committed
+  (a post, a released claim). It notifies the worker's local hub at once
+  (embedded mode, tests: the edges are in this process) and hands the key
+  to the worker's ``FanoutPublisher``, while one runs.
 * ``FanoutPublisher``: a thread that coalesces the pending keys and sends
   them in one oslo.messaging **fanout cast** ``messages_available(queues)``
   to topic ``<[rpc] topic>.wakeup``: every edge process that listens gets
@@ -22,8 +25,11 @@ wake-ups from the storage workers to the waiting edges:
   wake-up only makes that long poll last until its deadline, where the edge
   tries once more anyway.
 * ``WakeupListener``: the edge's RPC server on that topic (fanout), serving
-  ``WakeupEndpoint.messages_available`` by notifying ``HUB``.
+  ``WakeupEndpoint.messages_available`` by notifying its edge's hub.
 * ``long_poll(...)``: the edge-side loop shared by REST and websocket.
+
+Thread-safety: ``WaiterHub``, ``WakeupSender`` and ``FanoutPublisher.add``
+may be called from any thread; ``long_poll`` runs on an event loop.
 
 Nothing here queries the database or decides what a message is; a wake-up
 is only a hint to try again. Must not block an event loop: casts happen on
@@ -151,15 +157,12 @@ class WaiterHub:
             return len(self._waiters.get((project, queue or ""), ()))
 
 
-HUB = WaiterHub()
-
-
 async def long_poll(project: str, queue: str, wait: float,
                     attempt: Callable[[], Awaitable[T]],
                     found: Callable[[T], bool],
                     gone: asyncio.Event | None = None,
                     owner: object = None,
-                    hub: WaiterHub = HUB) -> T:
+                    *, hub: WaiterHub) -> T:
     """Run ``attempt`` until ``found(result)``, a wake-up at a time, for at
     most ``wait`` seconds; then return the last result.
 
@@ -170,7 +173,8 @@ async def long_poll(project: str, queue: str, wait: float,
     ``gone`` is set (the client left) no further attempt starts and the last
     result is returned; the caller must not hand out what it got. When the
     ``owner`` service releases its waiters (stopping), the last result is
-    returned at once.
+    returned at once. ``hub`` is the waiter hub of the edge service
+    holding the request.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -180,6 +184,10 @@ async def long_poll(project: str, queue: str, wait: float,
             remaining = deadline - loop.time()
             if remaining <= 0 or waiter.released or (gone is not None and gone.is_set()):
                 return result
+            # An event tests (and operators at DEBUG) can wait for instead
+            # of sleeping: this poll now waits for a wake-up.
+            LOG.debug("long poll parked: project %s queue %s", project, queue,
+                      extra={"project": project, "queue": queue})
             woken = asyncio.ensure_future(waiter.event.wait())
             watchers: set[asyncio.Future[Any]] = {woken}
             left = asyncio.ensure_future(gone.wait()) if gone is not None else None
@@ -206,7 +214,7 @@ class WakeupEndpoint:
 
     target = oslo_messaging.Target(version=WAKEUP_API_VERSION)
 
-    def __init__(self, hub: WaiterHub = HUB) -> None:
+    def __init__(self, hub: WaiterHub) -> None:
         self._hub = hub
 
     def messages_available(self, ctxt: Any, queues: list[list[str]]) -> None:
@@ -222,7 +230,7 @@ class WakeupListener:
     while the broker is down. Until it is connected long polls simply last
     until their deadline."""
 
-    def __init__(self, conf: cfg.ConfigOpts, member_id: str, hub: WaiterHub = HUB) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, member_id: str, hub: WaiterHub) -> None:
         # Imported here: the server module pulls in the RPC server machinery,
         # which an edge without RabbitMQ (embedded mode) never needs.
         from herald.common.rpc.server import RPCServer
@@ -320,27 +328,25 @@ class FanoutPublisher:
             self._transport = None
 
 
-_publishers: list[FanoutPublisher] = []
-_publishers_lock = threading.Lock()
+class WakeupSender:
+    """A storage worker's outlet for "messages may be available in (project, queue)".
 
+    One per worker, created by it and reached by its controllers through
+    ``Database.events``. ``messages_available`` wakes the long polls of
+    ``hub`` (the edges of this process, embedded mode and tests) at once and
+    queues the key on ``publisher`` (the worker's fanout publisher, set
+    while it runs). Never blocks; any thread."""
 
-def register_publisher(publisher: FanoutPublisher) -> None:
-    with _publishers_lock:
-        _publishers.append(publisher)
+    def __init__(self, hub: WaiterHub | None = None) -> None:
+        self.hub = hub
+        #: Set by the worker between its start and its stop (an attribute
+        #: rebinding: atomic, so no lock).
+        self.publisher: FanoutPublisher | None = None
 
-
-def unregister_publisher(publisher: FanoutPublisher) -> None:
-    with _publishers_lock:
-        if publisher in _publishers:
-            _publishers.remove(publisher)
-
-
-def messages_available(project: str, queue: str) -> None:
-    """After a commit that made messages of the queue available (any thread,
-    never blocks): wake this process's waiters, and the other processes'
-    through the fanout publisher when a worker runs one."""
-    HUB.notify(project, queue)
-    with _publishers_lock:
-        publisher = _publishers[0] if _publishers else None
-    if publisher is not None:
-        publisher.add(project, queue)
+    def messages_available(self, project: str, queue: str) -> None:
+        """After a commit that made messages of the queue available."""
+        if self.hub is not None:
+            self.hub.notify(project, queue)
+        publisher = self.publisher
+        if publisher is not None:
+            publisher.add(project, queue)

@@ -4,8 +4,9 @@ A websocket subscriber lives on one gateway. A storage worker's dispatcher
 reaches it through ``WSPushClient.push(gateway_id, connection_id, payload)``:
 
 * when that gateway runs in the same process (embedded mode, tests), it is
-  called directly through ``LOCAL_GATEWAYS`` -- the payload still goes
-  through the JSON serializer, as it would over RabbitMQ;
+  called directly through the ``LocalGateways`` the client was given (the
+  worker and the gateways of one process share one, in a ``LocalBus``) --
+  the payload still goes through the JSON serializer, as over RabbitMQ;
 * otherwise the push is an oslo.messaging **cast** to topic ``[rpc]
   ws_topic`` with ``server=<gateway id>`` (each gateway listens under its
   tooz member id, ``herald.ws_gateway.push``), fire-and-forget: the
@@ -15,7 +16,8 @@ reaches it through ``WSPushClient.push(gateway_id, connection_id, payload)``:
   cast (push API 1.1), delivered in their order; a single push is the
   plain ``push`` cast every gateway version takes.
 
-Nothing here knows about connections or frames.
+Nothing here knows about connections or frames. Thread-safety:
+``LocalGateways`` and ``WSPushClient`` may be used from any thread.
 """
 
 from __future__ import annotations
@@ -39,28 +41,39 @@ LOG = logging.getLogger(__name__)
 #: sent as 1.0, so a gateway of the previous release still takes it.
 PUSH_API_VERSION = "1.1"
 
-#: Gateways of this process: member id -> ``handler(connection_id, payload)``
-#: returning False when the connection is unknown.
-LOCAL_GATEWAYS: dict[str, Callable[[str, Any], bool]] = {}
-_lock = threading.Lock()
+Handler = Callable[[str, Any], bool]
 
 
-def register_local_gateway(gateway_id: str, handler: Callable[[str, Any], bool]) -> None:
-    with _lock:
-        LOCAL_GATEWAYS[gateway_id] = handler
+class LocalGateways:
+    """The gateways a worker can reach without the broker (same process):
+    member id -> ``handler(connection_id, payload)``, returning False when
+    the connection is unknown. A gateway registers while it runs."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handlers: dict[str, Handler] = {}
 
-def unregister_local_gateway(gateway_id: str) -> None:
-    with _lock:
-        LOCAL_GATEWAYS.pop(gateway_id, None)
+    def register(self, gateway_id: str, handler: Handler) -> None:
+        with self._lock:
+            self._handlers[gateway_id] = handler
+
+    def unregister(self, gateway_id: str) -> None:
+        with self._lock:
+            self._handlers.pop(gateway_id, None)
+
+    def get(self, gateway_id: str) -> Handler | None:
+        # A dict read is atomic: no lock on the push path.
+        return self._handlers.get(gateway_id)
 
 
 class WSPushClient:
     """Blocking; call it from a worker thread, never from an event loop."""
 
-    def __init__(self, conf: cfg.ConfigOpts, use_rpc: bool) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, use_rpc: bool,
+                 local: LocalGateways | None = None) -> None:
         self._conf = conf
         self._use_rpc = use_rpc
+        self._local = local if local is not None else LocalGateways()
         self._client: Any = None
         self._transport: Any = None
         self._client_lock = threading.Lock()
@@ -80,14 +93,14 @@ class WSPushClient:
             return self._client
 
     def is_local(self, gateway_id: str) -> bool:
-        return gateway_id in LOCAL_GATEWAYS
+        return self._local.get(gateway_id) is not None
 
     def push(self, gateway_id: str, connection_id: str, payload: Any,
              request_id: str = "-") -> bool | None:
         """True: handed to the connection. False: that gateway has no such
         connection. None: cast to a remote gateway (outcome unknown).
         Raises when the broker cannot take the cast (the caller retries)."""
-        handler = LOCAL_GATEWAYS.get(gateway_id)
+        handler = self._local.get(gateway_id)
         if handler is not None:
             # Same serialization as the cast, so embedded mode hides nothing.
             return bool(handler(connection_id, decode(json.loads(json.dumps(encode(payload))))))
@@ -102,7 +115,7 @@ class WSPushClient:
                   ) -> list[bool | None]:
         """``push`` for several ``(connection_id, payload, request_id)`` bound
         for one gateway, in order: one cast to a remote gateway."""
-        handler = LOCAL_GATEWAYS.get(gateway_id)
+        handler = self._local.get(gateway_id)
         if handler is not None or not self._use_rpc or len(pushes) == 1:
             return [self.push(gateway_id, connection_id, payload, request_id)
                     for connection_id, payload, request_id in pushes]

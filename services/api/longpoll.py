@@ -54,7 +54,8 @@ class LongPollMixin:
         # The application owns the wait: a stopping APIService releases it.
         return await wakeups.long_poll(project, queue, wait, attempt, found,
                                        gone=self.client_gone,
-                                       owner=self.application)  # type: ignore[attr-defined]
+                                       owner=self.application,  # type: ignore[attr-defined]
+                                       hub=self.settings["waiters"])  # type: ignore[attr-defined]
 
 
 def claimed_something(result: dict[str, Any]) -> bool:

@@ -1,9 +1,20 @@
 """The REST API service: a Tornado HTTP server around ``app.make_app``.
 
-``start()`` binds ``[api] bind``/``port`` on the running asyncio loop (port 0
-picks a free port, exposed as ``.port``); ``stop()`` stops accepting, lets
-in-flight requests finish for a short grace period, then closes every
-connection. Lifecycle only: no request handling here.
+Lifecycle (``herald.common.lifecycle``): ``start()`` binds ``[api]
+bind``/``port`` on the running asyncio loop (port 0 picks a free port,
+exposed as ``.port``); ``stop(grace)`` stops accepting, answers the long
+polls at once with what they have, lets in-flight requests finish for up to
+``grace`` seconds, then closes every connection; ``kill()`` closes the
+listeners and every connection at once. Lifecycle only: no request handling
+here.
+
+What it owns: built as ``APIService(conf)`` (the ``herald api`` process) it
+creates, starts and stops its own storage caller (``OsloCaller``) and the
+listener of long-poll wake-ups (``WakeupListener``). Given a ``storage``
+(embedded mode, harnesses), the caller behind it is the giver's. Its long
+polls wait on ``self.waiters`` (``WaiterHub.waiting(project, queue)``
+counts them), the hub of the ``LocalBus`` it was given (``local=``, shared
+with a worker of the same process) or of its own.
 
 Stopping never resets a connection the kernel already accepted: see
 ``herald.common.listeners``.
@@ -22,8 +33,10 @@ from oslo_config import cfg
 
 from herald.api.app import make_app
 from herald.api.handlers.base import InFlight
-from herald.common import listeners
+from herald.common import coordination, lifecycle, listeners
 from herald.common.rpc import wakeups
+from herald.common.rpc.caller import OsloCaller
+from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.storage_api import StorageAPI
 
 LOG = logging.getLogger(__name__)
@@ -36,8 +49,21 @@ STOP_SETTLE_SECONDS = 0.2
 
 
 class APIService:
-    def __init__(self, conf: cfg.ConfigOpts, storage: StorageAPI) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, storage: StorageAPI | None = None, *,
+                 member_id: str | None = None, local: LocalBus | None = None) -> None:
         self._conf = conf
+        self.member_id = member_id or coordination.new_member_id()
+        self.local = local if local is not None else LocalBus()
+        #: The long polls of this service wait here (``waiting()`` counts them).
+        self.waiters: wakeups.WaiterHub = self.local.waiters
+        # Without a storage given, this process talks to the workers itself.
+        self._caller: OsloCaller | None = None
+        self._listener: wakeups.WakeupListener | None = None
+        if storage is None:
+            self._caller = OsloCaller(conf)
+            storage = StorageAPI(self._caller)
+            # Long polls waiting here are woken by fanout casts from any worker.
+            self._listener = wakeups.WakeupListener(conf, self.member_id, self.waiters)
         self._storage = storage
         self._in_flight = InFlight()
         self._server: tornado.httpserver.HTTPServer | None = None
@@ -45,9 +71,18 @@ class APIService:
         self._sockets: list[socket.socket] = []
         self.port: int | None = None
 
-    def start(self) -> None:
-        """Listen; must be called with the asyncio loop running (or current)."""
+    def start(self) -> asyncio.Future[None]:
+        """Listen; call on the running asyncio loop and await the result.
+
+        Binding does not block, so it happens before this returns: a caller
+        that does not await (older harnesses) still has ``.port``."""
+        if self._caller is not None:
+            self._caller.start()
+        if self._listener is not None:
+            self._listener.start()
         app = make_app(self._conf, self._storage, self._in_flight)
+        # Handlers long-poll on this service's hub (herald.api.longpoll).
+        app.settings["waiters"] = self.waiters
         self._app = app
         self._server = tornado.httpserver.HTTPServer(
             app, max_body_size=self._conf.api.max_body_size, xheaders=False)
@@ -56,15 +91,21 @@ class APIService:
         self._server.add_sockets(self._sockets)
         self.port = self._sockets[0].getsockname()[1]
         LOG.info("REST API listening on %s:%s", self._conf.api.bind, self.port)
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        started.set_result(None)
+        return started
 
-    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+    async def stop(self, grace: float | None = STOP_GRACE_SECONDS) -> None:
+        """Drain (see the module docstring); safe to call twice."""
+        grace = STOP_GRACE_SECONDS if grace is None else grace
         if self._server is None:
+            await self._release()
             return
         server, self._server = self._server, None
         listeners.stop_accepting(server)  # no new connections from here on
         # Long polls answer now with what they have, instead of holding the
         # stop up until their deadline.
-        wakeups.HUB.release(self._app)
+        self.waiters.release(self._app)
         loop = asyncio.get_running_loop()
         settled = loop.time() + min(STOP_SETTLE_SECONDS, grace)
         deadline = loop.time() + grace
@@ -76,4 +117,28 @@ class APIService:
             await asyncio.wait_for(server.close_all_connections(), timeout=grace)
         except TimeoutError:
             LOG.warning("some connections did not close in %.1f s", grace)
+        await self._release()
         LOG.info("REST API stopped")
+
+    async def kill(self) -> None:
+        """Close the listeners and every connection now; requests in flight
+        are abandoned (their clients see the connection close)."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.stop()
+            self.waiters.release(self._app)
+            # close_all_connections() waits for each to close; closing their
+            # streams is immediate.
+            for connection in list(getattr(server, "_connections", ())):
+                connection.stream.close()
+            LOG.info("REST API killed")
+        await self._release()
+
+    async def _release(self) -> None:
+        """Stop the caller and the wake-up listener this service owns."""
+        listener, self._listener = self._listener, None
+        caller, self._caller = self._caller, None
+        if listener is not None:
+            await lifecycle.on_thread(listener.stop, "wakeup-listener-stop")
+        if caller is not None:
+            await lifecycle.on_thread(caller.stop, "rpc-caller-stop")

@@ -2,9 +2,12 @@
 
 Each subcommand loads the configuration (``--config-file``, the usual
 oslo.config search path, ``OS_<GROUP>__<OPTION>`` environment variables),
-sets up logging, starts its components in order and stops them in reverse
-order on SIGTERM or SIGINT (Ctrl-C). This module wires components together;
-it holds no service logic of its own.
+sets up logging, applies the oslo.messaging patches (``compat``) and runs
+one service of ``SERVICES`` the same way (``herald.common.lifecycle``):
+``start()``; on SIGTERM or SIGINT (Ctrl-C) ``stop()``, which drains; on a
+second signal while it drains, ``kill()``. ``db upgrade`` is a command,
+not a service. Each service creates and owns its callers and listeners;
+this module holds no service logic of its own.
 """
 
 from __future__ import annotations
@@ -13,17 +16,14 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from herald.common import config, coordination, health, log
-from herald.common.rpc import compat, wakeups
-from herald.common.rpc.caller import InProcessCaller, OsloCaller
-from herald.common.rpc.storage_api import StorageAPI
+from herald.common import config, coordination, health, lifecycle, log
+from herald.common.rpc import compat
 
 LOG = logging.getLogger("herald.cli")
 
@@ -85,98 +85,71 @@ async def _wait_for_signal() -> None:
     health.sd_notify("STOPPING=1")
 
 
-async def _serve_api(conf: cfg.ConfigOpts, storage: StorageAPI) -> None:
+def _api(conf: cfg.ConfigOpts, member_id: str) -> lifecycle.Service:
     from herald.api.service import APIService
 
-    api = APIService(conf, storage)
-    api.start()
-    try:
-        await _wait_for_signal()
-    finally:
-        await api.stop()
+    return APIService(conf, member_id=member_id)
 
 
-async def _serve_ws_gateway(conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str) -> None:
+def _ws_gateway(conf: cfg.ConfigOpts, member_id: str) -> lifecycle.Service:
     from herald.ws_gateway.service import WSGatewayService
 
     # push_rpc: storage workers in other processes cast pushes for this
     # gateway's websocket subscribers to it over RabbitMQ.
-    gateway = WSGatewayService(conf, storage, member_id, push_rpc=True)
-    try:
-        await gateway.start()
-        await _wait_for_signal()
-    finally:
-        # Graceful: in-flight requests finish, connections close with 1001,
-        # the gateway leaves the herald.ws group.
-        await gateway.stop()
+    return WSGatewayService(conf, member_id=member_id, push_rpc=True)
 
 
-async def _serve_embedded(conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str) -> None:
-    from herald.api.service import APIService
-    from herald.ws_gateway.service import WSGatewayService
-
-    api = APIService(conf, storage)
-    gateway = WSGatewayService(conf, storage, member_id)
-    api.start()
-    try:
-        await gateway.start()
-        await _wait_for_signal()
-    finally:
-        await gateway.stop()
-        await api.stop()
-
-
-def _cmd_api(conf: cfg.ConfigOpts, member_id: str) -> None:
-    caller = OsloCaller(conf)
-    # Long polls waiting here are woken by fanout casts from any worker.
-    listener = wakeups.WakeupListener(conf, member_id)
-    listener.start()
-    try:
-        asyncio.run(_serve_api(conf, StorageAPI(caller)))
-    finally:
-        listener.stop()
-        caller.stop()
-
-
-def _cmd_ws_gateway(conf: cfg.ConfigOpts, member_id: str) -> None:
-    caller = OsloCaller(conf)
-    listener = wakeups.WakeupListener(conf, member_id)
-    listener.start()
-    try:
-        asyncio.run(_serve_ws_gateway(conf, StorageAPI(caller), member_id))
-    finally:
-        listener.stop()
-        caller.stop()
-
-
-def _cmd_storage(conf: cfg.ConfigOpts, member_id: str) -> None:
+def _storage(conf: cfg.ConfigOpts, member_id: str) -> lifecycle.Service:
     from herald.storage.worker import StorageWorker
 
-    worker = StorageWorker(conf, member_id, serve_rpc=True)
-    worker.start()
+    return StorageWorker(conf, member_id, serve_rpc=True)
+
+
+def _embedded(conf: cfg.ConfigOpts, member_id: str) -> lifecycle.Service:
+    from herald.cli.embedded import EmbeddedService
+
+    return EmbeddedService(conf, member_id)
+
+
+#: Subcommand -> the service it runs. Every one is run the same way
+#: (``_run``); imports happen in the factories, so a subcommand loads only
+#: what its service needs (an edge never imports SQLAlchemy's models).
+SERVICES: dict[str, Callable[[cfg.ConfigOpts, str], lifecycle.Service]] = {
+    "api": _api,
+    "ws-gateway": _ws_gateway,
+    "storage": _storage,
+    "run": _embedded,
+}
+
+
+async def _run(service: lifecycle.Service) -> None:
+    """Start ``service``; on SIGTERM or SIGINT stop it (drain); on a second
+    signal while it drains, kill it."""
     try:
-        asyncio.run(_wait_for_signal())
-    finally:
-        worker.stop()
+        await service.start()
+    except Exception:
+        # Whatever started is released; the error still ends the process.
+        # (SIGTERM while starting exits at once: _stop_cleanly_while_starting.)
+        await service.kill()
+        raise
+    await _wait_for_signal()
+    loop = asyncio.get_running_loop()
+    again = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, again.set)
+    stopping = asyncio.ensure_future(service.stop())
+    second = asyncio.ensure_future(again.wait())
+    await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
+    if not stopping.done():
+        LOG.warning("second stop signal received, stopping now")
+        await service.kill()
+        stopping.cancel()
+    else:
+        second.cancel()
+        stopping.result()
 
 
-def _cmd_run(conf: cfg.ConfigOpts, member_id: str) -> None:
-    from herald.storage.worker import StorageWorker
-
-    os.makedirs("data", exist_ok=True)
-    worker = StorageWorker(conf, member_id, serve_rpc=False)
-    worker.start()
-    # No RPC here: the worker wakes this process's long polls directly
-    # (herald.common.rpc.wakeups.HUB).
-    caller = InProcessCaller(worker.endpoint, threads=conf.rpc.client_threads)
-    try:
-        asyncio.run(_serve_embedded(conf, StorageAPI(caller), member_id))
-    finally:
-        caller.stop()
-        worker.stop()
-
-
-def _cmd_db_upgrade(conf: cfg.ConfigOpts, member_id: str) -> None:
+def _db_upgrade(conf: cfg.ConfigOpts) -> None:
     from herald.storage import migrations
 
     migrations.upgrade(conf.storage.connection)
@@ -190,15 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = "db" if args.command == "db" else args.command
     log.setup(service, member_id, conf.log_format)
     compat.apply(conf)
+    if args.command == "db":
+        _db_upgrade(conf)
+        return 0
     _stop_cleanly_while_starting()
-    commands = {
-        "api": _cmd_api,
-        "storage": _cmd_storage,
-        "ws-gateway": _cmd_ws_gateway,
-        "run": _cmd_run,
-        "db": _cmd_db_upgrade,
-    }
-    commands[args.command](conf, member_id)
+    asyncio.run(_run(SERVICES[args.command](conf, member_id)))
     return 0
 
 

@@ -40,13 +40,15 @@ Routing and pools
 Pipeline, notifier, outbox, delivery
     ``pipeline``       the stages run in every post's transaction (``[storage] message_pipeline``).
     ``notifier``       the notifier stage: one outbox row per message and subscriber.
-    ``outbox``         the outbox rows (lease, record) and the dispatcher's wake-up signal.
+    ``outbox``         the outbox rows, in SQL: write, lease, record attempts, collect.
+    ``outbox_signal``  the in-process wake-up of dispatchers when outbox rows commit.
     ``dispatcher``     a worker's outbox dispatcher: lease, deliver, retry, record.
     ``delivery``       one delivery attempt per subscriber kind: webhook, mailto, websocket.
     ``push_batches``   websocket pushes bound for one gateway, sent together.
 
 Coordination and background jobs
     ``worker``         a storage worker: database, tooz membership, background jobs, RPC server.
+    ``wiring``         a worker's per-process objects, reached by controllers via their database.
     ``statistics``     planner statistics of the hot tables, kept fresh.
 
 Schema, engine and migrations

@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from herald.common import errors, ids
-from herald.common.rpc import wakeups
 from herald.storage import base, clock, history
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
@@ -336,7 +335,7 @@ class ClaimController:
                                                             claims.c.queue == queue)).rowcount
         if released:
             # Its messages are claimable again: long polls may take them.
-            wakeups.messages_available(project, queue)
+            self._db.wiring.wakeups.messages_available(project, queue)
 
     def collect_garbage(self, project: str, queue: str) -> int:
         """Delete the queue's expired messages and claims; returns messages deleted.

@@ -2,11 +2,11 @@
 
 A dedicated thread runs an asyncio loop (the webhook HTTP client needs one).
 Each round -- every ``[notification] dispatch_interval``, or at once when a
-post committed in this process (``outbox.SIGNAL``) or the last round leased
+post committed in this process (``Database.wiring.outbox``) or the last round leased
 a full batch -- it:
 
 0. takes the rows this process's posts committed already leased to it
-   (``outbox.DispatchSignal.hand_over``), which need no lease statement;
+   (``outbox_signal.DispatchSignal.hand_over``), which need no lease statement;
 1. lists the queues with due outbox rows and keeps those whose partition
    this worker owns (``owns(project, queue)``, the tooz ring), those this
    process just committed rows to (signalled: delivering them here saves
@@ -144,13 +144,13 @@ class Dispatcher:
             except RuntimeError:  # the loop is closing
                 pass
 
-        # Rows posted in this process go in leased to us (outbox.SIGNAL.lessee).
-        self._signal = outbox.SIGNAL.listen(wake, self.member_id, self._db.engine)
+        # Rows posted in this process go in leased to us (DispatchSignal.lessee).
+        self._signal = self._db.wiring.outbox.listen(wake, self.member_id, self._db.engine)
         self._signal_listener_wake = wake
         try:
             await self._dispatch()
         finally:
-            outbox.SIGNAL.unlisten(self._signal)
+            self._db.wiring.outbox.unlisten(self._signal)
 
     async def _dispatch(self) -> None:
         self._semaphore = asyncio.Semaphore(self._opts.max_concurrent_deliveries)
@@ -181,7 +181,7 @@ class Dispatcher:
         # In-flight attempts get a moment; the rest of the leased rows go back
         # at once, so the next owner need not wait for the lease to run out.
         # No more rows are leased to us from here on.
-        outbox.SIGNAL.unlisten(self._signal)
+        self._db.wiring.outbox.unlisten(self._signal)
         for row in self._signal.take_rows():
             self._held[row.seq] = row
         if self._tasks:

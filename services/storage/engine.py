@@ -46,8 +46,7 @@ the transaction's first statement, it runs alone in autocommit, a
 transaction by itself, with neither BEGIN nor COMMIT. A statement that
 must not commit in some case guards itself with ``herald_check(ok,
 message)`` (migration 0005), which fails it and so the COMMIT behind it;
-the caller gets ``StatementCheckFailed``.
-This module must not know about queues or messages.
+the caller gets ``StatementCheckFailed``. Must not know about queues or messages.
 """
 
 from __future__ import annotations
@@ -202,8 +201,10 @@ class SharedTransaction:
 class Database:
     """An engine plus the two kinds of transaction the controllers use."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, wiring: Any = None) -> None:
+        from herald.storage.wiring import StorageWiring  # the worker's, for the controllers
         self.engine = engine
+        self.wiring: StorageWiring = wiring if wiring is not None else StorageWiring()
         self.is_postgres = engine.dialect.name == "postgresql"
         self.is_sqlite = engine.dialect.name == "sqlite"
         # Reads on PostgreSQL run in autocommit: under READ COMMITTED every

@@ -95,7 +95,7 @@ class MessageController:
         self._db = db
         self._conf = conf
         self._poster = MessagePoster(db, conf,
-                                     pipeline.build(conf) if stages is None else stages)
+                                     pipeline.build(conf, db.wiring) if stages is None else stages)
 
     # -- posting (posting.MessagePoster) ----------------------------------
 

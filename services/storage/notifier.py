@@ -5,7 +5,8 @@ are the (project, queue)'s unexpired subscriptions -- only the confirmed ones
 when ``[notification] require_confirmation`` is on (websocket connection
 subscriptions always count as confirmed, websocket.md §6). All rows of a
 post go in with one INSERT, leased to this process's dispatcher when one
-listens on the same database (``outbox.DispatchSignal.lessee``): the
+listens on the same database (``outbox_signal.DispatchSignal.lessee``: the
+signal of the process's ``StorageWiring``, given at construction): the
 poster hands them over once committed (``PostedBatch.handed``). The
 payload is notifications.md §3's exact dict, serialized once here with
 ``json.dumps`` default separators, so every subscriber gets the same
@@ -28,6 +29,7 @@ from herald.storage import base, outbox
 from herald.storage.pipeline import PostedBatch
 from herald.storage.schema import subscriptions
 from herald.storage.subscriptions import KIND_WEBSOCKET
+from herald.storage.wiring import StorageWiring
 
 
 def notification_payload(message: dict[str, Any], queue: str,
@@ -59,8 +61,9 @@ def _recipients_statement(one_key: bool, confirmed_only: bool) -> sa.Select[Any]
 
 
 class NotifierStage:
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, wiring: StorageWiring) -> None:
         self._conf = conf
+        self._signal = wiring.outbox
 
     def __call__(self, conn: Connection, batch: PostedBatch) -> None:
         self.run_many(conn, [batch])
@@ -88,7 +91,7 @@ class NotifierStage:
             recipients.setdefault((sub.project, sub.queue), []).append(sub)
         if not recipients:
             return
-        lessee = outbox.SIGNAL.lessee(conn.engine)
+        lessee = self._signal.lessee(conn.engine)
         rows: list[dict[str, Any]] = []
         written: list[tuple[PostedBatch, int]] = []
         for batch in batches:

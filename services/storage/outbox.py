@@ -8,9 +8,9 @@ attempt, ``pending`` again with a later ``next_attempt`` -> ... ->
 dispatcher died) makes the row due again: delivery is at-least-once.
 
 A row the notifier writes while a dispatcher of the same process and
-database listens (``DispatchSignal.lessee``) goes in already leased to
-that dispatcher and is handed to it once the post commits
-(``DispatchSignal.hand_over``): the first attempt needs no lease
+database listens goes in already leased to that dispatcher and is handed
+to it once the post commits (``herald.storage.outbox_signal``, the
+in-process half of the outbox): the first attempt needs no lease
 statement, and is not delayed by one. If that worker dies before
 delivering, the row waits for its lease to run out, as a leased row
 always did.
@@ -28,9 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,116 +44,6 @@ KIND_CONFIRMATION = "confirmation"
 STATE_PENDING = "pending"
 STATE_DELIVERED = "delivered"
 STATE_FAILED = "failed"
-
-Key = tuple[str, str]
-
-
-class DispatchSignal:
-    """"Outbox rows of (project, queue) just committed in this process".
-
-    Set after a transaction that wrote outbox rows commits. Every listening
-    dispatcher of the process is woken at once (instead of at its next
-    poll) and told which queues, so it leases their rows this round even
-    when another worker owns them in the partition ring: the rows are due
-    now, the owner would only find them at its next poll, and SKIP LOCKED
-    keeps two dispatchers off the same row. ``is_set``/``clear`` tell tests
-    whether anything was signalled at all.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._flag = threading.Event()
-        self._listeners: list[SignalListener] = []
-
-    def lessee(self, engine: Any) -> str | None:
-        """The owner to lease new rows of ``engine``'s outbox to: the one
-        dispatcher of this process listening on that database, if exactly
-        one does (else None: rows go in unleased, and ``set`` wakes)."""
-        with self._lock:
-            owners = [listener.owner for listener in self._listeners
-                      if listener.owner is not None and listener.engine is engine]
-        return owners[0] if len(owners) == 1 else None
-
-    def hand_over(self, engine: Any, rows: Sequence[Any]) -> None:
-        """Rows committed to ``engine``'s outbox leased to their
-        ``lease_owner``: to that listener, which serves them without
-        leasing. If it stopped meanwhile they wait for the lease to run out
-        (at-least-once)."""
-        self._flag.set()
-        with self._lock:
-            listeners = [listener for listener in self._listeners
-                         if rows and listener.owner == rows[0].lease_owner
-                         and listener.engine is engine]
-        for listener in listeners[:1]:
-            listener.hand(rows)
-
-    def set(self, project: str | None = None, queue: str | None = None) -> None:
-        self._flag.set()
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener.notify(None if project is None or queue is None else (project, queue))
-
-    def is_set(self) -> bool:
-        return self._flag.is_set()
-
-    def clear(self) -> None:
-        self._flag.clear()
-
-    def listen(self, wake: Callable[[], None], owner: str | None = None,
-               engine: Any = None) -> SignalListener:
-        """Register a dispatcher; ``wake`` is called on the committing thread.
-        With ``owner`` and ``engine`` (its lease owner and database) rows
-        written to that database are leased to it and handed over."""
-        listener = SignalListener(wake, owner, engine)
-        with self._lock:
-            self._listeners.append(listener)
-        return listener
-
-    def unlisten(self, listener: SignalListener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-
-class SignalListener:
-    """One dispatcher's share of ``SIGNAL``: the queues signalled since it
-    last looked."""
-
-    def __init__(self, wake: Callable[[], None], owner: str | None = None,
-                 engine: Any = None) -> None:
-        self._wake = wake
-        self.owner = owner
-        self.engine = engine
-        self._lock = threading.Lock()
-        self._keys: set[Key] = set()
-        self._rows: list[Any] = []
-
-    def hand(self, rows: Sequence[Any]) -> None:
-        with self._lock:
-            self._rows.extend(rows)
-        self._wake()
-
-    def take_rows(self) -> list[Any]:
-        """Rows handed over since the last look, leased to ``owner``."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-        return rows
-
-    def notify(self, key: Key | None) -> None:
-        if key is not None:
-            with self._lock:
-                self._keys.add(key)
-        self._wake()
-
-    def take(self) -> set[Key]:
-        with self._lock:
-            keys, self._keys = self._keys, set()
-        return keys
-
-
-#: The process's signal (storage controllers set it, dispatchers listen).
-SIGNAL = DispatchSignal()
 
 
 def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: str,
@@ -200,7 +89,7 @@ def insert_leased_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[Any
     """``insert_rows`` for rows leased to a dispatcher of this process: each
     comes back as ``OutboxController.lease`` would have returned it (its
     ``seq``; ``alive``, the subscription was read in this transaction), for
-    ``DispatchSignal.hand_over`` once the transaction commits."""
+    ``outbox_signal.DispatchSignal.hand_over`` once the transaction commits."""
     if not rows:
         return []
     seqs = conn.execute(_insert_returning_statement(), rows).scalars().all()

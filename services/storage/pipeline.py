@@ -6,8 +6,11 @@ connection, so whatever it writes commits or rolls back with the messages
 (a rolled-back post notifies nobody). The messages' rows are inserted in
 the same transaction, before the stages or (posts to several queues, whose
 queue locks are taken last) after them: a stage must not read them back.
-Stage names map to factories in ``_REGISTRY``; ``register`` adds one (tests
-register failing stages there). A stage must not commit, open transactions
+Stage names map to the built-in factories (``BUILTIN``) or to those the
+process added to its ``StorageWiring.stages`` (tests add failing stages
+there); ``build(conf, wiring)`` makes the stages of one controller, calling
+each factory as ``factory(conf, wiring)``. There is no process-wide
+registry. A stage must not commit, open transactions
 of its own, or do network I/O: it only writes rows. A stage may also offer
 ``run_many(conn, batches)`` for the posts to several queues of one
 statement set (``run``), to read and write for all of them at once.
@@ -26,10 +29,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oslo_config import cfg
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from herald.storage.wiring import StorageWiring
 
 
 @dataclasses.dataclass
@@ -48,7 +54,7 @@ class PostedBatch:
     #: Outbox rows the stages wrote (the poster wakes the dispatcher when > 0).
     outbox_rows: int = 0
     #: Those of them leased to this process's dispatcher, which the poster
-    #: hands over once committed (``outbox.DispatchSignal.hand_over``).
+    #: hands over once committed (``outbox_signal.DispatchSignal.hand_over``).
     handed: list[Any] = dataclasses.field(default_factory=list)
 
 
@@ -56,29 +62,22 @@ class Stage(Protocol):
     def __call__(self, conn: Connection, batch: PostedBatch) -> None: ...
 
 
-StageFactory = Callable[[cfg.ConfigOpts], Stage]
+#: ``factory(conf, wiring)``: the process's ``StorageWiring`` gives a stage
+#: what it shares with the rest of the worker (the notifier: the outbox signal).
+StageFactory = Callable[[cfg.ConfigOpts, "StorageWiring"], Stage]
 
-# Built-in stages by name -> "module:attribute" (imported when used).
-_BUILTIN = {"notifier": "herald.storage.notifier:NotifierStage"}
-_REGISTRY: dict[str, StageFactory] = {}
-
-
-def register(name: str, factory: StageFactory) -> None:
-    _REGISTRY[name] = factory
+#: Built-in stages by name -> "module:attribute" (imported when used).
+BUILTIN = {"notifier": "herald.storage.notifier:NotifierStage"}
 
 
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-
-
-def _factory(name: str) -> StageFactory:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if name in _BUILTIN:
-        module, _, attr = _BUILTIN[name].partition(":")
+def _factory(name: str, wiring: StorageWiring) -> StageFactory:
+    if name in wiring.stages:
+        return wiring.stages[name]
+    if name in BUILTIN:
+        module, _, attr = BUILTIN[name].partition(":")
         return getattr(importlib.import_module(module), attr)
     raise ValueError(f"unknown message pipeline stage {name!r} in [storage] "
-                     f"message_pipeline; known: {sorted({*_BUILTIN, *_REGISTRY})}")
+                     f"message_pipeline; known: {sorted({*BUILTIN, *wiring.stages})}")
 
 
 def run(stages: list[Stage], conn: Connection, batches: list[PostedBatch]) -> None:
@@ -108,6 +107,7 @@ def guard_sql(stages: list[Stage]) -> str | None:
     return " AND ".join(conditions) or None
 
 
-def build(conf: cfg.ConfigOpts) -> list[Stage]:
-    return [_factory(name.strip())(conf) for name in conf.storage.message_pipeline
-            if name.strip()]
+def build(conf: cfg.ConfigOpts, wiring: StorageWiring) -> list[Stage]:
+    """The stages of ``[storage] message_pipeline``, for one controller."""
+    return [_factory(name.strip(), wiring)(conf, wiring)
+            for name in conf.storage.message_pipeline if name.strip()]

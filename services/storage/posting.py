@@ -46,8 +46,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from herald.common import errors
-from herald.common.rpc import wakeups
-from herald.storage import base, clock, idempotency, locked_insert, outbox, pipeline, post_rows
+from herald.storage import base, clock, idempotency, locked_insert, pipeline, post_rows
 from herald.storage.engine import Database, StatementCheckFailed
 from herald.storage.post_caches import QueueMetadataCache, StageWorkCache
 from herald.storage.schema import messages
@@ -139,12 +138,12 @@ class MessagePoster:
         handed over if they were leased to it, else signalled -- and long
         polls on the queue, on any edge, try again."""
         if batch is not None and batch.handed:
-            self._db.after_commit(functools.partial(outbox.SIGNAL.hand_over, self._db.engine,
-                                                    batch.handed))
+            self._db.after_commit(functools.partial(self._db.wiring.outbox.hand_over,
+                                                    self._db.engine, batch.handed))
         if batch is not None and batch.outbox_rows > len(batch.handed):
-            self._db.after_commit(functools.partial(outbox.SIGNAL.set, project, queue))
+            self._db.after_commit(functools.partial(self._db.wiring.outbox.set, project, queue))
         if posted:
-            self._db.after_commit(functools.partial(wakeups.messages_available,
+            self._db.after_commit(functools.partial(self._db.wiring.wakeups.messages_available,
                                                     project, queue))
 
     def post_many(self, project: str, queue: str,

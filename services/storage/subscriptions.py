@@ -216,7 +216,7 @@ class SubscriptionController:
             if send_confirmation:
                 self._queue_confirmation(conn, row, True, now, request_id)
         if send_confirmation and self._confirmation_enabled():
-            outbox.SIGNAL.set(project, queue)
+            self._db.wiring.outbox.set(project, queue)
         return {"subscription_id": row["id"], "created": True, "confirmed": False}
 
     # -- reads ----------------------------------------------------------------
@@ -330,7 +330,7 @@ class SubscriptionController:
             if not confirmed:
                 self._queue_confirmation(conn, dict(row), False, now, request_id)
         if not confirmed and self._confirmation_enabled():
-            outbox.SIGNAL.set(project, row["queue"])
+            self._db.wiring.outbox.set(project, row["queue"])
 
     def purge(self, project: str, queue: str) -> None:
         with self._db.write() as conn:

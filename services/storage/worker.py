@@ -4,8 +4,19 @@
 reachable, coordinator, migrations under the cluster-wide ``herald-db-migrate``
 lock, partitioned group ``herald.storage``, background thread, outbox
 dispatcher, long-poll wake-up publisher and RPC server when serving RPC);
-``stop()`` takes them down in reverse, finishing
-in-flight RPC calls first. The background thread runs tooz watchers so the
+``stop()`` takes them down in reverse, finishing in-flight RPC calls first;
+``kill()`` does the same without waiting for RPC calls in flight (their
+callers re-send them). The three are coroutines (``herald.common.lifecycle``),
+their blocking work runs on a thread of its own; called with no event loop
+running (older synchronous harnesses) they run at once instead.
+
+The worker creates its per-process objects and passes them in: its
+``StorageWiring`` (outbox signal, long-poll wake-ups, extra pipeline
+stages), carried to every controller by its ``Database``, and a
+``LocalBus`` (``local=``, shared with the edges of the same process in
+embedded mode) whose hub it wakes and whose gateways it pushes to directly.
+
+The background thread runs tooz watchers so the
 partition ring follows workers joining and leaving, and garbage-collects
 expired rows (messages, claims, subscriptions) only for the queues this
 member owns (and the delivery history and idempotency keys past their
@@ -27,8 +38,9 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from tooz import coordination as tooz_coordination
 
-from herald.common import coordination, health
+from herald.common import coordination, health, lifecycle
 from herald.common.rpc import wakeups
+from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
 from herald.storage import history, migrations, pools, statistics
@@ -39,6 +51,7 @@ from herald.storage.engine import Database, engine_from_conf
 from herald.storage.health import WorkerReadiness
 from herald.storage.outbox import OutboxController
 from herald.storage.subscriptions import SubscriptionController
+from herald.storage.wiring import StorageWiring
 
 LOG = logging.getLogger(__name__)
 
@@ -46,13 +59,20 @@ MIGRATION_LOCK = b"herald-db-migrate"
 
 
 class StorageWorker:
-    def __init__(self, conf: cfg.ConfigOpts, member_id: str, serve_rpc: bool) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, member_id: str, serve_rpc: bool, *,
+                 local: LocalBus | None = None,
+                 wiring: StorageWiring | None = None) -> None:
         self._conf = conf
         self.member_id = member_id
         self._serve_rpc = serve_rpc
+        #: Shared with the edges of this process (embedded mode, harnesses).
+        self.local = local if local is not None else LocalBus()
+        #: What this worker's controllers share (reached through the database).
+        self.wiring = wiring if wiring is not None else StorageWiring(
+            wakeups=wakeups.WakeupSender(self.local.waiters))
         # One connection per thread that runs storage calls: the RPC executor's,
         # or in embedded mode the in-process caller's (see engine.pool_size_from_conf).
-        self._db = Database(engine_from_conf(conf, serve_rpc))
+        self._db = Database(engine_from_conf(conf, serve_rpc), wiring=self.wiring)
         self._coordinator: Any = None
         self._partitioner: Any = None
         self._rpc: RPCServer | None = None
@@ -72,7 +92,7 @@ class StorageWorker:
         # background thread's run_watchers() rebuilds it.
         self._ring_lock = threading.Lock()
         self._dispatcher: Dispatcher | None = None
-        self._pusher = WSPushClient(conf, use_rpc=serve_rpc)
+        self._pusher = WSPushClient(conf, use_rpc=serve_rpc, local=self.local.gateways)
         self._gateways_cache: tuple[float, set[str]] = (0.0, set())
         # Available right after construction: the embedded mode builds its
         # in-process caller from it.
@@ -89,7 +109,20 @@ class StorageWorker:
 
     # -- lifecycle --------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> Any:
+        """Coroutine-like: ``await worker.start()`` (see the module docstring)."""
+        return lifecycle.on_thread(self.start_blocking, "storage-start")
+
+    def stop(self, grace: float | None = None) -> Any:
+        """Drain: RPC calls in flight are answered first (``grace`` is not
+        needed: oslo.messaging waits for them). Awaitable; safe twice."""
+        return lifecycle.on_thread(self.stop_blocking, "storage-stop")
+
+    def kill(self) -> Any:
+        """Stop without waiting for RPC calls in flight. Awaitable."""
+        return lifecycle.on_thread(self.kill_blocking, "storage-kill")
+
+    def start_blocking(self) -> None:
         self._start_health_listener()
         self._wait_for_database()
         self._coordinator = coordination.start_coordinator(self._conf, self.member_id)
@@ -110,7 +143,7 @@ class StorageWorker:
             # Wake-ups for the long polls waiting on the edges (fanout casts).
             self._wakeups = wakeups.FanoutPublisher(self._conf)
             self._wakeups.start()
-            wakeups.register_publisher(self._wakeups)
+            self.wiring.wakeups.publisher = self._wakeups
             self._rpc = RPCServer(self._conf, self._conf.rpc.topic, self.member_id,
                                   [self.endpoint])
             self._rpc.start()
@@ -118,15 +151,21 @@ class StorageWorker:
         self._serving = True
         LOG.info("storage worker %s started", self.member_id)
 
-    def stop(self) -> None:
+    def stop_blocking(self) -> None:
         """Stop everything started, in reverse order; safe to call twice."""
+        self._take_down(drain=True)
+
+    def kill_blocking(self) -> None:
+        self._take_down(drain=False)
+
+    def _take_down(self, drain: bool) -> None:
         self._serving = False  # /readyz answers 503 from now on
         if self._rpc is not None:
             rpc, self._rpc = self._rpc, None
-            _quietly("RPC server stop", rpc.stop)
+            _quietly("RPC server stop", rpc.stop if drain else rpc.kill)
         if self._wakeups is not None:
             publisher, self._wakeups = self._wakeups, None
-            wakeups.unregister_publisher(publisher)
+            self.wiring.wakeups.publisher = None
             _quietly("wake-up publisher stop", publisher.stop)
         if self._dispatcher is not None:
             dispatcher, self._dispatcher = self._dispatcher, None

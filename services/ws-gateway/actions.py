@@ -331,9 +331,12 @@ async def _poll(req: ActionRequest, wait: int, attempt: Callable[[], Awaitable[T
     if wait <= 0:
         return await attempt()
     # The gateway owns the wait: a stopping gateway releases it (see service).
+    gateway = getattr(req.connection, "gateway", None)
+    # No gateway (a dispatcher driven directly): a hub nobody wakes, so the
+    # poll lasts until its deadline.
+    hub = gateway.waiters if gateway is not None else wakeups.WaiterHub()
     return await wakeups.long_poll(req.ctxt.project_id, req.body["queue_name"], wait,
-                                   attempt, found, gone=_gone(req),
-                                   owner=getattr(req.connection, "gateway", None))
+                                   attempt, found, gone=_gone(req), owner=gateway, hub=hub)
 
 
 def _claim_not_found(claim_id: str, exc: errors.HeraldError) -> ActionError:

@@ -250,3 +250,14 @@ class Connection(tornado.websocket.WebSocketHandler):
     def going_away(self) -> None:
         self._closing = True
         self.close(CLOSE_GOING_AWAY, "Gateway is shutting down.")
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a close handshake (kill):
+        queued replies are lost; ``on_close`` still runs its clean-up."""
+        self._closing = True
+        self._drop_outbox()
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if stream is not None:
+            stream.close()
+        else:
+            self.close(CLOSE_GOING_AWAY, "Gateway is shutting down.")

@@ -1,13 +1,14 @@
 """Notifications pushed to websocket subscribers (websocket.md §6).
 
 A storage worker's dispatcher reaches the gateway holding a subscribed
-connection either in-process (``herald.common.rpc.ws_push.LOCAL_GATEWAYS``,
-embedded mode) or by an oslo.messaging cast to topic ``[rpc] ws_topic`` with
-``server=<gateway member id>``, served by ``PushEndpoint`` on the RPC
-server's threads. Either way ``Pushes.deliver`` hops onto the gateway's
-event loop and queues one bare frame -- the notification payload itself, no
-response envelope -- on the connection, in the frame kind of the
-connection's last successful ``subscription_create``.
+connection either in-process (the ``LocalGateways`` of the ``LocalBus``
+the worker and the gateway share, embedded mode) or by an oslo.messaging
+cast to topic ``[rpc] ws_topic`` with ``server=<gateway member id>``,
+served by ``PushEndpoint`` on the RPC server's threads. Either way
+``Pushes.deliver`` hops onto the gateway's event loop and queues one bare
+frame -- the notification payload itself, no response envelope -- on the
+connection, in the frame kind of the connection's last successful
+``subscription_create``.
 
 Also: when a connection that created connection subscriptions closes, they
 are deleted in storage. This module does not decode requests or know the

@@ -3,18 +3,28 @@
 ``WSGatewayService(conf, storage, member_id)`` serves the websocket API on
 ``[ws_gateway] bind/port`` (any path upgrades; ``GET /health`` without an
 upgrade is the detailed health report), joins the tooz group ``herald.ws``
-under its member id with a heartbeat, and on ``stop()``:
+under its member id with a heartbeat. Its lifecycle is the one of every
+service (``herald.common.lifecycle``); on ``stop(grace)`` it:
 
 1. stops accepting connections; frames arriving afterwards are ignored;
-2. waits up to ``shutdown_timeout`` for in-flight requests and lets their
-   replies reach the sockets;
+2. waits up to ``grace`` (default ``shutdown_timeout``) for in-flight
+   requests and lets their replies reach the sockets;
 3. closes every connection with 1001 (going away), which deletes their
    connection subscriptions;
-4. stops taking pushes, leaves the group and stops the coordinator.
+4. stops taking pushes, leaves the group and stops the coordinator, its
+   wake-up listener and its caller.
 
-Pushes for websocket subscribers (``push``) arrive in-process in embedded
-mode and, with ``push_rpc``, as oslo.messaging casts to topic ``[rpc]
-ws_topic`` under this gateway's member id.
+``kill()`` skips the waits: in-flight requests are cancelled and every
+connection is aborted.
+
+What it owns: built without a ``storage`` (the ``herald ws-gateway``
+process) it creates its storage caller (``OsloCaller``) and its listener of
+long-poll wake-ups, and starts and stops them. Its long polls wait on
+``self.waiters``, the hub of its ``LocalBus`` (``local=``, shared with a
+worker of the same process, or its own). Pushes for websocket subscribers
+arrive in-process through that bus's gateways (embedded mode) and, with
+``push_rpc``, as oslo.messaging casts to topic ``[rpc] ws_topic`` under
+this gateway's member id.
 
 The gateway holds no data a client needs besides its live connection:
 everything goes to storage over ``StorageAPI``, so clients may reconnect to
@@ -35,10 +45,12 @@ import tornado.web
 from oslo_config import cfg
 from tooz import coordination as tooz_coordination
 
-from herald.common import coordination, listeners
+from herald.common import coordination, lifecycle, listeners
 from herald.common import health as probes
 from herald.common.context import RequestContext
-from herald.common.rpc import wakeups, ws_push
+from herald.common.rpc import wakeups
+from herald.common.rpc.caller import OsloCaller
+from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway import webconsole
@@ -52,11 +64,22 @@ _GROUP = coordination.WS_GROUP.encode()
 
 
 class WSGatewayService:
-    def __init__(self, conf: cfg.ConfigOpts, storage: StorageAPI, member_id: str,
-                 push_rpc: bool = False) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, storage: StorageAPI | None = None,
+                 member_id: str | None = None, push_rpc: bool = False, *,
+                 local: LocalBus | None = None) -> None:
         self.conf = conf
+        self.member_id = member_id or coordination.new_member_id()
+        self.local = local if local is not None else LocalBus()
+        #: The long polls of this gateway wait here (``waiting()`` counts them).
+        self.waiters: wakeups.WaiterHub = self.local.waiters
+        # Without a storage given, this process talks to the workers itself.
+        self._caller: OsloCaller | None = None
+        self._listener: wakeups.WakeupListener | None = None
+        if storage is None:
+            self._caller = OsloCaller(conf)
+            storage = StorageAPI(self._caller)
+            self._listener = wakeups.WakeupListener(conf, self.member_id, self.waiters)
         self.storage = storage
-        self.member_id = member_id
         self.dispatcher = Dispatcher(storage, conf)
         self.connections: set[Connection] = set()
         self.inflight: set[asyncio.Task[None]] = set()
@@ -85,8 +108,12 @@ class WSGatewayService:
     async def start(self) -> None:
         """Join ``herald.ws`` and start listening (must run on the event loop)."""
         loop = asyncio.get_running_loop()
+        if self._caller is not None:
+            self._caller.start()
+        if self._listener is not None:
+            self._listener.start()
         self.pushes = Pushes(self, loop)
-        ws_push.register_local_gateway(self.member_id, self.pushes.deliver)
+        self.local.gateways.register(self.member_id, self.pushes.deliver)
         if self._push_rpc:
             self._push_server = RPCServer(self.conf, self.conf.rpc.ws_topic, self.member_id,
                                           [PushEndpoint(self.pushes)])
@@ -134,18 +161,18 @@ class WSGatewayService:
                 LOG.warning("ws-gateway %s had been dropped from %s; joined again",
                             self.member_id, coordination.WS_GROUP)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: see the module docstring."""
         if self.stopping:
             return
         self.stopping = True
         if self._membership is not None:
             self._membership.cancel()
-        timeout = self.conf.ws_gateway.shutdown_timeout
+        timeout = self.conf.ws_gateway.shutdown_timeout if grace is None else grace
         if self._server is not None:
             listeners.stop_accepting(self._server)
         # Long polls answer now with what they have (not at their deadline).
-        wakeups.HUB.release(self)
+        self.waiters.release(self)
         if self.inflight:
             LOG.info("waiting for %d in-flight requests", len(self.inflight))
             await asyncio.wait(set(self.inflight), timeout=timeout or None)
@@ -160,12 +187,38 @@ class WSGatewayService:
             await asyncio.sleep(0.02)
         if self.pushes is not None:
             await self.pushes.wait_cleanups(2.0)
-        ws_push.unregister_local_gateway(self.member_id)
+        await self._release(drain=True)
+        LOG.info("ws-gateway %s stopped", self.member_id)
+
+    async def kill(self) -> None:
+        """Stop now: cancel the requests in flight, abort every connection."""
+        already = self.stopping
+        self.stopping = True
+        if self._membership is not None:
+            self._membership.cancel()
+        if self._server is not None and not already:
+            self._server.stop()
+        self.waiters.release(self)
+        for task in list(self.inflight):
+            task.cancel()
+        for connection in list(self.connections):
+            connection.abort()
+        await self._release(drain=False)
+        LOG.info("ws-gateway %s killed", self.member_id)
+
+    async def _release(self, drain: bool) -> None:
+        """Stop taking pushes, leave the group, stop what this gateway owns."""
+        self.local.gateways.unregister(self.member_id)
         if self._push_server is not None:
             server, self._push_server = self._push_server, None
-            await loop.run_in_executor(None, server.stop)
-        await loop.run_in_executor(None, self._leave_group)
-        LOG.info("ws-gateway %s stopped", self.member_id)
+            await lifecycle.on_thread(server.stop if drain else server.kill, "push-server-stop")
+        await lifecycle.on_thread(self._leave_group, "ws-leave-group")
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await lifecycle.on_thread(listener.stop, "wakeup-listener-stop")
+        caller, self._caller = self._caller, None
+        if caller is not None:
+            await lifecycle.on_thread(caller.stop, "rpc-caller-stop")
 
     def _leave_group(self) -> None:
         coordinator, self._coordinator = self._coordinator, None

@@ -82,7 +82,7 @@ class Stack:
         self._thread = threading.Thread(target=self.loop.run_forever, name="api-test-loop",
                                         daemon=True)
         self._thread.start()
-        self.service = APIService(self.conf, self.storage)
+        self.service = APIService(self.conf, self.storage, local=self.worker.local)
 
         async def start() -> None:
             self.service.start()

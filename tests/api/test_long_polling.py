@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from herald.common.rpc import wakeups
 from tests.api.conftest import Client, assert_error
 
 
@@ -142,11 +141,11 @@ def _wait_until(predicate: Any, timeout: float = 5.0) -> bool:
 def test_client_disconnect_ends_the_wait_and_claims_nothing(api: Client, stack: Any) -> None:
     port = int(stack.base_url.rsplit(":", 1)[1])
     sock = _raw_request(port, api, "/v2/queues/lp-gone/claims?wait=20", b'{"ttl": 60}')
-    assert _wait_until(lambda: wakeups.HUB.waiting(api.project, "lp-gone") == 1)
+    assert _wait_until(lambda: stack.service.waiters.waiting(api.project, "lp-gone") == 1)
     in_flight = stack.service._in_flight.count
     sock.close()
     # The waiter is unregistered at once, not at the 20 s deadline.
-    assert _wait_until(lambda: wakeups.HUB.waiting(api.project, "lp-gone") == 0, 3.0)
+    assert _wait_until(lambda: stack.service.waiters.waiting(api.project, "lp-gone") == 0, 3.0)
     assert _wait_until(lambda: stack.service._in_flight.count < in_flight, 3.0)
     # A message posted afterwards is not claimed by the departed client.
     api.post_messages("lp-gone", 1)
@@ -158,7 +157,7 @@ def test_client_disconnect_ends_the_wait_and_claims_nothing(api: Client, stack: 
 def test_stopping_api_answers_waiting_requests_at_once(api: Client, stack: Any) -> None:
     from herald.api.service import APIService
 
-    service = APIService(stack.conf, stack.storage)
+    service = APIService(stack.conf, stack.storage, local=stack.worker.local)
 
     async def start() -> None:
         service.start()
@@ -172,7 +171,7 @@ def test_stopping_api_answers_waiting_requests_at_once(api: Client, stack: Any) 
 
     thread = threading.Thread(target=wait)
     thread.start()
-    assert _wait_until(lambda: wakeups.HUB.waiting(api.project, "lp-stop") == 1)
+    assert _wait_until(lambda: service.waiters.waiting(api.project, "lp-stop") == 1)
     started = time.monotonic()
     stack.run(service.stop(grace=10.0))
     thread.join(10)

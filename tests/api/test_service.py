@@ -50,7 +50,7 @@ def test_log_lines_carry_the_request_id(api: Client) -> None:
 
 
 def test_stop_lets_in_flight_requests_finish(stack: Stack, api: Client) -> None:
-    service = APIService(stack.conf, stack.storage)
+    service = APIService(stack.conf, stack.storage, local=stack.worker.local)
 
     async def start() -> None:
         service.start()
@@ -77,7 +77,7 @@ def test_stop_serves_connections_waiting_in_the_backlog(stack: Stack) -> None:
     # The loop is busy when the stop begins (as under load): connections the
     # kernel completed meanwhile wait in the listener's backlog. Closing the
     # listener would reset them; they must be answered instead.
-    service = APIService(stack.conf, stack.storage)
+    service = APIService(stack.conf, stack.storage, local=stack.worker.local)
 
     async def start() -> None:
         service.start()
@@ -108,7 +108,7 @@ def test_stop_serves_connections_waiting_in_the_backlog(stack: Stack) -> None:
 
 
 def test_stop_gives_up_after_the_grace_period(stack: Stack, api: Client) -> None:
-    service = APIService(stack.conf, stack.storage)
+    service = APIService(stack.conf, stack.storage, local=stack.worker.local)
 
     async def start() -> None:
         service.start()
@@ -126,7 +126,7 @@ def test_stop_gives_up_after_the_grace_period(stack: Stack, api: Client) -> None
 
 
 def test_stop_twice_is_harmless(stack: Stack) -> None:
-    service = APIService(stack.conf, stack.storage)
+    service = APIService(stack.conf, stack.storage, local=stack.worker.local)
 
     async def start() -> None:
         service.start()

@@ -210,7 +210,7 @@ def test_rows_leased_to_a_local_dispatcher_are_handed_over_only_once_committed(
     earlier = {row.seq for row in outbox.OutboxController(database).rows()}
     endpoint.message_post(ctxt, queue="zz", messages=[{"body": 0, "ttl": 300}], body_size=10)
     message_id = endpoint.message_list(ctxt, queue="zz", limit=1, echo=True)["messages"][0]["id"]
-    listener = outbox.SIGNAL.listen(lambda: None, "local-dispatcher", database.engine)
+    listener = database.wiring.outbox.listen(lambda: None, "local-dispatcher", database.engine)
     try:
         with failing(database, deletes=1), savepoints_sent(database) as savepoints:
             replies = endpoint.batch(make_ctxt(""), ops=[
@@ -222,7 +222,7 @@ def test_rows_leased_to_a_local_dispatcher_are_handed_over_only_once_committed(
                 post(ctxt, "q1", "after")])
         handed = listener.take_rows()
     finally:
-        outbox.SIGNAL.unlisten(listener)
+        database.wiring.outbox.unlisten(listener)
     assert savepoints and all("result" in reply for reply in replies)
     stored = {row.seq: row for row in outbox.OutboxController(database).rows()
               if row.seq not in earlier}

@@ -398,7 +398,6 @@ def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
 
     from herald.common import errors
     from herald.common.rpc.coalescer import error_from_wire, op_to_wire
-    from herald.storage import pipeline
     from herald.storage.schema import queues
 
     if not database.is_postgres:
@@ -406,7 +405,7 @@ def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
     ctxt = make_ctxt("p1")
     changed: list[str] = []
 
-    def shrink_q1_posts(_conf: Any) -> Any:
+    def shrink_q1_posts(_conf: Any, _wiring: Any) -> Any:
         def stage(conn: Any, batch: Any) -> None:
             if batch.queue == "q1" and not changed:  # once, from another session
                 with database.engine.begin() as other:
@@ -415,7 +414,7 @@ def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
                 changed.append(batch.queue)
         return stage
 
-    pipeline.register("shrink-q1-posts", shrink_q1_posts)
+    database.wiring.stages["shrink-q1-posts"] = shrink_q1_posts
     try:
         conf.set_override("message_pipeline", ["notifier", "shrink-q1-posts"], group="storage")
         endpoint = StorageEndpoint(database, conf)
@@ -434,7 +433,7 @@ def test_metadata_changed_before_the_lock_sends_the_posts_the_per_queue_way(
             assert len(replies[1]["result"]) == 1
     finally:
         conf.clear_override("message_pipeline", group="storage")
-        pipeline.unregister("shrink-q1-posts")
+        del database.wiring.stages["shrink-q1-posts"]
     assert changed == ["q1"]
     listed = endpoint.message_list(ctxt, queue="q1", limit=10, echo=True)["messages"]
     assert listed == []

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from herald.common import errors, signing
 from herald.common.rpc.coalescer import op_to_wire
-from herald.storage import outbox, pipeline
+from herald.storage import outbox
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.outbox import OutboxController
 
@@ -318,7 +318,7 @@ def test_empty_pipeline_writes_nothing(database, conf, ctxt, overrides):
 def test_rolled_back_post_notifies_nobody(database, conf, ctxt, overrides):
     seen: list[int] = []
 
-    def explode_factory(_conf):
+    def explode_factory(_conf, _wiring):
         def explode(conn, batch):
             # The notifier ran before this stage: its rows are in the
             # transaction, which must now roll back with the messages.
@@ -326,21 +326,21 @@ def test_rolled_back_post_notifies_nobody(database, conf, ctxt, overrides):
             raise RuntimeError("injected failure after the outbox rows")
         return explode
 
-    pipeline.register("explode", explode_factory)
+    database.wiring.stages["explode"] = explode_factory
     try:
         overrides("message_pipeline", ["notifier", "explode"], group="storage")
         endpoint = StorageEndpoint(database, conf)
         create(endpoint, ctxt)
-        outbox.SIGNAL.clear()
+        database.wiring.outbox.clear()
         with pytest.raises(RuntimeError):
             post(endpoint, ctxt, [1, 2])
     finally:
-        pipeline.unregister("explode")
+        del database.wiring.stages["explode"]
     assert seen == [2]
     assert rows(database) == []
     assert endpoint.message_list(ctxt, queue="q", marker=None, limit=10, echo=True,
                                  include_claimed=True, include_delayed=True)["messages"] == []
-    assert not outbox.SIGNAL.is_set()
+    assert not database.wiring.outbox.is_set()
 
 
 def test_unknown_stage_is_refused(database, conf, overrides):

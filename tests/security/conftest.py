@@ -40,7 +40,8 @@ class SecuredStack(Stack):
         self.conf.set_override("secret_key", SIGNING_KEY, group="signed_url")
         self.conf.set_override("port", 0, group="ws_gateway")
         self.conf.set_override("bind", "127.0.0.1", group="ws_gateway")
-        self.gateway = WSGatewayService(self.conf, self.storage, coordination.new_member_id())
+        self.gateway = WSGatewayService(self.conf, self.storage, coordination.new_member_id(),
+                                        local=self.worker.local)
         self.run(self.gateway.start())
         self.ws_url = f"ws://127.0.0.1:{self.gateway.port}/"
 

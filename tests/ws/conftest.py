@@ -87,7 +87,8 @@ class GatewayHarness:
     def gateway(self, **ws_overrides: Any) -> WSGatewayService:
         """A started gateway with its own ``[ws_gateway]`` settings."""
         conf = make_conf(self.tmp, **ws_overrides)
-        service = WSGatewayService(conf, self.storage, coordination.new_member_id())
+        service = WSGatewayService(conf, self.storage, coordination.new_member_id(),
+                                   local=self.worker.local)
         self.run(service.start())
         self.gateways.append(service)
         return service

@@ -41,7 +41,8 @@ def secured(harness: GatewayHarness, keystone: FakeKeystone) -> WSGatewayService
     conf = make_conf(harness.tmp)
     keystone.configure(conf)
     conf.set_override("secret_key", KEY, group="signed_url")
-    service = WSGatewayService(conf, harness.storage, coordination.new_member_id())
+    service = WSGatewayService(conf, harness.storage, coordination.new_member_id(),
+                               local=harness.worker.local)
     harness.run(service.start())
     harness.gateways.append(service)
     return service

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from herald.common.rpc import wakeups
 from herald.ws_gateway.service import WSGatewayService
 from tests.ws.client import WSClient
 from tests.ws.conftest import GatewayHarness, ws_url
@@ -120,9 +119,9 @@ def test_closing_the_connection_ends_the_wait(gateway: WSGatewayService,
                                               project: str) -> None:
     client = WSClient(ws_url(gateway), project)
     client.send("claim_create", {"queue_name": "left", "wait": 20})
-    assert _wait_until(lambda: wakeups.HUB.waiting(project, "left") == 1)
+    assert _wait_until(lambda: gateway.waiters.waiting(project, "left") == 1)
     client.ws.close()
-    assert _wait_until(lambda: wakeups.HUB.waiting(project, "left") == 0, 3.0)
+    assert _wait_until(lambda: gateway.waiters.waiting(project, "left") == 0, 3.0)
     assert _wait_until(lambda: not gateway.inflight, 3.0)
     # Nothing was claimed for the departed connection.
     other = WSClient(ws_url(gateway), project)
@@ -141,7 +140,7 @@ def test_stopping_gateway_answers_waiting_requests_at_once(harness: GatewayHarne
     client = WSClient(ws_url(doomed), project)
     try:
         client.send("claim_create", {"queue_name": "stopping", "wait": 20})
-        assert _wait_until(lambda: wakeups.HUB.waiting(project, "stopping") == 1)
+        assert _wait_until(lambda: doomed.waiters.waiting(project, "stopping") == 1)
         started = time.monotonic()
         stopping = asyncio.run_coroutine_threadsafe(doomed.stop(), harness.loop)
         reply, _ = client.recv()

@@ -71,7 +71,8 @@ def mode(request: pytest.FixtureRequest, harness: GatewayHarness,
         return Mode(harness, harness.gateway(), None)
     conf = make_conf(harness.tmp)
     keystone.configure(conf)
-    service = WSGatewayService(conf, harness.storage, coordination.new_member_id())
+    service = WSGatewayService(conf, harness.storage, coordination.new_member_id(),
+                               local=harness.worker.local)
     harness.run(service.start())
     harness.gateways.append(service)
     return Mode(harness, service, keystone)
