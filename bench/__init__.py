@@ -1,6 +1,9 @@
 """Herald's load generator (``make bench``; ``python -m bench --help``).
 
-``run`` starts the system under test and orders the phases, ``roles`` holds
-what each simulated client does, ``harness`` measures. ``serial_loop.py`` is
-the older one-client latency script. Not imported by Herald itself.
+``run`` is the command line, ``targets`` starts and stops the system under
+test (with ``herald.testing.topology``), ``phases`` orders the phases and
+says what load each offers, ``roles`` holds what each simulated client does,
+``harness`` measures, ``report`` builds the table. ``serial_loop.py`` is the
+older one-client latency script. Not imported by Herald itself, and imports
+nothing from ``tests``.
 """

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES_FILE = REPO / "tests" / "system-packages.txt"
 MIN_PYTHON = (3, 11)
 # Debian installs daemons such as nginx in /usr/sbin, which a normal user's
-# PATH lacks; tests/e2e/topology.py's nginx_binary() looks there too. The
+# PATH lacks; testing/processes.py's nginx_binary() looks there too. The
 # variable exists so that the preflight's own tests can hide an installed
 # nginx; nothing else should set it.
 SYSTEM_DIRS_VARIABLE = "HERALD_PREFLIGHT_SYSTEM_DIRS"

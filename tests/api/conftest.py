@@ -1,116 +1,44 @@
 """Fixtures of the REST API tests: a real embedded stack on a loop thread.
 
-One ``Stack`` per test module: a storage worker on SQLite under ``tmp_path``
-(``file://`` tooz, no RPC server) behind an ``InProcessCaller`` -- the same
-JSON serialization as RabbitMQ -- and an ``APIService`` on port 0 running on
-an asyncio loop in a background thread. Tests speak real HTTP with
-``requests``. Each test gets a fresh project id, so tests sharing a stack
-never see each other's queues.
+One ``Stack`` per test module: ``herald.testing.stack.EmbeddedStack`` (a
+storage worker on SQLite under ``tmp_path`` behind an ``InProcessCaller`` --
+the same JSON serialization as RabbitMQ -- and the REST API on port 0 on an
+asyncio loop in a background thread) with the API started. Tests speak real
+HTTP with ``requests``. Each test gets a fresh project id, so tests sharing a
+stack never see each other's queues.
 
-The caller is wrapped so that calls about queues named ``down-*`` fail as an
-unreachable storage would (503), ``bug-*`` as a storage bug would (500),
-``crash-*`` with an untyped exception, and ``slow-*`` take ``SLOW_SECONDS``.
+The caller is ``herald.testing.faults.FaultyCaller``: calls about queues
+named ``down-*`` fail as an unreachable storage would (503), ``bug-*`` as a
+storage bug would (500), ``crash-*`` with an untyped exception, and
+``slow-*`` take ``SLOW_SECONDS``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from oslo_config import cfg
 
-from herald.api.service import APIService
-from herald.common import config, coordination, errors
-from herald.common.context import RequestContext
-from herald.common.rpc.caller import InProcessCaller
-from herald.common.rpc.storage_api import StorageAPI
-from herald.storage import clock as storage_clock
+from herald.testing import clock as fake_clock
+from herald.testing.clock import FakeClock
+from herald.testing.faults import FaultyCaller
+from herald.testing.stack import EmbeddedStack
+
+__all__ = ["SLOW_SECONDS", "Client", "FakeClock", "FaultyCaller", "Stack", "assert_error"]
 
 SLOW_SECONDS = 0.5
 
 
-class FaultyCaller:
-    """Fails or delays calls about ``down-*``, ``bug-*``, ``crash-*`` and ``slow-*``
-    queues; records every call."""
+class Stack(EmbeddedStack):
+    """The embedded stack with the REST API started (``base_url``)."""
 
-    def __init__(self, inner: InProcessCaller) -> None:
-        self._inner = inner
-        self.calls: list[tuple[RequestContext, str, dict[str, Any]]] = []
-        #: When set, every call fails as an unreachable storage would.
-        self.all_down = False
-
-    async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
-        self.calls.append((ctxt, method, kwargs))
-        queue = str(kwargs.get("queue", ""))
-        if queue.startswith("down-") or self.all_down:
-            raise errors.ServiceUnavailable(
-                "The storage service did not answer in time. Please try again in a few seconds.")
-        if queue.startswith("bug-"):
-            raise errors.InternalError("KeyError: 'oops'")
-        if queue.startswith("crash-"):
-            raise RuntimeError("boom")
-        if queue.startswith("slow-"):
-            await asyncio.sleep(SLOW_SECONDS)
-        return await self._inner.call(ctxt, method, **kwargs)
-
-    def stop(self) -> None:
-        self._inner.stop()
-
-
-class Stack:
     def __init__(self, tmp: Path) -> None:
-        from herald.storage.worker import StorageWorker
-
-        # A private ConfigOpts: nothing here uses oslo.messaging (which needs
-        # the global one), and per-test overrides cannot leak to other suites.
-        self.conf = config.load([], conf=cfg.ConfigOpts())
-        self.conf.set_override("connection", f"sqlite:///{tmp}/h.sqlite", group="storage")
-        self.conf.set_override("backend_url", f"file://{tmp}/coord", group="coordination")
-        self.conf.set_override("port", 0, group="api")
-        self.conf.set_override("bind", "127.0.0.1", group="api")
-        self.worker = StorageWorker(self.conf, coordination.new_member_id(), serve_rpc=False)
-        self.worker.start()
-        self.caller = FaultyCaller(InProcessCaller(self.worker.endpoint))
-        self.storage = StorageAPI(self.caller)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="api-test-loop",
-                                        daemon=True)
-        self._thread.start()
-        self.service = APIService(self.conf, self.storage, local=self.worker.local)
-
-        async def start() -> None:
-            self.service.start()
-
-        self.run(start())
-        self.base_url = f"http://127.0.0.1:{self.service.port}"
-        self._overrides: list[tuple[str, str | None]] = []
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def override(self, name: str, value: Any, group: str | None = None) -> None:
-        self.conf.set_override(name, value, group=group)
-        self._overrides.append((name, group))
-
-    def reset_overrides(self) -> None:
-        for name, group in self._overrides:
-            self.conf.clear_override(name, group=group)
-        self._overrides.clear()
-
-    def close(self) -> None:
-        try:
-            self.run(self.service.stop(grace=2.0))
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.caller.stop()
-            self.worker.stop()
+        super().__init__(tmp, slow_seconds=SLOW_SECONDS, loop_name="api-test-loop")
+        self.start_api()
 
 
 class Client:
@@ -182,17 +110,6 @@ class Client:
         return resp.headers["Location"].rsplit("/", 1)[1], resp.json()["messages"]
 
 
-class FakeClock:
-    def __init__(self, start: float) -> None:
-        self.value = start
-
-    def __call__(self) -> float:
-        return self.value
-
-    def advance(self, seconds: float) -> None:
-        self.value += seconds
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(tmp_path_factory.mktemp("api"))
@@ -216,9 +133,7 @@ def api(stack: Stack) -> Iterator[Client]:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Moves the storage workers' time (the worker runs in this process)."""
-    fake = FakeClock(storage_clock.now())
-    monkeypatch.setattr(storage_clock, "now", fake)
-    return fake
+    return fake_clock.install(monkeypatch)
 
 
 def assert_error(resp: requests.Response, status: int, title: str | None = None,

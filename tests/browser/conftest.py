@@ -8,7 +8,7 @@ Chromium fails the tests with a message saying what to install; it never
 skips them, so a CI run without a browser cannot pass silently.
 
 ``herald`` is one ``herald run`` per module (embedded mode, SQLite, free
-ports) from ``tests/e2e/topology.py``; its websocket gateway serves the
+ports) from ``herald.testing.topology``; its websocket gateway serves the
 console at ``/console/`` and admits the origin of ``allowed_page`` (a second
 web server serving the same console files), while ``refused_page`` is an
 origin it does not admit. Screenshots go to the test's ``tmp_path`` and are
@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from herald.testing.topology import Service, Topology, free_port, gateway_health, tail
 from herald.ws_gateway.webconsole import CONSOLE_DIR
-from tests.e2e.topology import Service, Topology, free_port, gateway_health, tail
 
 CHROMIUM = os.environ.get("HERALD_TEST_CHROMIUM", "/usr/bin/chromium")
 # Flags for a headless browser in a container with no network but loopback:

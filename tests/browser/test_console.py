@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
+from herald.testing.topology import free_port
 from tests.browser.conftest import Herald, StaticPage, rest_post, save_screenshot
-from tests.e2e.topology import free_port
 
 # A push arrives in well under a second (embedded mode owns every queue, so
 # no row waits for a takeover); the margin is for a loaded CI machine.

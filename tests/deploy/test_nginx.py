@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from herald.testing.topology import nginx_binary
 from tests.deploy.conftest import REPO
-from tests.e2e.topology import nginx_binary
 
 NGINX_DIR = REPO / "deploy" / "nginx"
 

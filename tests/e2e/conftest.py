@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Backends, Topology, tail
+from herald.testing.topology import Backends, Topology, tail
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from herald.testing.topology import Topology
 from tests.e2e.flows import Rest
-from tests.e2e.topology import Topology
 from tests.faults.harness import BrokerLink
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]

@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.topology import Topology, free_port, tail
+from herald.testing.topology import Topology, free_port, tail
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
 

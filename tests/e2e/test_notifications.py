@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from herald.testing.topology import Backends, Topology, ws_url
 from tests.e2e.flows import Rest
-from tests.e2e.topology import Backends, Topology, ws_url
 from tests.webhook_receiver import LocalWebhookServer
 from tests.ws.client import WSClient
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Topology
+from herald.testing.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"

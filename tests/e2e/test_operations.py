@@ -30,9 +30,9 @@ import pytest
 import requests
 import websocket
 
+from herald.testing.topology import Service, Topology, gateway_health, tail, ws_url
 from tests.e2e.flows import Rest
 from tests.e2e.test_notifications import Receiver, wait_until
-from tests.e2e.topology import Service, Topology, gateway_health, tail, ws_url
 from tests.ws.client import WSClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Topology
+from herald.testing.topology import Topology
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

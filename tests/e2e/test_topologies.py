@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
+from herald.testing.topology import Topology
 from tests.e2e.flows import Rest, client_flow
-from tests.e2e.topology import Topology
 
 
 @pytest.mark.postgres

@@ -17,7 +17,7 @@ import uuid
 import pytest
 import websocket
 
-from tests.e2e.topology import Topology, gateway_health, ws_url
+from herald.testing.topology import Topology, gateway_health, ws_url
 from tests.ws.client import WSClient
 
 

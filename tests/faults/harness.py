@@ -1,6 +1,6 @@
 """The fault tests' shared harness: load, ledger, invariant checker, fault injectors.
 
-A scenario starts Herald with ``tests.e2e.topology`` (processes on the
+A scenario starts Herald with ``herald.testing.topology`` (processes on the
 machine's RabbitMQ, PostgreSQL and Redis), runs a steady load against it
 with ``Producer`` and ``Consumer`` threads while a fault is injected, then
 asks ``check`` whether Herald kept its promise:
@@ -50,7 +50,7 @@ import requests
 import sqlalchemy as sa
 import websocket
 
-from tests.e2e.topology import Service, Topology, free_port
+from herald.testing.topology import Service, Topology, free_port
 
 DEFAULT_FAULT_SECONDS = 12.0
 # Claims of the consumers: the minimum ttl. A double claim is a second claim

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Backends, Topology
+from herald.testing.topology import Backends, Topology
 from tests.faults.harness import (
     Client,
     fault_seconds,

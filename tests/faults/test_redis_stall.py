@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Topology, gateway_health, ws_url
+from herald.testing.topology import Topology, gateway_health, ws_url
 from tests.faults.harness import (
     Client,
     WSListener,

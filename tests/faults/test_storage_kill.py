@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.topology import Topology
+from herald.testing.topology import Topology
 from tests.faults.harness import (
     Client,
     fault_seconds,

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.topology import Backends, Topology, ws_url
+from herald.testing.topology import Backends, Topology, ws_url
 from tests.faults.harness import Client, WSListener, fault_seconds, percentile, wait_until
 from tests.webhook_receiver import LocalWebhookServer
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from herald.common import coordination
 from herald.ws_gateway.service import WSGatewayService
 from tests.api.conftest import Client, Stack
 from tests.fake_keystone import FakeKeystone
@@ -40,16 +39,9 @@ class SecuredStack(Stack):
         self.conf.set_override("secret_key", SIGNING_KEY, group="signed_url")
         self.conf.set_override("port", 0, group="ws_gateway")
         self.conf.set_override("bind", "127.0.0.1", group="ws_gateway")
-        self.gateway = WSGatewayService(self.conf, self.storage, coordination.new_member_id(),
-                                        local=self.worker.local)
-        self.run(self.gateway.start())
-        self.ws_url = f"ws://127.0.0.1:{self.gateway.port}/"
-
-    def close(self) -> None:
-        try:
-            self.run(self.gateway.stop())
-        finally:
-            super().close()
+        # On the API's own configuration (keystone, signing key): one policy.
+        self.ws_gateway: WSGatewayService = self.start_gateway(self.conf)
+        self.ws_url = f"ws://127.0.0.1:{self.ws_gateway.port}/"
 
 
 @dataclasses.dataclass

@@ -166,6 +166,7 @@ def scan_shell(relative: str, text: str) -> list[Reach]:
 
 def scanned_files() -> list[Path]:
     files = [*REPO.glob("tests/**/*.py"), *REPO.glob("bench/**/*.py"),
+             *REPO.glob("testing/**/*.py"),
              *(p for p in REPO.glob(".ci/**/*") if p.is_file()), REPO / "Makefile",
              *REPO.glob("deploy/**/*.sh")]
     # The scanner's own file holds the patterns it looks for.
@@ -188,7 +189,7 @@ def test_no_test_or_script_reaches_outside_the_checkout() -> None:
 def test_the_scan_covers_the_tests_and_scripts() -> None:
     scanned = {p.relative_to(REPO).as_posix() for p in scanned_files()}
     for expected in ("tests/deploy/test_compose.py", "tests/conftest.py", "tests/preflight.py",
-                     "tests/e2e/topology.py", "bench/serial_loop.py", ".ci/run", "Makefile"):
+                     "testing/topology.py", "bench/serial_loop.py", ".ci/run", "Makefile"):
         assert expected in scanned, expected
     assert "tests/unit/test_checkout_boundary.py" not in scanned
     # Every allowance still matches something, or it is stale and must go.

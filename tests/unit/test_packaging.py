@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE_ROOTS = ("common", "services")
+SOURCE_ROOTS = ("common", "services", "testing")
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def test_a_ready_machine_passes(machine: dict[str, str]) -> None:
 
 def test_nginx_in_the_system_dirs_counts(machine: dict[str, str]) -> None:
     # Debian's nginx is in /usr/sbin, which a normal user's PATH lacks; the
-    # tests find it there (tests/e2e/topology.py's nginx_binary), so must this.
+    # tests find it there (herald.testing.processes's nginx_binary), so must this.
     bin_dir = Path(machine["PATH"].split(":")[0])
     (bin_dir / "nginx").rename(Path(machine["HERALD_PREFLIGHT_SYSTEM_DIRS"]) / "nginx")
     result, _ = _preflight(machine)
