@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from oslo_config import cfg
+from sqlalchemy.engine import Connection
 
 from herald.common import errors, timeutils
 from herald.storage import base, clock
@@ -53,9 +54,7 @@ class QueueController:
 
     def delete(self, project: str, queue: str) -> None:
         with self._db.write() as conn:
-            conn.execute(sa.delete(messages).where(base.in_queue(project, queue)))
-            conn.execute(sa.delete(claims).where(claims.c.project == project,
-                                                 claims.c.queue == queue))
+            _delete_messages_and_claims(conn, project, queue)
             conn.execute(sa.delete(queues).where(queues.c.project == project,
                                                  queues.c.name == queue))
 
@@ -63,9 +62,7 @@ class QueueController:
         if "messages" in resource_types:
             # All messages, claimed ones included (semantics.md quirk 8: we purge all).
             with self._db.write() as conn:
-                conn.execute(sa.delete(messages).where(base.in_queue(project, queue)))
-                conn.execute(sa.delete(claims).where(claims.c.project == project,
-                                                     claims.c.queue == queue))
+                _delete_messages_and_claims(conn, project, queue)
         if "subscriptions" in resource_types:
             # All of them, not only a first page (semantics.md quirk 8).
             self._subscriptions.purge(project, queue)
@@ -156,3 +153,9 @@ class QueueController:
 
 
 _MISSING = object()
+
+
+def _delete_messages_and_claims(conn: Connection, project: str, queue: str) -> None:
+    """Every message of the queue, claimed ones included, and its claims."""
+    conn.execute(sa.delete(messages).where(base.in_queue(project, queue)))
+    conn.execute(sa.delete(claims).where(claims.c.project == project, claims.c.queue == queue))
