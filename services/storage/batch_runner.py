@@ -42,6 +42,7 @@ from herald.common.context import RequestContext, set_current_request_id
 from herald.common.rpc.coalescer import error_from_wire, error_to_wire
 from herald.common.rpc.operations import (
     BY_NAME,
+    RETRY_HINT,
     SHARED_TRANSACTION,
     Coalescing,
     Operation,
@@ -95,7 +96,7 @@ def _answer_uncommitted(outcomes: list[dict[str, Any] | None], order: list[int])
     that was rolled back, an operation never reached, a failure that may
     have been this transaction's -- is a 503 to try again."""
     unavailable = {"error": error_to_wire(errors.ServiceUnavailable(
-        "The storage could not commit. Please try again in a few seconds."))}
+        f"The storage could not commit. {RETRY_HINT}"))}
     for i in order:
         error = (outcomes[i] or {}).get("error")
         refused = error_from_wire(error) if error is not None else None
