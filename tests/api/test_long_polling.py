@@ -1,9 +1,10 @@
 """Long polling over REST: ``?wait=<seconds>`` on claim create and message list.
 
 The waits are real (the stack's storage worker wakes the API in-process,
-as in embedded mode); the assertions measure how long after the post the
-waiting request returned, so a wake-up that only comes at the deadline (or a
-loop polling the database now and then) fails them.
+as in embedded mode). No sleeps and no stopwatch: a test posts once the
+long poll logged ``long poll parked`` (``herald.testing.log_events``), and
+the waiting request must then answer while its 20 s deadline is far off
+(``WOKEN_WITHIN``), so a wake-up that only comes at the deadline fails it.
 """
 
 from __future__ import annotations
@@ -11,24 +12,45 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from herald.testing.log_events import LogEvents
+from herald.testing.polling import wait_until
 from tests.api.conftest import Client, assert_error
 
+# The longest wait there is; a woken poll answers within milliseconds, so
+# half of it tells a wake-up from the deadline on any machine.
+MAX_WAIT = 20
+WOKEN_WITHIN = MAX_WAIT / 2
+PARKED = "long poll parked"
 
-def _post_later(api: Client, queue: str, delay: float, stamp: dict[str, float]) -> threading.Thread:
-    poster = Client(api.base_url, project=api.project)
 
-    def run() -> None:
-        time.sleep(delay)
-        poster.post_messages(queue, 1)
-        stamp["posted"] = time.monotonic()
+class Waiting:
+    """A request run on a thread of its own, to hold a long poll open."""
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
+    def __init__(self, request: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self._thread = threading.Thread(target=self._run, args=(request,))
+        self._thread.start()
+
+    def _run(self, request: Callable[[], Any]) -> None:
+        self.result = request()
+
+    def answered(self, timeout: float) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"no answer within {timeout} s"
+        return self.result
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def parked(events: LogEvents, api: Client, queue: str) -> Callable[[], int]:
+    """How many long polls of ``api``'s project parked on ``queue`` so far."""
+    return lambda: events.count(PARKED, project=api.project, queue=queue)
 
 
 @pytest.mark.parametrize("value", ["21", "-1", "100"])
@@ -49,49 +71,43 @@ def test_wait_not_an_integer_is_refused(api: Client, path: str) -> None:
 
 
 def test_claim_returns_as_soon_as_a_message_is_posted(api: Client) -> None:
-    stamp: dict[str, float] = {}
-    thread = _post_later(api, "lp-claim", 0.7, stamp)
-    started = time.monotonic()
-    resp = api.post("/v2/queues/lp-claim/claims?wait=10", json_body={"ttl": 60})
-    returned = time.monotonic()
-    thread.join()
+    with LogEvents() as events:
+        waiting = Waiting(lambda: api.post(f"/v2/queues/lp-claim/claims?wait={MAX_WAIT}",
+                                           json_body={"ttl": 60}))
+        wait_until(parked(events, api, "lp-claim"), what="the claim parked")
+        assert waiting.is_alive()  # it did wait for the post
+        Client(api.base_url, project=api.project).post_messages("lp-claim", 1)
+        resp = waiting.answered(WOKEN_WITHIN)
     assert resp.status_code == 201, resp.text
     assert len(resp.json()["messages"]) == 1
-    assert returned - started >= 0.6  # it did wait for the post
-    assert returned - stamp["posted"] < 1.0
 
 
 def test_list_returns_as_soon_as_a_message_is_posted(api: Client) -> None:
     api.post_messages("lp-list", 1)
     first = api.get("/v2/queues/lp-list/messages?echo=true").json()
     marker = first["links"][0]["href"].split("marker=")[1]
-    stamp: dict[str, float] = {}
-    thread = _post_later(api, "lp-list", 0.7, stamp)
-    resp = api.get(f"/v2/queues/lp-list/messages?echo=true&wait=10&marker={marker}")
-    returned = time.monotonic()
-    thread.join()
+    with LogEvents() as events:
+        waiting = Waiting(lambda: api.get(
+            f"/v2/queues/lp-list/messages?echo=true&wait={MAX_WAIT}&marker={marker}"))
+        wait_until(parked(events, api, "lp-list"), what="the listing parked")
+        Client(api.base_url, project=api.project).post_messages("lp-list", 1)
+        resp = waiting.answered(WOKEN_WITHIN)
     assert resp.status_code == 200
     assert len(resp.json()["messages"]) == 1
-    assert returned - stamp["posted"] < 1.0
 
 
 def test_released_claim_wakes_a_waiting_claimer(api: Client) -> None:
     api.post_messages("lp-release", 1)
     claim_id, _ = api.claim("lp-release", ttl=300)
-
-    def release() -> None:
-        time.sleep(0.7)
+    with LogEvents() as events:
+        waiting = Waiting(lambda: api.post(f"/v2/queues/lp-release/claims?wait={MAX_WAIT}",
+                                           json_body={"ttl": 60}))
+        wait_until(parked(events, api, "lp-release"), what="the claim parked")
+        assert waiting.is_alive()  # the claimed message is not claimable
         Client(api.base_url, project=api.project).delete(
             f"/v2/queues/lp-release/claims/{claim_id}")
-
-    thread = threading.Thread(target=release)
-    thread.start()
-    started = time.monotonic()
-    resp = api.post("/v2/queues/lp-release/claims?wait=10", json_body={"ttl": 60})
-    elapsed = time.monotonic() - started
-    thread.join()
+        resp = waiting.answered(WOKEN_WITHIN)
     assert resp.status_code == 201
-    assert 0.6 <= elapsed < 2.0
 
 
 def test_deadline_gives_the_empty_answer(api: Client) -> None:
@@ -107,16 +123,21 @@ def test_deadline_gives_the_empty_answer(api: Client) -> None:
 
 
 def test_wait_zero_does_not_wait(api: Client) -> None:
-    started = time.monotonic()
-    assert api.post("/v2/queues/lp-zero/claims?wait=0", json_body={"ttl": 60}).status_code == 204
-    assert time.monotonic() - started < 0.5
+    with LogEvents() as events:
+        resp = api.post("/v2/queues/lp-zero/claims?wait=0", json_body={"ttl": 60})
+    assert resp.status_code == 204
+    assert parked(events, api, "lp-zero")() == 0  # answered without parking
 
 
 def test_other_queues_do_not_end_the_wait(api: Client) -> None:
-    stamp: dict[str, float] = {}
-    thread = _post_later(api, "lp-elsewhere", 0.2, stamp)
-    resp = api.post("/v2/queues/lp-mine/claims?wait=1", json_body={"ttl": 60})
-    thread.join()
+    with LogEvents() as events:
+        waiting = Waiting(lambda: api.post("/v2/queues/lp-mine/claims?wait=2",
+                                           json_body={"ttl": 60}))
+        wait_until(parked(events, api, "lp-mine"), what="the claim parked")
+        Client(api.base_url, project=api.project).post_messages("lp-elsewhere", 1)
+        resp = waiting.answered(WOKEN_WITHIN)
+        # Answered at its deadline: parked once, never woken to try again.
+        assert parked(events, api, "lp-mine")() == 1
     assert resp.status_code == 204
 
 
@@ -130,12 +151,7 @@ def _raw_request(port: int, api: Client, path: str, body: bytes) -> socket.socke
 
 
 def _wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return bool(wait_until(predicate, timeout))
 
 
 def test_client_disconnect_ends_the_wait_and_claims_nothing(api: Client, stack: Any) -> None:
@@ -148,8 +164,8 @@ def test_client_disconnect_ends_the_wait_and_claims_nothing(api: Client, stack: 
     assert _wait_until(lambda: stack.service.waiters.waiting(api.project, "lp-gone") == 0, 3.0)
     assert _wait_until(lambda: stack.service._in_flight.count < in_flight, 3.0)
     # A message posted afterwards is not claimed by the departed client.
+    # (No waiter is left, as checked above, so nothing can claim it now.)
     api.post_messages("lp-gone", 1)
-    time.sleep(0.2)
     listed = api.get("/v2/queues/lp-gone/messages?echo=true").json()["messages"]
     assert len(listed) == 1
 

@@ -31,6 +31,7 @@ from herald.storage.dispatcher import RECORD_INTERVAL, Dispatcher
 from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, make_engine
 from herald.storage.outbox import OutboxController
+from herald.testing.polling import wait_until
 from tests.webhook_receiver import LocalWebhookServer
 
 
@@ -67,15 +68,6 @@ class Receiver(LocalWebhookServer):
     def close(self) -> None:
         self.release.set()
         super().close()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Stack:
@@ -196,13 +188,22 @@ def test_rows_posted_in_this_process_need_no_lease_statement(tmp_path, receiver)
 
 def test_posts_to_one_subscriber_are_delivered_concurrently(stack, receiver):
     """Two posts' notifications to one (slow) subscriber overlap instead of
-    queueing behind each other's round trip; within a post the order holds."""
+    queueing behind each other's round trip; within a post the order holds
+    (notifications.md section 2: "in request order within that recipient's
+    task"): a post's second message goes out only once its first was answered."""
     stack.subscribe(receiver.url + "/hang")
-    stack.post(["first"])
-    stack.post(["second"])
+    stack.post(["a1", "a2"])
+    stack.post(["b1"])
     wait_until(lambda: len(receiver.received("/hang")) == 2, timeout=10,
                what="both posts' deliveries in flight together")
+    in_flight = sorted(json.loads(r["body"])["body"] for r in receiver.received("/hang"))
+    assert in_flight == ["a1", "b1"]  # each post's first message, not a2
+    released_at = time.monotonic()
     receiver.release.set()
+    wait_until(lambda: len(receiver.received("/hang")) == 3, timeout=10, what="a2 delivered")
+    [a2] = [r for r in receiver.received("/hang") if json.loads(r["body"])["body"] == "a2"]
+    # Sent after a1 was answered (a1 hung until the release), never alongside it.
+    assert a2["at"] >= released_at
 
 
 @pytest.mark.parametrize("idle_timeout, connections", [(15.0, 1), (0.0, 5)])
@@ -296,7 +297,10 @@ def test_4xx_is_final(stack, receiver):
     sid = stack.subscribe(receiver.url + "/gone")
     stack.post(["x"])
     wait_until(lambda: stack.delivery(sid)["attempts"] == 1, what="one attempt")
-    time.sleep(0.2)
+    # No retry is scheduled: the row is done, not pending (a pending row is
+    # what the dispatcher would try again), after its one attempt.
+    wait_until(lambda: [(r.state, r.attempts) for r in OutboxController(stack.db).rows()]
+               == [("delivered", 1)], what="the row final after one attempt")
     assert receiver.counts["/gone"] == 1
     assert stack.delivery(sid)["delivered"] == 1
 
