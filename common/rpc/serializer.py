@@ -96,7 +96,7 @@ def _has_bytes(value: Any) -> bool:
 
     try:
         # orjson: the same walk ~25x faster than json on a batch of 1 KiB
-        # bodies (docs/performance.md). It only looks here; the text is
+        # bodies (docs/performance-history.md, fifth round). It only looks here; the text is
         # thrown away, so where its output differs from json's (non-ASCII,
         # NaN) nothing depends on it.
         orjson.dumps(value, default=tag)
