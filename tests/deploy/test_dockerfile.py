@@ -78,7 +78,29 @@ def test_slim_python_bases(instructions: list[Instruction]) -> None:
                        line.split()[0])
         assert re.fullmatch(r"python:3\.\d+-slim", image), image
     assert froms[0].endswith(" AS builder")
-    assert tuple(int(x) for x in args["PYTHON_VERSION"].split(".")) >= (3, 11)
+    version = re.fullmatch(r"python:(3\.\d+)-slim", args["PYTHON_IMAGE"]).group(1)
+    assert tuple(int(x) for x in version.split(".")) >= (3, 11)
+
+
+def test_base_image_is_a_build_argument(instructions: list[Instruction]) -> None:
+    # A mirror or a locally built base is named with --build-arg PYTHON_IMAGE
+    # (docker-compose.yml passes HERALD_PYTHON_IMAGE): every stage starts from
+    # the argument, declared before the first FROM so that FROM can read it.
+    first_from = next(n for n, i in enumerate(instructions) if i.keyword == "FROM")
+    declared = [i.args for i in instructions[:first_from] if i.keyword == "ARG"]
+    assert "PYTHON_IMAGE=python:3.12-slim" in declared
+    froms = [i.args.split()[0] for i in instructions if i.keyword == "FROM"]
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], froms
+
+
+def test_no_syntax_directive() -> None:
+    # A `# syntax=` parser directive makes BuildKit pull a frontend image from
+    # a registry before the first step: offline builds fail. Directives are
+    # only read at the top, before any instruction or other comment, but any
+    # such line is refused so that none creeps back in above the others.
+    for number, line in enumerate(DOCKERFILE.read_text().splitlines(), 1):
+        assert not re.match(r"\s*#\s*syntax\s*=", line, re.IGNORECASE), \
+            f"deploy/Dockerfile:{number}: {line}"
 
 
 def test_tornado_speedups_are_built_and_checked(instructions: list[Instruction]) -> None:
