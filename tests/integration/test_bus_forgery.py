@@ -157,5 +157,6 @@ def test_signed_calls_work_and_forged_bus_messages_have_no_effect(setup, rabbit_
         _publish(rabbit_url, exchange, topic, "add", args, c)
         assert _wait(lambda b=before: len(records.messages) > b), reason
         assert reason in records.messages[-1] and "add" in records.messages[-1]
-    time.sleep(0.2)
+    # Each forgery was handled (its refusal is logged above, by the server
+    # that would have run it) and none ran: no sleep needed to see nothing.
     assert counter.total == 11

@@ -18,6 +18,7 @@ import pytest
 import requests
 import websocket
 
+from herald.testing import polling
 from tests.ws.client import WSClient
 from tests.ws.conftest import SLOW_SECONDS, ws_url
 
@@ -35,13 +36,8 @@ def close_code(ws: websocket.WebSocket, timeout: float = 10.0) -> int | None:
         return None
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
+def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    polling.wait_until(predicate, timeout, what=what)
 
 
 # -- binary bodies -----------------------------------------------------------
@@ -113,12 +109,9 @@ def test_oversize_frame_closes_with_1009(harness, project: str) -> None:
     assert harness.run(_no_connections(small), timeout=10)
 
 
-async def _no_connections(service) -> bool:
-    for _ in range(100):
-        if not service.connections:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def _no_connections(service) -> bool:  # type: ignore[no-untyped-def]
+    return await polling.wait_until_async(lambda: not service.connections, 5,
+                                          what="no connection left")
 
 
 def test_client_that_stops_reading_is_disconnected(harness, project: str,
@@ -190,7 +183,7 @@ def test_stop_finishes_in_flight_requests_then_closes_with_1001(harness, gateway
     leaving = harness.gateway()
     with WSClient(ws_url(leaving), project) as c:
         c.send("message_list", {"queue_name": "slow-stop"})
-        time.sleep(0.2)  # the request is in flight
+        wait_until(lambda: leaving.inflight, 5, "the request in flight")
         stopping = asyncio.run_coroutine_threadsafe(leaving.stop(), harness.loop)
         reply, _ = c.recv()
         assert reply["headers"]["status"] == 200

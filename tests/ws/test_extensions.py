@@ -3,7 +3,10 @@ and ``message_list`` bodies) and idempotent posts (``idempotency_key`` in
 ``message_post``), in one module so they share one gateway harness.
 
 Two gateways share one embedded storage worker: a long poll on one gateway
-is woken by a post through the other. Times are measured from the post.
+is woken by a post through the other. No sleeps and no stopwatch: the post
+is sent once the long poll logged ``long poll parked``
+(``herald.testing.log_events``), and the answer must come while the 20 s
+deadline is far off (``WOKEN_WITHIN``).
 """
 
 from __future__ import annotations
@@ -11,39 +14,59 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from herald.testing.log_events import LogEvents
+from herald.testing.polling import wait_until
 from herald.ws_gateway.service import WSGatewayService
 from tests.ws.client import WSClient
 from tests.ws.conftest import GatewayHarness, ws_url
 
-
-def _post_later(url: str, project: str, queue: str, delay: float,
-                stamp: dict[str, float]) -> threading.Thread:
-    def run() -> None:
-        poster = WSClient(url, project)
-        try:
-            time.sleep(delay)
-            status, _ = poster.status_body("message_post", {
-                "queue_name": queue, "messages": [{"body": "wake up", "ttl": 300}]})
-            stamp["posted"] = time.monotonic()
-            assert status == 201
-        finally:
-            poster.ws.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
+# The longest wait there is; a woken poll answers within milliseconds, so
+# half of it tells a wake-up from the deadline on any machine.
+MAX_WAIT = 20
+WOKEN_WITHIN = MAX_WAIT / 2
 
 
-def _wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+class Waiting:
+    """A request run on a thread of its own, to hold a long poll open."""
+
+    def __init__(self, request: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self._thread = threading.Thread(target=self._run, args=(request,))
+        self._thread.start()
+
+    def _run(self, request: Callable[[], Any]) -> None:
+        self.result = request()
+
+    def answered(self, timeout: float) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"no answer within {timeout} s"
+        return self.result
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def _post(url: str, project: str, queue: str) -> None:
+    poster = WSClient(url, project)
+    try:
+        status, _ = poster.status_body("message_post", {
+            "queue_name": queue, "messages": [{"body": "wake up", "ttl": 300}]})
+        assert status == 201
+    finally:
+        poster.ws.close()
+
+
+def _parked(events: LogEvents, project: str, queue: str) -> Callable[[], int]:
+    return lambda: events.count("long poll parked", project=project, queue=queue)
+
+
+def _wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
+    return bool(wait_until(predicate, timeout))
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -51,34 +74,32 @@ def test_claim_woken_by_a_post_through_another_gateway(harness: GatewayHarness,
                                                       gateway: WSGatewayService,
                                                       project: str, binary: bool) -> None:
     other = harness.gateway()
-    stamp: dict[str, float] = {}
     consumer = WSClient(ws_url(gateway), project, binary=binary)
     try:
-        thread = _post_later(ws_url(other), project, "jobs", 0.7, stamp)
-        started = time.monotonic()
-        status, body = consumer.status_body("claim_create",
-                                            {"queue_name": "jobs", "wait": 10, "ttl": 60})
-        returned = time.monotonic()
-        thread.join()
+        with LogEvents() as events:
+            waiting = Waiting(lambda: consumer.status_body(
+                "claim_create", {"queue_name": "jobs", "wait": MAX_WAIT, "ttl": 60}))
+            wait_until(_parked(events, project, "jobs"), what="the claim parked")
+            assert waiting.is_alive()  # it did wait for the post
+            _post(ws_url(other), project, "jobs")
+            status, body = waiting.answered(WOKEN_WITHIN)
         assert status == 201, body
         assert [m["body"] for m in body["messages"]] == ["wake up"]
-        assert returned - started >= 0.6
-        assert returned - stamp["posted"] < 1.0
     finally:
         consumer.ws.close()
 
 
 def test_list_woken_by_a_post(gateway: WSGatewayService, project: str) -> None:
-    stamp: dict[str, float] = {}
     consumer = WSClient(ws_url(gateway), project)
     try:
-        thread = _post_later(ws_url(gateway), project, "feed", 0.5, stamp)
-        status, body = consumer.status_body("message_list", {"queue_name": "feed", "wait": 10})
-        returned = time.monotonic()
-        thread.join()
+        with LogEvents() as events:
+            waiting = Waiting(lambda: consumer.status_body(
+                "message_list", {"queue_name": "feed", "wait": MAX_WAIT}))
+            wait_until(_parked(events, project, "feed"), what="the listing parked")
+            _post(ws_url(gateway), project, "feed")
+            status, body = waiting.answered(WOKEN_WITHIN)
         assert status == 200
         assert len(body["messages"]) == 1
-        assert returned - stamp["posted"] < 1.0
     finally:
         consumer.ws.close()
 
