@@ -50,6 +50,7 @@ import requests
 import sqlalchemy as sa
 import websocket
 
+from herald.testing import polling
 from herald.testing.topology import Service, Topology, free_port
 
 DEFAULT_FAULT_SECONDS = 12.0
@@ -654,10 +655,8 @@ def idle_in_transaction(database_url: str, older_than: float = 0.0) -> list[dict
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> float:
-    """Poll until true; returns the seconds it took."""
+    """Poll until true (``herald.testing.polling.wait_until``); returns the
+    seconds it took, which the scenarios report as recovery times."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    polling.wait_until(predicate, timeout, interval, what=what)
+    return time.monotonic() - started

@@ -14,6 +14,7 @@ import time
 import pytest
 import websocket
 
+from herald.testing.polling import wait_until
 from tests.ws.client import WSClient
 from tests.ws.conftest import GatewayHarness, ws_url
 
@@ -30,10 +31,8 @@ def test_connections_beyond_the_limit_are_refused_with_503(harness: GatewayHarne
         # Those already open still work.
         assert second.status_body("queue_list")[0] == 200
         first.close()
-        deadline = time.monotonic() + 5
-        while len(small.connections) >= 2:
-            assert time.monotonic() < deadline, "the closed connection was not released"
-            time.sleep(0.05)
+        wait_until(lambda: len(small.connections) < 2, 5,
+                   what="the closed connection released")
         with WSClient(url, project) as third:
             assert third.status_body("queue_list")[0] == 200
     finally:

@@ -9,9 +9,8 @@ the same flaw, found by tests/faults/test_redis_stall.py.)
 
 from __future__ import annotations
 
-import time
-
 from herald.common import coordination
+from herald.testing.polling import wait_until
 from tests.ws.conftest import GatewayHarness
 
 
@@ -25,7 +24,5 @@ def test_a_dropped_gateway_rejoins(harness: GatewayHarness) -> None:
     gateway._coordinator.leave_group(coordination.WS_GROUP.encode()).get()
     assert gateway.member_id not in gateway.live_gateways()
 
-    deadline = time.monotonic() + 5.0
-    while gateway.member_id not in gateway.live_gateways():
-        assert time.monotonic() < deadline, "the gateway did not rejoin herald.ws"
-        time.sleep(0.1)
+    wait_until(lambda: gateway.member_id in gateway.live_gateways(), 5.0, interval=0.1,
+               what="the gateway rejoining herald.ws")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from herald.common.context import RequestContext
+from herald.testing.polling import wait_until
 
 from .client import WSClient
 from .conftest import ws_url
@@ -124,13 +125,12 @@ def test_closing_the_connection_removes_its_subscriptions(gateway, project: str)
         assert watcher.status_body("subscription_create", {
             "queue_name": "q", "subscriber": "http://h/keep"})[0] == 201
         listener.close()
-        deadline = time.monotonic() + 5
-        while True:
+        def subscribers() -> list[str]:
             _, listed = watcher.status_body("subscription_list", {"queue_name": "q"})
-            if [s["subscriber"] for s in listed["subscriptions"]] == ["http://h/keep"]:
-                break
-            assert time.monotonic() < deadline, listed
-            time.sleep(0.05)
+            return [s["subscriber"] for s in listed["subscriptions"]]
+
+        wait_until(lambda: subscribers() == ["http://h/keep"], 5,
+                   what="only the kept subscription listed")
 
 
 def test_a_burst_of_pushes_is_paced_not_taken_for_a_slow_reader(harness, project: str) -> None:
