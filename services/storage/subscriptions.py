@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from herald.common import errors, ids, signing, timeutils
 from herald.common import subscriptions as rules
@@ -101,6 +101,20 @@ def _addressed(project: str, queue: str, subscription_id: str) -> sa.ColumnEleme
     by id alone, so another project's or queue's id is "not found"."""
     return sa.and_(subscriptions.c.id == subscription_id,
                    subscriptions.c.project == project, subscriptions.c.queue == queue)
+
+
+def _live_row(conn: Connection, project: str, queue: str, subscription_id: str, now: float,
+              lock: bool = False) -> Row[Any]:
+    """The live subscription a by-id call names (locked for the transaction
+    with ``lock``); ``SubscriptionDoesNotExist`` if there is none."""
+    stmt = sa.select(subscriptions).where(_addressed(project, queue, subscription_id),
+                                          _live(now))
+    if lock:
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).one_or_none()
+    if row is None:
+        raise errors.SubscriptionDoesNotExist.of(subscription_id)
+    return row
 
 
 class SubscriptionController:
@@ -241,12 +255,7 @@ class SubscriptionController:
             raise errors.SubscriptionDoesNotExist.of(subscription_id)
         now = clock.now()
         with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(subscriptions)
-                .where(_addressed(project, queue, subscription_id), _live(now))
-            ).one_or_none()
-            if row is None:
-                raise errors.SubscriptionDoesNotExist.of(subscription_id)
+            row = _live_row(conn, project, queue, subscription_id, now)
             item = _subscription_object(row, now, True)
             pending = conn.execute(
                 sa.select(sa.func.count()).select_from(outbox_table)
@@ -274,13 +283,7 @@ class SubscriptionController:
             values["ttl"] = ttl
             values["expires"] = now + ttl
         with self._db.write() as conn:
-            found = conn.execute(
-                sa.select(subscriptions.c.id)
-                .where(_addressed(project, queue, subscription_id), _live(now))
-                .with_for_update()
-            ).one_or_none()
-            if found is None:
-                raise errors.SubscriptionDoesNotExist.of(subscription_id)
+            _live_row(conn, project, queue, subscription_id, now, lock=True)
             if "subscriber" in values:
                 clash = conn.execute(
                     sa.select(subscriptions.c.id, subscriptions.c.expires)
@@ -317,20 +320,14 @@ class SubscriptionController:
             raise errors.SubscriptionDoesNotExist.of(subscription_id)
         now = clock.now()
         with self._db.write() as conn:
-            row = conn.execute(
-                sa.select(subscriptions)
-                .where(_addressed(project, queue, subscription_id), _live(now))
-                .with_for_update()
-            ).mappings().one_or_none()
-            if row is None:
-                raise errors.SubscriptionDoesNotExist.of(subscription_id)
+            row = _live_row(conn, project, queue, subscription_id, now, lock=True)
             conn.execute(sa.update(subscriptions)
                          .where(_addressed(project, queue, subscription_id))
                          .values(confirmed=bool(confirmed)))
             if not confirmed:
-                self._queue_confirmation(conn, dict(row), False, now, request_id)
+                self._queue_confirmation(conn, dict(row._mapping), False, now, request_id)
         if not confirmed and self._confirmation_enabled():
-            self._db.wiring.outbox.set(project, row["queue"])
+            self._db.wiring.outbox.set(project, row.queue)
 
     def purge(self, project: str, queue: str) -> None:
         with self._db.write() as conn:
