@@ -22,7 +22,8 @@ The paths, all answering ``MessageController``'s post operations:
   last.
 
 Once committed, the poster wakes this process's outbox dispatcher and the
-long polls of the queue (``_signal_committed``).
+long polls of the queue (``_signal_committed``), through the worker's
+per-process objects that its database carries (``Database.wiring``).
 
 Contract: the SQL statements and their number per path are the hot paths'
 budget (tests/contract/test_statement_counts.py): a change here must keep
