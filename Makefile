@@ -17,7 +17,9 @@
 #                       stops it, prints the table (docs/performance.md), e.g.
 #                       make bench BENCH_ARGS="--mode embedded --duration 10"
 #   make up             docker compose up: the whole topology in containers
-#                       (docker-compose.yml), REST on :8888, WebSocket on :9000
+#                       (docker-compose.yml), REST on :8888, WebSocket on :9000,
+#                       returns once every container is healthy; Compose v2
+#                       (`docker compose`) or Debian 12's `docker-compose` 1.29
 #   make down / logs    docker compose down / follow every service's logs
 #   make up-local       the same services as local processes (honcho,
 #                       Procfile) on this machine's RabbitMQ/PostgreSQL/Redis
@@ -36,7 +38,10 @@ STAMP := $(VENV)/.herald-installed
 #   make test ARGS="-k e2e -x"
 ARGS ?=
 BENCH_ARGS ?=
-COMPOSE ?= docker compose
+# deploy/compose.sh runs whichever Compose is installed (v2 `docker compose`,
+# else v1 `docker-compose`) with COMPOSE_PROJECT_NAME=herald; tests/deploy/
+# test_makefile_compose.py checks the choice with stand-in executables.
+COMPOSE ?= deploy/compose.sh
 # Debian installs nginx in /usr/sbin, which a normal user's PATH lacks.
 NGINX ?= $(shell command -v nginx 2>/dev/null || ls /usr/sbin/nginx 2>/dev/null)
 # apt-get as root, through sudo otherwise; never a question (CI has no stdin).
@@ -91,8 +96,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # ARGS go to docker compose, e.g. make up ARGS="--scale ws-gateway=3 --scale storage=2"
+# up waits for health: `up --wait` with Compose v2; v1 has no --wait, so
+# there deploy/compose-wait.sh polls the containers' health (bounded,
+# HERALD_COMPOSE_WAIT_TIMEOUT seconds, default 300).
 up:
-	$(COMPOSE) up -d --build --wait $(ARGS)
+	$(COMPOSE) --up-healthy $(ARGS)
 
 down:
 	$(COMPOSE) down $(ARGS)
