@@ -125,6 +125,7 @@ def test_closing_the_connection_removes_its_subscriptions(gateway, project: str)
         assert watcher.status_body("subscription_create", {
             "queue_name": "q", "subscriber": "http://h/keep"})[0] == 201
         listener.close()
+
         def subscribers() -> list[str]:
             _, listed = watcher.status_body("subscription_list", {"queue_name": "q"})
             return [s["subscriber"] for s in listed["subscriptions"]]
