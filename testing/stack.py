@@ -12,8 +12,10 @@ They share one ``LocalBus`` (``self.local``) with the worker, as ``herald
 run`` does: a post wakes the API's and gateways' long polls and pushes reach
 the gateways in-process.
 
-Contract: ``close()`` stops the gateways, then the API, then the loop, the
-caller and the worker, and is safe to call once construction succeeded.
+Contract: ``close()`` stops the gateways, then the API, then the caller and
+the worker (an async ``stop()`` runs on the loop), and last the loop; call it
+once construction succeeded. Lifecycle methods may be sync or async: the
+stack awaits what returns an awaitable.
 Configuration is a private ``ConfigOpts`` (never the global one), so
 ``override()`` cannot leak into other suites; ``reset_overrides()`` undoes
 them between tests.
