@@ -324,13 +324,14 @@ def signer_from_conf(conf: cfg.ConfigOpts) -> Signer | None:
     return Signer(keys) if keys else None
 
 
-def verifier_from_conf(conf: cfg.ConfigOpts, shared: bool = True) -> Verifier | None:
+def verifier_from_conf(conf: cfg.ConfigOpts, shared: bool = True,
+                       memory: nonce_store.MemoryNonceStore | None = None) -> Verifier | None:
     """The verifier of one RPC server; ``shared=False`` for a fanout
-    listener (see ``nonce_store``)."""
+    listener, ``memory`` the process's nonces (see ``nonce_store``)."""
     keys = configured_keys(conf)
     if not keys:
         return None
-    return Verifier(keys, conf.rpc.bus_max_skew, nonce_store.from_conf(conf, shared))
+    return Verifier(keys, conf.rpc.bus_max_skew, nonce_store.from_conf(conf, shared, memory))
 
 
 def _is_remote_failure(exc: BaseException) -> bool:

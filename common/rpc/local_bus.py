@@ -2,7 +2,9 @@
 
 ``LocalBus`` bundles the per-process objects through which a storage worker
 reaches edges running in the same process: the long-poll ``WaiterHub``
-(wake-ups) and the ``LocalGateways`` (websocket pushes). It replaces the
+(wake-ups) and the ``LocalGateways`` (websocket pushes); and the memory of
+bus nonces the process's RPC servers check replays against when
+coordination is not Redis (``nonce_store``). It replaces the
 module-level singletons these used to be: whoever runs several services in
 one process (``herald run``, test harnesses) creates one bus and passes it
 to each service's constructor (``local=``); a service given none creates
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from herald.common.rpc.nonce_store import MemoryNonceStore
 from herald.common.rpc.wakeups import WaiterHub
 from herald.common.rpc.ws_push import LocalGateways
 
@@ -27,3 +30,4 @@ class LocalBus:
 
     waiters: WaiterHub = dataclasses.field(default_factory=WaiterHub)
     gateways: LocalGateways = dataclasses.field(default_factory=LocalGateways)
+    nonces: MemoryNonceStore = dataclasses.field(default_factory=MemoryNonceStore)

@@ -15,7 +15,8 @@ picked from ``[coordination] backend_url`` (``from_conf``):
   docs/bus-security.md), keys under ``<tooz namespace>:herald-bus-nonce:``
   expiring on their own; nothing else is kept.
 * anything else, notably ``file://`` (embedded mode, one process):
-  ``MemoryNonceStore``, one per process. With ``herald run`` nothing crosses
+  ``MemoryNonceStore``, one per process: the one the process's services
+  share (``LocalBus.nonces``, passed down as ``memory``). With ``herald run`` nothing crosses
   the bus at all; a deployment of several processes that runs RPC over a
   broker with ``file://`` coordination gets per-process replay protection
   only -- it needs Redis coordination for its partitions anyway.
@@ -229,11 +230,6 @@ class RedisNonceStore:
         self._client.close()
 
 
-#: The store of every shared-scope verifier of this process when the
-#: coordination backend is not Redis.
-_PROCESS_STORE = MemoryNonceStore()
-
-
 def _redis_client(parsed: urllib.parse.SplitResult, timeout: float) -> Any:
     """A redis-py client for the tooz URL ``parsed``, short timeouts, no
     redis-py retries (tenacity decides, above)."""
@@ -253,13 +249,16 @@ def _redis_client(parsed: urllib.parse.SplitResult, timeout: float) -> Any:
     return client
 
 
-def from_conf(conf: cfg.ConfigOpts, shared: bool = True) -> NonceStore:
-    """The store for one RPC server's verifier (see the module docstring)."""
+def from_conf(conf: cfg.ConfigOpts, shared: bool = True,
+              memory: MemoryNonceStore | None = None) -> NonceStore:
+    """The store for one RPC server's verifier (see the module docstring);
+    ``memory``: the process's memory, used when the backend is not Redis
+    (a new one if not given)."""
     if not shared:
         return MemoryNonceStore()
     parsed = urllib.parse.urlsplit(conf.coordination.backend_url)
     if parsed.scheme != "redis":
-        return _PROCESS_STORE
+        return memory if memory is not None else MemoryNonceStore()
     namespace = urllib.parse.parse_qs(parsed.query).get("namespace", ["_tooz"])[-1]
     local = (MemoryNonceStore() if conf.rpc.bus_nonce_unreachable == UNREACHABLE_LOCAL
              else None)

@@ -19,7 +19,7 @@ from oslo_config import cfg
 
 from herald.common import errors
 from herald.common.errors import HeraldError
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth, compat
+from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth, compat, nonce_store
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -99,17 +99,20 @@ class _TypedErrorsAreReplies:
 
 class RPCServer:
     def __init__(self, conf: cfg.ConfigOpts, topic: str, server_id: str,
-                 endpoints: list[Any], shared_nonces: bool = True) -> None:
+                 endpoints: list[Any], shared_nonces: bool = True,
+                 nonces: nonce_store.MemoryNonceStore | None = None) -> None:
         """``shared_nonces=False`` for a server whose topic is cast to with
         ``fanout`` (every listener legitimately gets the same nonce): its
-        replay check then uses a memory of its own (``nonce_store``)."""
+        replay check then uses a memory of its own (``nonce_store``).
+        ``nonces``: the process's memory of nonces (``LocalBus.nonces``),
+        used unless coordination is Redis."""
         self._transport = oslo_messaging.get_rpc_transport(
             conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
         )
         target = oslo_messaging.Target(topic=topic, server=server_id)
         bus_auth.warn_if_unauthenticated(conf)
         # One verifier (one nonce store) for all endpoints of this server.
-        self._verifier = bus_auth.verifier_from_conf(conf, shared=shared_nonces)
+        self._verifier = bus_auth.verifier_from_conf(conf, shared=shared_nonces, memory=nonces)
         self._server = oslo_messaging.get_rpc_server(
             self._transport,
             target,

@@ -145,7 +145,7 @@ class StorageWorker:
             self._wakeups.start()
             self.wiring.wakeups.publisher = self._wakeups
             self._rpc = RPCServer(self._conf, self._conf.rpc.topic, self.member_id,
-                                  [self.endpoint])
+                                  [self.endpoint], nonces=self.local.nonces)
             self._rpc.start()
         self._started = True
         self._serving = True

@@ -116,7 +116,8 @@ class WSGatewayService:
         self.local.gateways.register(self.member_id, self.pushes.deliver)
         if self._push_rpc:
             self._push_server = RPCServer(self.conf, self.conf.rpc.ws_topic, self.member_id,
-                                          [PushEndpoint(self.pushes)])
+                                          [PushEndpoint(self.pushes)],
+                                          nonces=self.local.nonces)
             await loop.run_in_executor(None, self._push_server.start)
         self._coordinator = await loop.run_in_executor(None, self._join_group)
         self._membership = asyncio.create_task(self._keep_membership())

@@ -259,7 +259,8 @@ def test_store_is_picked_from_the_coordination_backend(monkeypatch: pytest.Monke
         conf.set_override("backend_url", "file://data/coordination", group="coordination")
         embedded = nonce_store.from_conf(conf)
         assert isinstance(embedded, nonce_store.MemoryNonceStore)
-        assert nonce_store.from_conf(conf) is embedded  # one per process
+        # One per process: the one its services share, when given.
+        assert nonce_store.from_conf(conf, memory=embedded) is embedded
         conf.set_override("backend_url", "redis://127.0.0.1:6399?namespace=ns-x&db=2",
                           group="coordination")
         conf.set_override("bus_nonce_timeout", 0.05, group="rpc")
