@@ -20,7 +20,7 @@ surrogates, a byte order mark and trailing text, both keep the last of
 duplicate keys, and both round floats correctly.
 
 This module decides nothing about what a valid document is; the strict
-parsers in ``herald.api.validation.body`` and the gateway's codec do.
+parsers in ``herald.common.edge.bodies`` and the gateway's codec do.
 """
 
 from __future__ import annotations

@@ -11,13 +11,16 @@ rejects a request: CORS only tells the browser what it may show the page; a
 request from a non-listed origin is served as usual (a browser that follows
 CORS never sends it unless it is "simple", and then hides the reply).
 
-No cookies or credentials are involved (identity comes in headers), so
+Whether an origin is listed is ``herald.common.edge.origins`` (shared with
+the websocket handshake). No cookies or credentials are involved (identity comes in headers), so
 ``Access-Control-Allow-Credentials`` is never sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+
+from herald.common.edge.origins import listed
 
 # Headers a browser script may send. Client-ID and the project header are
 # what every /v2 request needs; the URL-* ones carry pre-signed URLs
@@ -44,21 +47,6 @@ EXPOSE_HEADERS = ("Location", "Content-Location", "X-Openstack-Request-Id")
 PREFLIGHT_MAX_AGE = 600
 
 
-def normalize_origin(origin: str) -> str:
-    """Origins compare case-insensitively and without a trailing slash."""
-    return origin.strip().rstrip("/").lower()
-
-
-def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
-    """Whether ``origin`` (an Origin header value) is in the configured list."""
-    wanted = normalize_origin(origin)
-    for entry in allowed:
-        entry = entry.strip()
-        if entry == "*" or (entry and normalize_origin(entry) == wanted):
-            return True
-    return False
-
-
 def cors_headers(origin: str | None, allowed: Sequence[str], preflight: bool,
                  methods: Sequence[str]) -> dict[str, str]:
     """The CORS headers of one response (empty when CORS does not apply).
@@ -67,7 +55,7 @@ def cors_headers(origin: str | None, allowed: Sequence[str], preflight: bool,
     origins, ``preflight`` whether the request is a CORS preflight (OPTIONS
     with ``Access-Control-Request-Method``), ``methods`` the route's methods.
     """
-    if not origin or not allowed or not origin_allowed(origin, allowed):
+    if not origin or not allowed or not listed(origin, allowed):
         return {}
     headers = {
         # The origin is echoed even for "*": harmless without credentials,

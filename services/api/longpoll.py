@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from herald.api.validation.query import QueryParams
+from herald.api.query_string import QueryParams
 from herald.common.rpc import wakeups
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Query-string parsing with the Zaqar v2 rules (rest-v2.md §0.3).
+"""Query-string parsing with the Zaqar v2 rules (rest-v2.md §0.3), REST only.
 
 * integers are decimal (an optional sign allowed, so ``-1`` reaches the range
   check and gets the range message rather than "invalid");
@@ -6,8 +6,9 @@
 * a parameter with an empty value is treated as absent;
 * list parameters merge comma-separated values and repeated keys in order.
 
-Pure parsing only: no range checks here (those belong to each resource, whose
-messages differ), and nothing here touches the request object.
+Pure parsing only: no range checks here (the rules the parsed values must
+pass are ``herald.common.edge``, shared with the websocket, which has typed
+JSON bodies and no query string), and nothing here touches the request object.
 """
 
 from __future__ import annotations

@@ -16,11 +16,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from herald.api.validation.query import QueryParams, looks_like_int, render_query
-from herald.common import errors
+from herald.api.query_string import QueryParams, looks_like_int, render_query
+from herald.common.edge import limits as limit_rules
+from herald.common.edge.limits import DEFAULT_PAGE
 
-#: The page size when the client gives no ``limit``.
-DEFAULT_PAGE = 10
 #: Query parameters that are not metadata filters. ``with_count`` is never a
 #: filter, even where it is not offered.
 _LIST_PARAMS = ("marker", "limit", "detailed", "name", "with_count")
@@ -41,7 +40,7 @@ class ListQuery:
         return DEFAULT_PAGE if self.limit is None else self.limit
 
 
-def parse(query: QueryParams, max_per_page: int, *, offers_count: bool) -> ListQuery:
+def parse(query: QueryParams, limits: Any, *, offers_count: bool) -> ListQuery:
     """The listing asked for, or BadRequest for a limit out of range."""
     filters: dict[str, Any] = {}
     for key in query.keys():
@@ -52,9 +51,7 @@ def parse(query: QueryParams, max_per_page: int, *, offers_count: bool) -> ListQ
                         detailed=query.get_bool("detailed"), name=query.get_str("name"),
                         with_count=query.get_bool("with_count") if offers_count else None,
                         filters=filters)
-    if listing.limit is not None and not 0 < listing.limit <= max_per_page:
-        raise errors.BadRequest(
-            f"Limit must be at least 1 and no greater than {max_per_page}.")
+    limit_rules.queue_page(listing.limit, limits)
     return listing
 
 

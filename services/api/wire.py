@@ -37,21 +37,6 @@ def message_object(queue: str, stored: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def popped_object(stored: dict[str, Any]) -> dict[str, Any]:
-    """A popped message: no href, and it is no longer claimed by anyone."""
-    obj = {
-        "id": stored["id"],
-        "ttl": stored["ttl"],
-        "age": stored["age"],
-        "body": stored["body"],
-        "claim_count": 0,
-        "claim_id": None,
-    }
-    if stored.get("checksum"):
-        obj["checksum"] = stored["checksum"]
-    return obj
-
-
 def stats_object(queue: str, stats: dict[str, Any]) -> dict[str, Any]:
     """``{"messages": {free, claimed, total[, oldest, newest]}}`` with hrefs."""
     messages: dict[str, Any] = {

@@ -1,6 +1,7 @@
 """Websocket action handlers: queues, messages and claims (websocket.md §5).
 
-Each handler validates its body fields (``herald.common.validation``), calls
+Each handler validates its body fields (``herald.common.edge``, the rules
+REST applies too, in the websocket's wording), calls
 the storage RPC API once or twice and returns ``(status, body)`` in the
 websocket shapes, which are NOT the REST shapes (no ``href``, message
 objects ``{"id", "claim_id", "ttl", "age", "body"}``, strings as bodies of
@@ -25,8 +26,9 @@ from typing import Any, TypeVar
 
 from oslo_config import cfg
 
-from herald.common import errors, validation
+from herald.common import errors
 from herald.common.context import RequestContext
+from herald.common.edge import claims, headers, limits, messages, queues, shapes
 from herald.common.rpc import wakeups
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway import codec
@@ -34,7 +36,6 @@ from herald.ws_gateway import codec
 Reply = tuple[int, Any]
 T = TypeVar("T")
 
-PURGEABLE = ("messages", "subscriptions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,30 +104,28 @@ class Actions:
     # -- queues -----------------------------------------------------------
 
     async def queue_list(self, req: ActionRequest) -> Reply:
-        limit = req.body.get("limit", 10)
-        validation.queue_listing_limit(limit, self._limits)
+        limit = req.body.get("limit", limits.DEFAULT_PAGE)
+        limits.queue_page(limit, self._limits)
         detailed = req.body.get("detailed", False)
         result = await self._storage.queue_list(
             req.ctxt, marker=req.body.get("marker"), limit=limit, detailed=detailed,
             name=None, metadata_filters={}, with_count=False,
         )
-        queues = []
+        listed = []
         for queue in result["queues"]:
             item = {"name": queue["name"]}
             if detailed:
                 # Raw stored metadata: the websocket shows no reserved defaults.
                 item["metadata"] = queue.get("metadata") or {}
-            queues.append(item)
-        return 200, {"queues": queues}
+            listed.append(item)
+        return 200, {"queues": listed}
 
     async def queue_create(self, req: ActionRequest) -> Reply:
         name = req.body["queue_name"]
         metadata = req.body.get("metadata", {})
-        validation.queue_identification(name, req.ctxt.project_id)
-        top = self._limits.max_queue_metadata
-        if codec.serialized_size(metadata, req.binary) > top:
-            raise errors.BadRequest(f"Queue metadata is too large. Max size: {top}")
-        validation.queue_metadata(metadata, self._limits)
+        headers.websocket_queue_identification(name, req.ctxt.project_id)
+        queues.metadata_size(codec.serialized_size(metadata, req.binary), self._limits)
+        queues.validate_reserved(metadata, self._limits)
         created = await self._storage.queue_create(req.ctxt, name, metadata)
         return (201 if created else 204), f"Queue {name} created."
 
@@ -150,20 +149,17 @@ class Actions:
         return 200, {"messages": stats}
 
     async def queue_purge(self, req: ActionRequest) -> Reply:
-        types = req.body.get("resource_types", list(PURGEABLE))
-        if not all(isinstance(t, str) and t in PURGEABLE for t in types):
-            raise errors.BadRequest(
-                f"Resource types must be a sub set of {sorted(PURGEABLE)}."
-            )
+        types = req.body.get("resource_types", list(queues.PURGE_TYPES))
+        queues.purge_types(types)
         await self._storage.queue_purge(req.ctxt, req.body["queue_name"], list(types))
         return 204, {}
 
     # -- messages ---------------------------------------------------------
 
     async def message_list(self, req: ActionRequest) -> Reply:
-        validation.client_id(req.ctxt.client_id, self._limits)
-        limit = req.body.get("limit", 10)
-        validation.message_listing_limit(limit, self._limits)
+        headers.websocket_client_id(req.ctxt.client_id, self._limits)
+        limit = req.body.get("limit", limits.DEFAULT_PAGE)
+        limits.message_page(limit, self._limits)
         wait = wakeups.validate_wait(req.body.get("wait", 0))
 
         async def attempt() -> dict[str, Any]:
@@ -186,7 +182,7 @@ class Actions:
 
     async def message_get_many(self, req: ActionRequest) -> Reply:
         ids = req.body["message_ids"]
-        validation.message_listing_limit(len(ids), self._limits)
+        limits.message_page(len(ids), self._limits)
         # A non-string id can never name a message: skipped like an unknown one.
         wanted = [i for i in ids if isinstance(i, str)]
         found = await self._storage.message_get_many(req.ctxt, req.body["queue_name"], wanted)
@@ -194,32 +190,18 @@ class Actions:
 
     async def message_post(self, req: ActionRequest) -> Reply:
         name = req.body["queue_name"]
-        messages = req.body["messages"]
+        raw_messages = req.body["messages"]
         # The queue is created if missing, so its name must be valid.
-        validation.queue_identification(name, req.ctxt.project_id)
-        size = codec.serialized_size(messages, req.binary)
-        validation.messages_post_size(size, self._limits)
-        cleaned = []
-        for message in messages:
-            if not isinstance(message, dict):
-                raise errors.BadRequest("Bad request. Document type not supported.")
-            if "body" not in message:
-                raise errors.BadRequest('Bad request. Missing "body" field.')
-            ttl = message.get("ttl")
-            if ttl is not None and not isinstance(ttl, int):
-                raise errors.BadRequest('Bad request. The value of the "ttl" field must be a int.')
-            # ``delay`` is never honoured over the websocket (spec quirk), not
-            # even the queue's default: an explicit 0 says "visible at once".
-            cleaned.append({"body": message["body"], "ttl": ttl, "delay": 0})
-        validation.client_id(req.ctxt.client_id, self._limits)
-        if not cleaned:
-            raise errors.BadRequest("No messages to enqueu.")
-        for message in cleaned:
-            if message["ttl"] is not None:
-                validation.message_ttl(message["ttl"], self._limits)
+        headers.websocket_queue_identification(name, req.ctxt.project_id)
+        size = codec.serialized_size(raw_messages, req.binary)
+        messages.post_size(size, self._limits)
+        cleaned = messages.websocket_clean_messages(raw_messages)
+        # The reference's order: Client-ID after the fields, before the ranges.
+        headers.websocket_client_id(req.ctxt.client_id, self._limits)
+        messages.check_messages(cleaned, self._limits)
         # Herald extension: the websocket spelling of REST's Idempotency-Key.
         key = req.body.get("idempotency_key")
-        if key is not None and not validation.idempotency_key_ok(key):
+        if key is not None and not headers.idempotency_key_ok(key):
             raise errors.BadRequest(
                 "The idempotency_key must be 1 to 255 printable ASCII characters.")
         ids = await self._storage.message_post(req.ctxt, name, cleaned, body_size=size,
@@ -252,27 +234,23 @@ class Actions:
         # As the reference: claim_ids are only read when the option requires them.
         claim_ids = (req.body.get("claim_ids")
                      if self._limits.message_delete_with_claim_id else None)
-        validation.message_deletion(ids, pop, claim_ids, self._limits)
+        messages.bulk_delete(ids, pop, claim_ids, self._limits)
         name = req.body["queue_name"]
         if pop:
             popped = await self._storage.message_pop(req.ctxt, name, pop)
-            return 200, {"messages": [
-                {"id": m["id"], "age": m["age"], "ttl": m["ttl"], "claim_count": 0,
-                 "body": m["body"], "claim_id": None}
-                for m in popped
-            ]}
+            return 200, {"messages": [shapes.popped(m, with_checksum=False) for m in popped]}
         wanted = [i for i in ids if isinstance(i, str)]
-        claims = None if claim_ids is None else [c for c in claim_ids if isinstance(c, str)]
-        await self._storage.message_delete_many(req.ctxt, name, wanted, claims)
+        claim_filter = None if claim_ids is None else [c for c in claim_ids if isinstance(c, str)]
+        await self._storage.message_delete_many(req.ctxt, name, wanted, claim_filter)
         return 204, {}
 
     # -- claims -----------------------------------------------------------
 
     async def claim_create(self, req: ActionRequest) -> Reply:
-        limit = req.body.get("limit", 10)
+        limit = req.body.get("limit", limits.DEFAULT_CLAIM_LIMIT)
         ttl = req.body.get("ttl", self._limits.default_claim_ttl)
         grace = req.body.get("grace", self._limits.default_claim_grace)
-        validation.claim_creation(ttl, grace, limit, self._limits)
+        claims.check_create(ttl, grace, limit, self._limits)
         wait = wakeups.validate_wait(req.body.get("wait", 0))
 
         async def attempt() -> dict[str, Any]:
@@ -305,7 +283,7 @@ class Actions:
         # Quirk (kept): a missing ttl/grace is reset to the default, as REST.
         ttl = req.body.get("ttl", self._limits.default_claim_ttl)
         grace = req.body.get("grace", self._limits.default_claim_grace)
-        validation.claim_ttl(ttl, self._limits)
+        claims.check_ttl(ttl, self._limits)
         try:
             await self._storage.claim_update(req.ctxt, req.body["queue_name"], claim_id,
                                              ttl=ttl, grace=grace)

@@ -22,14 +22,13 @@ from typing import Any
 
 import msgpack
 
+# The REST API's bounds too (herald.common.edge.limits): the RPC serializer,
+# the storage and msgpack's encoder (512 levels) all recurse, so a deeper
+# document would decode here and fail later as a 500.
+from herald.common.edge.limits import INT64_MAX as _INT64_MAX
+from herald.common.edge.limits import INT64_MIN as _INT64_MIN
+from herald.common.edge.limits import MAX_DEPTH
 from herald.common.strict_json import loads_if_plain
-
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
-# The REST API's limit too (herald.api.validation.body.MAX_DEPTH): the RPC
-# serializer, the storage and msgpack's encoder (512 levels) all recurse, so
-# a deeper document would decode here and fail later as a 500.
-MAX_DEPTH = 128
 
 
 class DecodeError(Exception):

@@ -14,54 +14,27 @@ Anything else gets HTTP 403 from Tornado. The browser only reports a close
 without reason to the page (the console explains the likely cause), so
 ``refused`` logs one line naming the origin and the option to change.
 
-This module decides; it does not touch the connection or the frames.
+The decision is ``herald.common.edge.origins`` (the same allow-list rules
+as REST's CORS); this module is the gateway's side of it: the name the
+handshake code calls and the operator's log line. It does not touch the
+connection or the frames.
 """
 
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Iterable
+
+from herald.common.edge.origins import handshake_allowed, splittable
 
 LOG = logging.getLogger(__name__)
 
-
-def normalize_origin(origin: str) -> str:
-    """Origins compare case-insensitively and without a trailing slash."""
-    return origin.strip().rstrip("/").lower()
-
-
-def same_origin(origin: str, host: str) -> bool:
-    """Whether ``origin`` names the host:port the browser connected to.
-
-    Recent Tornado versions accept this case before asking ``check_origin``;
-    older ones (and proxies that drop ``Sec-Fetch-Site``) ask, so it is
-    checked here too. The scheme is not compared: behind a TLS-terminating
-    proxy the gateway cannot know it.
-    """
-    return bool(host) and urllib.parse.urlsplit(origin.strip()).netloc.lower() == host.lower()
-
-
-def splittable(origin: str) -> bool:
-    """Whether urllib can split ``origin`` at all: unbalanced IPv6 brackets
-    make it raise, and Tornado's own cross-origin check with it (a 500)."""
-    try:
-        urllib.parse.urlsplit(origin.strip())
-    except ValueError:
-        return False
-    return True
+__all__ = ["origin_allowed", "refused", "splittable"]
 
 
 def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
-    """The decision for one handshake's ``Origin`` header."""
-    if same_origin(origin, host):
-        return True
-    wanted = normalize_origin(origin)
-    for entry in allowed:
-        entry = entry.strip()
-        if entry == "*" or (entry and normalize_origin(entry) == wanted):
-            return True
-    return False
+    """The decision for one handshake's ``Origin`` header (``herald.common.edge.origins``)."""
+    return handshake_allowed(origin, host, allowed)
 
 
 def refused(origin: str, host: str) -> None:

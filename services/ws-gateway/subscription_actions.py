@@ -20,8 +20,9 @@ from typing import Any
 
 from oslo_config import cfg
 
-from herald.common import errors, validation
-from herald.common import subscriptions as rules
+from herald.common import errors
+from herald.common.edge import headers, limits
+from herald.common.edge import subscriptions as rules
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway.actions import ActionError, ActionRequest
 
@@ -47,24 +48,18 @@ class SubscriptionActions:
 
     async def subscription_create(self, req: ActionRequest) -> Reply:
         queue = req.body["queue_name"]
-        validation.queue_identification(queue, req.ctxt.project_id)
+        headers.websocket_queue_identification(queue, req.ctxt.project_id)
         subscriber = req.body.get("subscriber")
         options = req.body.get("options", {})
         ttl = req.body.get("ttl", self._conf.limits.default_subscription_ttl)
         connection = None
         if subscriber is None:
             if req.connection is None:
-                raise errors.BadRequest("Missing parameter subscriber in body.")
+                raise errors.BadRequest(rules.MISSING_SUBSCRIBER)
             connection = {"gateway_id": req.connection.gateway.member_id,
                           "connection_id": req.connection.connection_id}
-        else:
-            rules.validate_subscriber(subscriber, self._conf.notification.subscriber_types)
-        rules.validate_options(options)
-        rules.validate_ttl(ttl)
-        if isinstance(ttl, int) and not isinstance(ttl, bool) and \
-                ttl < rules.MIN_SUBSCRIPTION_TTL:
-            raise errors.BadRequest("The TTL for a subscription must be at least "
-                                    f"{rules.MIN_SUBSCRIPTION_TTL} seconds long.")
+        rules.check_fields(subscriber, options, ttl, self._conf.notification.subscriber_types,
+                           zero_ttl_is_default=False)
         result = await self._storage.subscription_create(
             req.ctxt, queue, subscriber, ttl or None, options or {},
             send_confirmation=False, connection=connection)
@@ -80,11 +75,8 @@ class SubscriptionActions:
                      "message": f"Subscription {queue} created."}
 
     async def subscription_list(self, req: ActionRequest) -> Reply:
-        limit = req.body.get("limit", 10)
-        top = self._conf.limits.max_subscriptions_per_page
-        if not 0 < limit <= top:
-            raise errors.BadRequest(f"Limit must be at least 1 and may not be greater "
-                                    f"than {top}.")
+        limit = req.body.get("limit", limits.DEFAULT_PAGE)
+        limits.subscription_page(limit, self._conf.limits)
         result = await self._storage.subscription_list(
             req.ctxt, req.body["queue_name"], req.body.get("marker"), limit)
         return 200, {"subscriptions": [_ws_subscription(s) for s in result["subscriptions"]]}

@@ -416,7 +416,7 @@ def test_post_body_round_trips_unicode(api: Client) -> None:
 
 def test_deeply_nested_bodies(api: Client) -> None:
     """The deepest accepted body survives the whole RPC round trip; deeper is a 400."""
-    from herald.api.validation.body import MAX_DEPTH
+    from herald.common.edge.limits import MAX_DEPTH
 
     body: Any = "leaf"
     for _ in range(MAX_DEPTH - 3):  # + envelope object, "messages" array, message object

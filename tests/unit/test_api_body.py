@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from herald.api.validation.body import (
+from herald.common.edge.bodies import (
     INT64_MAX,
     INT64_MIN,
     MAX_DEPTH,

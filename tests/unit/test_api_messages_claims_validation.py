@@ -1,4 +1,4 @@
-"""Message post/delete and claim validation of the REST API (rest-v2.md §4-5)."""
+"""Message post/delete and claim rules of the edge layer (rest-v2.md §4-5)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from herald.api.validation import claims, messages
 from herald.common import config
+from herald.common.edge import claims, messages
 from herald.common.errors import BadRequest, InvalidBody
 
 
@@ -20,7 +20,7 @@ def limits() -> Any:
 def test_post_produces_storage_messages(limits: Any) -> None:
     document = {"messages": [{"body": None}, {"body": [1], "ttl": 60, "delay": "raw",
                                               "extra": "dropped"}]}
-    assert messages.validate_post(document, limits) == [
+    assert messages.rest_post(document, limits) == [
         {"body": None, "ttl": None},
         {"body": [1], "ttl": 60, "delay": "raw"},
     ]
@@ -45,14 +45,14 @@ def test_post_produces_storage_messages(limits: Any) -> None:
 ])
 def test_post_errors(document: Any, error: type, message: str, limits: Any) -> None:
     with pytest.raises(error) as info:
-        messages.validate_post(document, limits)
+        messages.rest_post(document, limits)
     assert message in info.value.description
 
 
 def test_post_size(limits: Any) -> None:
-    messages.check_post_size(262144, limits)
+    messages.post_size(262144, limits)
     with pytest.raises(BadRequest, match="Message collection size is too large. Max size 262144"):
-        messages.check_post_size(262145, limits)
+        messages.post_size(262145, limits)
 
 
 @pytest.mark.parametrize("ids,pop,claim_ids,message", [
@@ -66,13 +66,13 @@ def test_post_size(limits: Any) -> None:
 def test_bulk_delete_errors(ids: Any, pop: Any, claim_ids: Any, message: str,
                             limits: Any) -> None:
     with pytest.raises(BadRequest) as info:
-        messages.validate_bulk_delete(ids, pop, claim_ids, limits)
+        messages.bulk_delete(ids, pop, claim_ids, limits)
     assert message in info.value.description
 
 
 def test_bulk_delete_ok(limits: Any) -> None:
-    messages.validate_bulk_delete(["a"] * 20, None, None, limits)
-    messages.validate_bulk_delete(None, 20, None, limits)
+    messages.bulk_delete(["a"] * 20, None, None, limits)
+    messages.bulk_delete(None, 20, None, limits)
 
 
 @pytest.mark.parametrize("document,limit,expected", [
@@ -83,7 +83,7 @@ def test_bulk_delete_ok(limits: Any) -> None:
     ({"ttl": 43200, "grace": 60}, 1, (43200, 60, 1)),
 ])
 def test_claim_create(document: Any, limit: Any, expected: tuple, limits: Any) -> None:
-    assert claims.validate_create(document, limit, limits) == expected
+    assert claims.rest_create(document, limit, limits) == expected
 
 
 CLAIM_TTL = ("The TTL for a claim may not exceed 43200 seconds, and must be at least 60 "
@@ -111,15 +111,15 @@ CLAIM_LIMIT = "Limit must be at least 1 and may not be greater than 20."
 ])
 def test_claim_create_errors(document: Any, limit: Any, message: str, limits: Any) -> None:
     with pytest.raises((BadRequest, InvalidBody)) as info:
-        claims.validate_create(document, limit, limits)
+        claims.rest_create(document, limit, limits)
     assert info.value.description == message
 
 
 def test_claim_update(limits: Any) -> None:
-    assert claims.validate_update({}, limits) == (300, 60)  # Quirk: reset to defaults
-    assert claims.validate_update({"ttl": 100}, limits) == (100, 60)
-    assert claims.validate_update({"ttl": 100, "grace": 5}, limits) == (100, 5)  # grace unchecked
+    assert claims.rest_update({}, limits) == (300, 60)  # Quirk: reset to defaults
+    assert claims.rest_update({"ttl": 100}, limits) == (100, 60)
+    assert claims.rest_update({"ttl": 100, "grace": 5}, limits) == (100, 5)  # grace unchecked
     with pytest.raises(BadRequest, match="The TTL for a claim"):
-        claims.validate_update({"ttl": 10}, limits)
+        claims.rest_update({"ttl": 10}, limits)
     with pytest.raises(InvalidBody, match="Document type not supported."):
-        claims.validate_update([1], limits)
+        claims.rest_update([1], limits)

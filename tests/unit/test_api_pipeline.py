@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from herald.api.handlers.base import accepts_json, is_uuid
+from herald.common.edge.headers import accepts_json, is_uuid
 
 U = uuid.UUID("12345678-1234-5678-1234-567812345678")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from herald.api.errors import APIError
-from herald.api.validation.query import QueryParams, render_query
+from herald.api.query_string import QueryParams, render_query
 
 
 @pytest.mark.parametrize("raw", ["true", "True", "t", "yes", "y", "1", "on"])

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from herald.api.validation import queue_metadata as qm
 from herald.common import config
+from herald.common.edge import queues as qm
 from herald.common.errors import BadRequest, Conflict, InvalidBody
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from herald.api.validation import body
+from herald.common.edge import bodies as body
 from herald.common.errors import InvalidBody
 from herald.common.strict_json import loads_if_plain
 

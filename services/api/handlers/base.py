@@ -26,10 +26,11 @@ from oslo_config import cfg
 
 from herald.api import auth, cors
 from herald.api import errors as api_errors
-from herald.api.validation.body import parse_json
-from herald.api.validation.query import QueryParams
+from herald.api.query_string import QueryParams
 from herald.common import errors
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
+from herald.common.edge import headers as header_rules
+from herald.common.edge.bodies import parse_json
 from herald.common.rpc.storage_api import StorageAPI
 
 LOG = logging.getLogger(__name__)
@@ -41,12 +42,6 @@ REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 # the logs) only when it is short and made of safe characters: it is echoed in
 # a response header and written into every log line.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
-MAX_QUEUE_NAME = 64
-MAX_PROJECT_ID = 256
-_UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
-_PROJECT_HEADERS = ("X-Project-ID", "X-Tenant-Id", "X-Tenant")
-_ACCEPTABLE = frozenset({"*/*", "application/*", "application/json"})
 
 
 def _json_default(value: Any) -> Any:
@@ -72,34 +67,6 @@ class InFlight:
         self.count = 0
 
 
-def is_uuid(value: str) -> bool:
-    """A UUID as Zaqar accepts it: 32 hex digits, case-insensitive, with hyphens,
-    surrounding braces and a ``urn:uuid:`` prefix tolerated."""
-    text = value.strip().lower()
-    if text.startswith("urn:uuid:"):
-        text = text[len("urn:uuid:"):]
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    return _UUID_HEX.match(text.replace("-", "")) is not None
-
-
-def accepts_json(accept: str) -> bool:
-    """Whether an ``Accept`` header admits ``application/json`` (with q > 0)."""
-    for media_range in accept.split(","):
-        media, *params = media_range.split(";")
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value.strip())
-                except ValueError:
-                    quality = 0.0
-        if quality > 0 and media.strip().lower() in _ACCEPTABLE:
-            return True
-    return False
-
-
 class _AnyMethod(tuple):
     def __contains__(self, item: object) -> bool:
         return True
@@ -116,6 +83,9 @@ class BaseHandler(tornado.web.RequestHandler):
     ADMIN_MODE_ONLY = False
     #: Policy: the caller needs the ``admin`` role (403 otherwise).
     ADMIN_ROLE = False
+    #: What a ``queue_name`` path segment names, for the refusal's title
+    #: ("Invalid queue identification"); topic handlers say "topic".
+    RESOURCE_KIND = "queue"
     #: Every method reaches ``prepare``, which authenticates before it answers
     #: 405 (Tornado's own check would answer 405 to a caller without a token),
     #: and unknown paths answer 404 even to methods Tornado does not know.
@@ -228,13 +198,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self._check_accept()
         client_id, project_id = "", ""
         if self.UNDER_V2:
-            client_id = self._check_client_id()
+            client_id = header_rules.client_id(headers.get("Client-ID"), self.conf.limits)
             # The token's or the signature's project; the headers decide only
             # in noauth mode.
             project_id = (identity.project_id if identity.project_id is not None
-                          else self._check_project())
+                          else header_rules.project(headers))
             if "queue_name" in self.path_kwargs:
-                self._check_queue_name(self.path_kwargs["queue_name"], project_id)
+                header_rules.queue_identification(self.path_kwargs["queue_name"], project_id,
+                                                  self.RESOURCE_KIND)
         roles = identity.roles
         if roles is None:  # noauth: the client's X-Roles header is trusted
             roles = tuple(role.strip() for role in
@@ -283,7 +254,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def _check_accept(self) -> None:
         accept = self.request.headers.get("Accept", "").strip()
-        if accept and not accepts_json(accept):
+        if accept and not header_rules.accepts_json(accept):
             raise api_errors.APIError(
                 406, "406 Not Acceptable",
                 'Endpoint only serves `application/json`; specify client-side media type '
@@ -293,44 +264,6 @@ class BaseHandler(tornado.web.RequestHandler):
                     "href": "http://www.w3.org/Protocols/rfc2616/rfc2616-sec14.html#sec14.1",
                     "rel": "help",
                 }})
-
-    def _check_client_id(self) -> str:
-        client_id = self.request.headers.get("Client-ID")
-        if client_id is None:
-            raise api_errors.APIError(400, "Missing header value",
-                                      'The "Client-Id" header is required.')
-        limits = self.conf.limits
-        if limits.client_id_uuid_safe == "strict":
-            if not is_uuid(client_id):
-                raise api_errors.APIError(400, "Wrong UUID value", "Malformed hexadecimal UUID.")
-        else:
-            low, high = limits.min_length_client_id, limits.max_length_client_id
-            if not low <= len(client_id) <= high:
-                raise api_errors.APIError(
-                    400, f"Length of client id must be at least {low} and no greater "
-                         f"than {high}.")
-        return client_id
-
-    def _check_project(self) -> str:
-        for header in _PROJECT_HEADERS:
-            project_id = self.request.headers.get(header)
-            if project_id is None:
-                continue
-            if project_id == "":
-                raise api_errors.APIError(
-                    400, "Empty project header not allowed",
-                    "X-PROJECT-ID cannot be an empty string. Specify the right header "
-                    "X-PROJECT-ID and retry.")
-            return project_id
-        raise api_errors.APIError(400, "Project-Id Missing",
-                                  "The header X-PROJECT-ID was missing")
-
-    def _check_queue_name(self, name: str, project_id: str) -> None:
-        if (len(project_id) > MAX_PROJECT_ID or len(name) > MAX_QUEUE_NAME
-                or not _QUEUE_NAME.match(name)):
-            raise api_errors.APIError(
-                400, "Invalid queue identification",
-                "The format of the submitted queue name or project id is not valid.")
 
     # -- replies ------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Claim resources (rest-v2.md §5): create, get, renew, release.
 
-Validation order and defaults live in ``validation.claims``; this module maps
+Validation order and defaults live in ``herald.common.edge.claims``; this module maps
 the storage replies to the wire shapes (message hrefs carry ``?claim_id=``).
 ``?wait=<seconds>`` on create long-polls (``herald.api.longpoll``).
 Storage looks a claim up by the caller's (project, queue, id): another
@@ -14,8 +14,8 @@ from typing import Any
 from herald.api import wire
 from herald.api.handlers.base import BaseHandler
 from herald.api.longpoll import LongPollMixin, claimed_something, parse_wait
-from herald.api.validation import claims as validate
 from herald.common import errors
+from herald.common.edge import claims as rules
 
 
 class ClaimCollectionHandler(LongPollMixin, BaseHandler):
@@ -24,7 +24,7 @@ class ClaimCollectionHandler(LongPollMixin, BaseHandler):
     async def post(self, queue_name: str) -> None:
         limit = self.query.get_int("limit")
         document = self.json_body() if self.has_body() else None
-        ttl, grace, limit = validate.validate_create(document, limit, self.conf.limits)
+        ttl, grace, limit = rules.rest_create(document, limit, self.conf.limits)
         wait = parse_wait(self.query)
 
         async def attempt() -> dict[str, Any]:
@@ -69,7 +69,7 @@ class ClaimHandler(BaseHandler):
     async def patch(self, queue_name: str, claim_id: str) -> None:
         if not self.has_body():
             raise errors.InvalidBody("Request body can not be empty")
-        ttl, grace = validate.validate_update(self.json_body(), self.conf.limits)
+        ttl, grace = rules.rest_update(self.json_body(), self.conf.limits)
         await self.storage_call(
             "Claim could not be updated.",
             self.storage.claim_update(self.ctx, queue_name, claim_id, ttl=ttl, grace=grace))

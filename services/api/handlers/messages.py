@@ -15,12 +15,14 @@ from herald.api import errors as api_errors
 from herald.api import wire
 from herald.api.handlers.base import BaseHandler
 from herald.api.longpoll import LongPollMixin, listed_something, parse_wait
-from herald.api.validation import messages as validate
-from herald.api.validation.query import render_query
+from herald.api.query_string import render_query
 from herald.common import errors, ids
-from herald.common.validation import idempotency_key_ok
+from herald.common.edge import limits as limit_rules
+from herald.common.edge import messages as rules
+from herald.common.edge import shapes
+from herald.common.edge.headers import idempotency_key_ok
+from herald.common.edge.limits import DEFAULT_PAGE
 
-DEFAULT_PAGE = 10
 #: Herald extension: a retried post with the same key returns the first ids.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -31,8 +33,8 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
     async def post(self, queue_name: str) -> None:
         limits = self.conf.limits
         size = self.body_length()
-        validate.check_post_size(size, limits)
-        messages = validate.validate_post(self.json_body(), limits)
+        rules.post_size(size, limits)
+        messages = rules.rest_post(self.json_body(), limits)
         key = self.request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not idempotency_key_ok(key):
             raise api_errors.APIError(
@@ -56,7 +58,7 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
             await self._list(queue_name)
 
     async def _get_many(self, queue_name: str, message_ids: list[str]) -> None:
-        validate.validate_get_many(message_ids, self.conf.limits)
+        rules.ids_count(message_ids, self.conf.limits)
         found = await self.storage_call(
             "Messages could not be listed.",
             self.storage.message_get_many(self.ctx, queue_name, message_ids))
@@ -73,8 +75,7 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
         echo = query.get_bool("echo")
         include_claimed = query.get_bool("include_claimed")
         include_delayed = query.get_bool("include_delayed")
-        if limit is not None:
-            validate.validate_list_limit(limit, self.conf.limits)
+        limit_rules.message_page(limit, self.conf.limits)
         wait = parse_wait(query)
 
         async def attempt() -> dict[str, Any]:
@@ -109,12 +110,12 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
         message_ids = query.get_list("ids")
         pop = query.get_int("pop")
         claim_ids = query.get_list("claim_ids")
-        validate.validate_bulk_delete(message_ids, pop, claim_ids, self.conf.limits)
+        rules.bulk_delete(message_ids, pop, claim_ids, self.conf.limits)
         if pop is not None:
             popped = await self.storage_call(
                 "Messages could not be popped.",
                 self.storage.message_pop(self.ctx, queue_name, pop))
-            self.reply_json({"messages": [wire.popped_object(m) for m in popped]})
+            self.reply_json({"messages": [shapes.popped(m) for m in popped]})
             return
         assert message_ids is not None  # validate_bulk_delete guarantees one of them
         if not self.conf.limits.message_delete_with_claim_id:

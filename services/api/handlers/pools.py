@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from herald.api.handlers.base import BaseHandler
-from herald.api.validation.body import require_object
-from herald.api.validation.query import render_query
+from herald.api.query_string import render_query
 from herald.common import errors
+from herald.common.edge.bodies import require_object
 
 DEFAULT_PAGE = 10
 MAX_WEIGHT = 2**32 - 1

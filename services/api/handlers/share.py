@@ -13,8 +13,8 @@ import datetime as dt
 from typing import Any
 
 from herald.api.handlers.base import BaseHandler
-from herald.api.validation.body import require_object
 from herald.common import errors, signing
+from herald.common.edge.bodies import require_object
 
 KNOWN_KEYS = frozenset({"paths", "methods", "expires"})
 VALID_PATHS = frozenset({"messages", "subscriptions", "claims"})

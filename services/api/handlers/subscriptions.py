@@ -2,7 +2,7 @@
 confirm.
 
 Handlers check the request in the spec's order with the reference's wording
-(``herald.common.subscriptions``), then call storage once; whether a create
+(``herald.common.edge.subscriptions``), then call storage once; whether a create
 answers 201 or 409, and whether a confirmation message is sent, follows from
 storage's reply. Delivery statistics (``delivery``) appear only on the GET of
 one subscription: python-zaqarclient ignores unknown keys there.
@@ -18,12 +18,13 @@ from typing import Any
 
 from herald.api import errors as api_errors
 from herald.api.handlers.base import BaseHandler
-from herald.api.validation.body import DOC_TYPE, parse_json
-from herald.api.validation.query import render_query
+from herald.api.query_string import render_query
 from herald.common import errors
-from herald.common import subscriptions as rules
+from herald.common.edge import limits as limit_rules
+from herald.common.edge import subscriptions as rules
+from herald.common.edge.bodies import parse_json
+from herald.common.edge.limits import DEFAULT_PAGE
 
-DEFAULT_PAGE = 10
 DUPLICATE = ("Such subscription already exists.Subscriptions are unique by project + queue "
              "+ subscriber URI.")
 
@@ -38,10 +39,7 @@ class SubscriptionCollectionHandler(BaseHandler):
     async def get(self, queue_name: str) -> None:
         marker = self.query.get_str("marker")
         limit = self.query.get_int("limit")
-        maximum = self.conf.limits.max_subscriptions_per_page
-        if limit is not None and not 0 < limit <= maximum:
-            raise errors.BadRequest(
-                f"Limit must be at least 1 and may not be greater than {maximum}.")
+        limit_rules.subscription_page(limit, self.conf.limits)
         limit = DEFAULT_PAGE if limit is None else limit
         result = await self.storage_call(
             "Subscriptions could not be listed.",
@@ -58,16 +56,8 @@ class SubscriptionCollectionHandler(BaseHandler):
         await self.storage_call("Subscription could not be created.",
                                 self.storage.queue_create(self.ctx, queue_name, {}))
         document: Any = parse_json(self.request.body) if self.has_body() else {}
-        if not isinstance(document, dict):
-            raise errors.InvalidBody(DOC_TYPE)
-        subscriber = document.get("subscriber")
-        if subscriber is None:
-            raise errors.BadRequest("Missing parameter subscriber in body.")
-        rules.validate_subscriber(subscriber, self.conf.notification.subscriber_types)
-        options = document.get("options")
-        rules.validate_options(options)
-        ttl = document.get("ttl")
-        rules.validate_ttl(ttl)
+        subscriber, options, ttl = rules.rest_create(
+            document, self.conf.notification.subscriber_types)
         result = await self.storage_call(
             "Subscription could not be created.",
             self.storage.subscription_create(self.ctx, queue_name, subscriber, ttl or None,
@@ -91,27 +81,7 @@ class SubscriptionHandler(BaseHandler):
 
     async def patch(self, queue_name: str, subscription_id: str) -> None:
         document: Any = parse_json(self.request.body) if self.has_body() else None
-        if not document and not isinstance(document, list):
-            raise errors.BadRequest("No subscription to create.")
-        if not isinstance(document, dict):
-            raise errors.BadRequest("Subscriptions must be a dict.")
-        changes: dict[str, Any] = {}
-        if "subscriber" in document:
-            rules.validate_subscriber(document["subscriber"],
-                                      self.conf.notification.subscriber_types)
-            changes["subscriber"] = document["subscriber"]
-        if "options" in document:
-            rules.validate_options(document["options"])
-            changes["options"] = document["options"] or {}
-        if "ttl" in document:
-            ttl = document["ttl"]
-            if isinstance(ttl, bool) or not isinstance(ttl, int):
-                raise errors.BadRequest("TTL must be an integer.")
-            rules.validate_ttl(ttl)
-            if ttl < rules.MIN_SUBSCRIPTION_TTL:  # 0 is not "use the default" here
-                raise errors.BadRequest("The TTL for a subscription must be at least "
-                                        f"{rules.MIN_SUBSCRIPTION_TTL} seconds long.")
-            changes["ttl"] = ttl
+        changes = rules.rest_update(document, self.conf.notification.subscriber_types)
         if not changes:
             raise api_errors.APIError(
                 400, "Unable to update subscription",
@@ -135,9 +105,7 @@ class SubscriptionConfirmHandler(BaseHandler):
 
     async def put(self, queue_name: str, subscription_id: str) -> None:
         document: Any = parse_json(self.request.body) if self.has_body() else {}
-        confirmed = document.get("confirmed") if isinstance(document, dict) else None
-        if not isinstance(confirmed, bool):
-            raise errors.BadRequest("The 'confirmed' should be boolean.")
+        confirmed = rules.confirmed(document)
         await self.storage_call(
             "Subscription could not be confirmed.",
             self.storage.subscription_confirm(self.ctx, queue_name, subscription_id,

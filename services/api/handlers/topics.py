@@ -19,9 +19,12 @@ Differences from queues, as the spec lists them: listings use the key
 ``topics`` and have no ``with_count``; only ``_max_messages_post_size``,
 ``_default_message_ttl`` and ``_default_message_delay`` are reserved and
 shown with defaults; stats of an existing topic show only ``total`` (and
-oldest/newest). The optional sub-resources (messages, subscriptions,
-confirm) are the queue handlers run on the topic namespace
-(``TopicNamespace``), their links moved under ``/v2/topics/``.
+oldest/newest). Those differences are the ``TOPIC`` resource kind: the
+topic collection, topic and purge handlers ARE the queue handlers run with
+it (``herald.api.handlers.queues``); only the stats have their own handler.
+The optional sub-resources (messages, subscriptions, confirm) are the queue
+handlers run on the topic namespace (``TopicNamespace``), their links moved
+under ``/v2/topics/``.
 """
 
 from __future__ import annotations
@@ -29,13 +32,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from herald.api import errors as api_errors
-from herald.api import queue_listing
+from herald.api.handlers import queues
 from herald.api.handlers.base import BaseHandler
-from herald.api.handlers.queues import purge_resource_types
-from herald.api.validation import queue_metadata
-from herald.api.validation.body import require_object
-from herald.common import errors
 from herald.common.context import RequestContext
 
 #: Appended to the project to make the topic namespace. The unit separator
@@ -54,108 +52,32 @@ def topic_href(topic: str) -> str:
     return f"/v2/topics/{topic}"
 
 
-def with_defaults(metadata: dict[str, Any] | None, limits: Any) -> dict[str, Any]:
-    shown = dict(metadata or {})
-    defaults = queue_metadata.reserved_defaults(limits)
-    for key in RESERVED_KEYS:
-        if not shown.get(key):
-            shown[key] = defaults[key]
-    return shown
+TOPIC = queues.ResourceKind("Topic", "topics", RESERVED_KEYS, offers_count=False,
+                            namespace=topic_project)
 
 
 class TopicBase(BaseHandler):
-    """Runs the queue pipeline (a topic name obeys the queue name rules) and
-    stores under the topic namespace."""
+    """Runs the queue pipeline (a topic name obeys the queue name rules, its
+    refusal titled for topics) and stores under the topic namespace."""
 
-    def _check_queue_name(self, name: str, project_id: str) -> None:
-        try:
-            super()._check_queue_name(name, project_id)
-        except api_errors.APIError as exc:
-            raise api_errors.APIError(exc.status, "Invalid topic identification",
-                                      exc.description) from exc
+    RESOURCE_KIND = "topic"
+    KIND = TOPIC
 
     @property
     def topic_ctx(self) -> RequestContext:
-        return dataclasses.replace(self.ctx, project_id=topic_project(self.ctx.project_id))
-
-    def _check_metadata_size(self) -> None:
-        maximum = self.conf.limits.max_queue_metadata
-        if self.body_length() > maximum:
-            raise errors.BadRequest(f"Topic metadata is too large. Max size: {maximum}")
+        return TOPIC.context(self.ctx)
 
 
-class TopicCollectionHandler(TopicBase):
-    ALLOWED = ("GET",)
-
-    async def get(self) -> None:
-        limits = self.conf.limits
-        listing = queue_listing.parse(self.query, limits.max_queues_per_page,
-                                      offers_count=False)
-        result = await self.storage_call(
-            "Topics could not be listed.",
-            self.storage.queue_list(self.topic_ctx, marker=listing.marker,
-                                    limit=listing.page_size, detailed=bool(listing.detailed),
-                                    name=listing.name, metadata_filters=listing.filters,
-                                    with_count=False))
-        topics, links = queue_listing.page(
-            listing, result["queues"], self.request.path, topic_href,
-            lambda metadata: with_defaults(metadata, limits))
-        self.reply_json({"topics": topics, "links": links})
+class TopicCollectionHandler(TopicBase, queues.QueueCollectionHandler):
+    pass
 
 
-class TopicHandler(TopicBase):
-    ALLOWED = ("GET", "PUT", "PATCH", "DELETE")
+class TopicHandler(TopicBase, queues.QueueHandler):
+    pass
 
-    async def put(self, queue_name: str) -> None:
-        self._check_metadata_size()
-        metadata: dict[str, Any] = {}
-        if self.has_body():
-            metadata = require_object(self.json_body())
-        queue_metadata.validate_reserved(metadata, self.conf.limits, errors.BadRequest)
-        created = await self.storage_call(
-            "Topic could not be created.",
-            self.storage.queue_create(self.topic_ctx, queue_name, metadata))
-        self.set_header("Location", topic_href(queue_name))
-        self.reply_empty(201 if created else 204)
 
-    async def get(self, queue_name: str) -> None:
-        stored = await self.storage_call(
-            "Topic metadata could not be retrieved.",
-            self.storage.queue_get_metadata(self.topic_ctx, queue_name))
-        self.reply_json(with_defaults(stored, self.conf.limits))
-
-    async def patch(self, queue_name: str) -> None:
-        self._check_metadata_size()
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type != queue_metadata.PATCH_CONTENT_TYPE:
-            raise api_errors.APIError(
-                415, "415 Unsupported Media Type",
-                "Accepted media type for PATCH: {'Accept-Patch': "
-                f"'{queue_metadata.PATCH_CONTENT_TYPE}'}}.")
-        if not self.has_body():
-            raise errors.InvalidBody("PATCH body could not be empty for update.")
-        changes = queue_metadata.validate_patch(self.json_body())
-        stored = await self.storage_call(
-            "Topic metadata could not be retrieved.",
-            self.storage.queue_get_metadata(self.topic_ctx, queue_name))
-        if stored is None:
-            raise errors.NotFound(
-                f"Topic {queue_name} does not exist for project {self.ctx.project_id}")
-        metadata = queue_metadata.apply_patch(stored, changes, RESERVED_KEYS)
-        queue_metadata.validate_reserved(metadata, self.conf.limits, errors.InvalidBody)
-        try:
-            await self.storage_call(
-                "Topic metadata could not be updated.",
-                self.storage.queue_set_metadata(self.topic_ctx, queue_name, metadata))
-        except errors.QueueDoesNotExist as exc:  # deleted in between
-            raise errors.NotFound(f"Topic {queue_name} does not exist for project "
-                                  f"{self.ctx.project_id}") from exc
-        self.reply_json(with_defaults(metadata, self.conf.limits))
-
-    async def delete(self, queue_name: str) -> None:
-        await self.storage_call("Topic could not be deleted.",
-                                self.storage.queue_delete(self.topic_ctx, queue_name))
-        self.reply_empty(204)
+class TopicPurgeHandler(TopicBase, queues.QueuePurgeHandler):
+    pass
 
 
 class TopicStatsHandler(TopicBase):
@@ -234,16 +156,6 @@ class TopicNamespace(TopicBase):
         if name == "Location" and isinstance(value, str):
             value = _rewrite_href(value, *self._paths())
         super().set_header(name, value)
-
-
-class TopicPurgeHandler(TopicBase):
-    ALLOWED = ("POST",)
-
-    async def post(self, queue_name: str) -> None:
-        await self.storage_call("Topic could not be purged.",
-                                self.storage.queue_purge(self.topic_ctx, queue_name,
-                                                         purge_resource_types(self)))
-        self.reply_empty(204)
 
 
 def _on_topic(handler: type[BaseHandler]) -> type[BaseHandler]:

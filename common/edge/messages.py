@@ -1,0 +1,118 @@
+"""Message rules (rest-v2.md §4, websocket.md §5 "Messages"), in the reference's order.
+
+A post is checked in three steps that both edges share: the global size cap
+(each edge measures its own form: REST the raw body, the websocket the
+serialized ``messages``), each element's fields and types
+(``clean_messages``), then emptiness and ttl ranges (``check_messages``).
+The websocket checks Client-ID between the last two steps, as the reference
+does, hence the split. The websocket words a field refusal with the
+reference's ``Bad request.`` prefix (``websocket_clean_messages``).
+
+Per-queue rules that need the queue's metadata (its post size cap, default
+ttl, delay) are applied by the storage worker, which has the metadata;
+nothing here calls storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herald.common.edge.bodies import checked_int
+from herald.common.edge.limits import MIN_MESSAGE_TTL
+from herald.common.errors import BadRequest, InvalidBody
+
+NO_MESSAGES = "No messages to enqueu."  # sic: the reference's spelling
+
+
+def post_size(size: int, limits: Any) -> None:
+    """The global cap; the per-queue ``_max_messages_post_size`` is the worker's."""
+    maximum = limits.max_messages_post_size
+    if size > maximum:
+        raise BadRequest(f"Message collection size is too large. Max size {maximum}")
+
+
+def clean_messages(raw_messages: list[Any]) -> list[dict[str, Any]]:
+    """Field presence and types of every element, in order:
+    ``[{"body", "ttl": int | None[, "delay": raw]}]`` as storage expects."""
+    messages: list[dict[str, Any]] = []
+    for raw in raw_messages:
+        if not isinstance(raw, dict):
+            raise InvalidBody("Document type not supported.")
+        if "body" not in raw:
+            raise InvalidBody('Missing "body" field.')
+        message: dict[str, Any] = {"body": raw["body"], "ttl": None}
+        if "ttl" in raw:
+            # An explicit null is a type error, as in the reference (only
+            # claims treat null as "use the default").
+            message["ttl"] = checked_int(raw, "ttl", None)
+        if "delay" in raw:
+            # Only meaningful on queues with a default delay, where the worker
+            # validates it; elsewhere it must be ignored whatever it is.
+            message["delay"] = raw["delay"]
+        messages.append(message)
+    return messages
+
+
+def websocket_clean_messages(raw_messages: list[Any]) -> list[dict[str, Any]]:
+    """``clean_messages`` with the websocket's wording, and without ``delay``:
+    it is never honoured over the websocket (spec quirk), not even the
+    queue's default, so an explicit 0 says "visible at once"."""
+    try:
+        messages = clean_messages(raw_messages)
+    except InvalidBody as exc:
+        raise BadRequest(f"Bad request. {exc.description}") from exc
+    for message in messages:
+        message["delay"] = 0
+    return messages
+
+
+def check_messages(messages: list[dict[str, Any]], limits: Any) -> None:
+    """Emptiness, then every ttl's range."""
+    if not messages:
+        raise BadRequest(NO_MESSAGES)
+    maximum = limits.max_message_ttl
+    for message in messages:
+        ttl = message["ttl"]
+        if ttl is not None and not MIN_MESSAGE_TTL <= ttl <= maximum:
+            raise BadRequest(f"The TTL for a message may not exceed {maximum} seconds, and "
+                             f"must be at least {MIN_MESSAGE_TTL} seconds long.")
+
+
+def rest_post(document: Any, limits: Any) -> list[dict[str, Any]]:
+    """A parsed REST post body ``{"messages": [...]}``: the messages to store."""
+    if not isinstance(document, dict) or "messages" not in document:
+        raise BadRequest("No messages were found in the request body.")
+    raw_messages = document["messages"]
+    if not isinstance(raw_messages, list):
+        raise InvalidBody("Document type not supported.")
+    messages = clean_messages(raw_messages)
+    check_messages(messages, limits)
+    return messages
+
+
+def bulk_delete(ids: list[Any] | None, pop: int | None, claim_ids: list[Any] | None,
+                limits: Any) -> None:
+    """Bulk delete / pop parameters, in the reference's order (both edges):
+    ids with pop, neither, claim_ids (when required), pop range, ids count."""
+    if ids and pop:
+        raise BadRequest("pop and id params cannot be present together in the delete request.")
+    if ids is None and pop is None:
+        raise BadRequest('The request should have either "ids" or "pop" parameter in the '
+                         'request, to be able to delete.')
+    if limits.message_delete_with_claim_id and (
+            (ids and claim_ids is None) or (ids is None and claim_ids)):
+        raise BadRequest('The request should have both "ids" and "claim_ids" parameter in '
+                         'the request when message_delete_with_claim_id is True.')
+    pop_max = limits.max_messages_per_claim_or_pop
+    if pop is not None and not 0 < pop <= pop_max:
+        raise BadRequest(f"Pop value must be at least 1 and may not be greater than {pop_max}.")
+    ids_count(ids, limits)
+
+
+def ids_count(ids: list[Any] | None, limits: Any) -> None:
+    """How many ids a REST get-many or a bulk delete may name. (The
+    websocket's ``message_get_many`` bounds them as a page: ``limits.message_page``.)"""
+    ids_max = limits.max_messages_per_page
+    if ids is not None and not 0 < len(ids) <= ids_max:
+        raise BadRequest(f"ids parameter should have at least 1 and not greater than "
+                         f"{ids_max} values.")

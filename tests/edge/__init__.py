@@ -1,0 +1,1 @@
+"""Tests of the edge layer (herald.common.edge) through both edges."""
