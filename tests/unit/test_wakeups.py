@@ -95,3 +95,49 @@ def test_endpoint_wakes_the_hub() -> None:
     hub.notify = lambda project, queue: hits.append((project, queue)) or 1  # type: ignore
     wakeups.WakeupEndpoint(hub).messages_available({}, [["p", "a"], ["p", "b"]])
     assert hits == [("p", "a"), ("p", "b")]
+
+
+def test_a_parked_poll_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """What tests wait for instead of sleeping: ``waiting()`` and the
+    ``long poll parked`` event, once the first attempt found nothing."""
+    hub = wakeups.WaiterHub()
+    seen: list[int] = []
+
+    async def scenario() -> str | None:
+        async def attempt() -> str | None:
+            return "message" if seen else None
+
+        async def post_once_parked() -> None:
+            while not any(r.getMessage().startswith("long poll parked") for r in caplog.records):
+                await asyncio.sleep(0.005)
+            seen.append(hub.waiting("p", "q"))
+            hub.notify("p", "q")
+
+        poster = asyncio.ensure_future(post_once_parked())
+        result = await wakeups.long_poll("p", "q", 5, attempt, lambda r: r is not None,
+                                         hub=hub)
+        await poster
+        return result
+
+    with caplog.at_level("DEBUG", logger=wakeups.__name__):
+        assert asyncio.run(scenario()) == "message"
+    parked = [r for r in caplog.records if r.getMessage().startswith("long poll parked")]
+    assert parked and (parked[0].project, parked[0].queue) == ("p", "q")  # type: ignore[attr-defined]
+    assert seen == [1] and hub.waiting("p", "q") == 0
+
+
+def test_sender_wakes_its_hub_and_queues_on_its_publisher() -> None:
+    hub = wakeups.WaiterHub()
+    woken: list[tuple[str, str]] = []
+    hub.notify = lambda project, queue: woken.append((project, queue)) or 1  # type: ignore
+    sender = wakeups.WakeupSender(hub)
+    sender.messages_available("p", "q")
+    queued: list[tuple[str, str]] = []
+
+    class Publisher:
+        def add(self, project: str, queue: str) -> None:
+            queued.append((project, queue))
+
+    sender.publisher = Publisher()  # type: ignore[assignment]
+    sender.messages_available("p", "r")
+    assert woken == [("p", "q"), ("p", "r")] and queued == [("p", "r")]
