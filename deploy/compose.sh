@@ -4,8 +4,9 @@
 # answers, else Debian 12's Compose v1 (`docker-compose` 1.29).
 #
 #   deploy/compose.sh down -v                  # any compose arguments
-#   deploy/compose.sh --up-healthy [ARGS...]   # up -d --build ARGS, then
-#                                              # wait until every container is healthy
+#   deploy/compose.sh --up-healthy [ARGS...]   # up -d --build ARGS, wait until
+#                                              # every container is healthy,
+#                                              # reload lb's nginx
 #
 # The project is called herald (COMPOSE_PROJECT_NAME, which both versions
 # read; 1.29 rejects a top-level `name:` in docker-compose.yml), so both name
@@ -30,13 +31,22 @@ if [ "${1:-}" = "--up-healthy" ]; then
     shift
     if [ "$compose" = "docker compose" ]; then
         # v2 waits for health itself (and fails on an unhealthy container).
-        set -- up -d --build --wait "$@"
+        echo "+ docker compose up -d --build --wait $*"
+        docker compose up -d --build --wait "$@"
     else
         # v1 has no --wait: up, then poll the containers' health, bounded.
         echo "+ docker-compose up -d --build $*"
         docker-compose up -d --build "$@"
-        exec "$here/compose-wait.sh"
+        "$here/compose-wait.sh"
     fi
+    # nginx resolves the gateways' addresses when it (re)loads its
+    # configuration (deploy/nginx/backends-compose.conf): a reload makes
+    # gateways added by --scale get websockets. Harmless when nothing changed.
+    echo "+ $compose exec -T lb nginx -s reload"
+    # shellcheck disable=SC2086
+    $compose exec -T lb nginx -s reload \
+        || echo "compose.sh: could not reload lb (not running?)" >&2
+    exit 0
 fi
 
 echo "+ $compose $*"

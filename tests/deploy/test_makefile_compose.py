@@ -6,7 +6,8 @@ Compose v2 (``docker compose``) when it answers, else Debian 12's Compose v1
 ``make up`` waits for health: ``up --wait`` on v2; on v1, which has no
 ``--wait``, deploy/compose-wait.sh polls ``docker inspect`` on the project's
 containers, fails on an unhealthy or failed container and gives up after
-``HERALD_COMPOSE_WAIT_TIMEOUT`` seconds.
+``HERALD_COMPOSE_WAIT_TIMEOUT`` seconds; then lb's nginx is reloaded so that
+it resolves scaled gateways.
 
 No Docker runs here: ``docker`` and ``docker-compose`` are stand-in scripts
 in tmp_path that record their arguments and answer ``compose version``,
@@ -106,8 +107,9 @@ def test_v2_is_preferred_and_waits_with_wait(tmp_path: Path, standin: Path) -> N
     calls = _calls(standin)
     assert "docker compose up -d --build --wait --scale api=2 [project=herald]" in calls
     assert not [c for c in calls if c.startswith("docker-compose")]
-    # v2 waits itself: no polling.
+    # v2 waits itself: no polling. Then lb re-resolves the gateways.
     assert not [c for c in calls if c.startswith("docker inspect")]
+    assert calls[-1] == "docker compose exec -T lb nginx -s reload [project=herald]"
 
 
 def test_v1_when_v2_is_missing_and_polls_health(tmp_path: Path, standin: Path) -> None:
@@ -126,6 +128,7 @@ def test_v1_when_v2_is_missing_and_polls_health(tmp_path: Path, standin: Path) -
     assert len(inspects) == 3
     assert inspects[0].split()[-5:-1] == ["c1", "c2", "c3", "c4"]
     assert "every container of herald is ready" in result.stdout
+    assert calls[-1] == "docker-compose exec -T lb nginx -s reload [project=herald]"
 
 
 @pytest.mark.parametrize(("states", "message"), [
@@ -142,6 +145,7 @@ def test_v1_wait_fails_at_once_on_a_broken_container(tmp_path: Path, standin: Pa
     assert result.returncode != 0
     assert message in result.stderr
     assert time.monotonic() - started < 10, "must not wait for the timeout"
+    assert "reload" not in _calls(standin)[-1]
 
 
 def test_v1_wait_is_bounded(tmp_path: Path, standin: Path) -> None:
