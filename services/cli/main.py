@@ -142,8 +142,8 @@ async def _run(service: lifecycle.Service) -> None:
     await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
     if not stopping.done():
         LOG.warning("second stop signal received, stopping now")
+        stopping.cancel()  # the drain ends where it is; kill takes over
         await service.kill()
-        stopping.cancel()
     else:
         second.cancel()
         stopping.result()
