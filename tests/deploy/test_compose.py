@@ -197,7 +197,7 @@ def test_lb_mounts_the_nginx_config_and_finds_the_services(compose: dict[str, An
     api_port = _env(compose["services"]["api"])["OS_API__PORT"]
     ws_port = _env(compose["services"]["ws-gateway"])["OS_WS_GATEWAY__PORT"]
     assert f"default api:{api_port};" in backends
-    assert f"default ws-gateway:{ws_port};" in backends
+    assert f"server ws-gateway:{ws_port};" in backends
 
 
 def _procfile(path: Path) -> dict[str, str]:
@@ -231,3 +231,110 @@ def test_procfile_runs_the_compose_services(compose: dict[str, Any]) -> None:
     ws_port = re.search(r"OS_WS_GATEWAY__PORT=(\d+)", procfile["ws-gateway"]).group(1)
     assert f"server 127.0.0.1:{api_port};" in backends
     assert f"server 127.0.0.1:{ws_port};" in backends
+
+
+# What Debian 12's docker-compose 1.29 accepts, written down from its bundled
+# compose_spec.json (compose/config/) plus 1.29.0's one addition, the
+# `service_completed_successfully` condition. 1.29 validates with
+# additionalProperties false, so any other key (top-level `name:`, `include:`,
+# a service's `develop:`, a build's `additional_contexts:`, a health check's
+# `start_interval:`) makes `docker-compose up` refuse the whole file, while
+# the vendored, newer schema above accepts it.
+COMPOSE_129_TOP = {"version", "services", "networks", "volumes", "secrets", "configs"}
+COMPOSE_129_SERVICE = {
+    "deploy", "build", "blkio_config", "cap_add", "cap_drop", "cgroup_parent", "command",
+    "configs", "container_name", "cpu_count", "cpu_percent", "cpu_shares", "cpu_quota",
+    "cpu_period", "cpu_rt_period", "cpu_rt_runtime", "cpus", "cpuset", "credential_spec",
+    "depends_on", "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search",
+    "domainname", "entrypoint", "env_file", "environment", "expose", "extends",
+    "external_links", "extra_hosts", "group_add", "healthcheck", "hostname", "image", "init",
+    "ipc", "isolation", "labels", "links", "logging", "mac_address", "mem_limit",
+    "mem_reservation", "mem_swappiness", "memswap_limit", "network_mode", "networks",
+    "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform", "ports",
+    "privileged", "profiles", "pull_policy", "read_only", "restart", "runtime", "scale",
+    "security_opt", "shm_size", "secrets", "sysctls", "stdin_open", "stop_grace_period",
+    "stop_signal", "tmpfs", "tty", "ulimits", "user", "userns_mode", "volumes",
+    "volumes_from", "working_dir"}
+COMPOSE_129_BUILD = {"context", "dockerfile", "args", "labels", "cache_from", "network",
+                     "target", "shm_size", "extra_hosts", "isolation"}
+COMPOSE_129_HEALTHCHECK = {"disable", "interval", "retries", "test", "timeout", "start_period"}
+COMPOSE_129_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+def _compose_129_problems(compose: dict[str, Any]) -> list[str]:
+    problems = [f"top-level {key}" for key in compose
+                if key not in COMPOSE_129_TOP and not key.startswith("x-")]
+    for name, service in compose.get("services", {}).items():
+        problems += [f"{name}.{key}" for key in service
+                     if key not in COMPOSE_129_SERVICE and not key.startswith("x-")]
+        build = service.get("build")
+        if isinstance(build, dict):
+            problems += [f"{name}.build.{key}" for key in build if key not in COMPOSE_129_BUILD]
+        problems += [f"{name}.healthcheck.{key}" for key in service.get("healthcheck") or {}
+                     if key not in COMPOSE_129_HEALTHCHECK]
+        depends = service.get("depends_on")
+        if isinstance(depends, dict):
+            for target, spec in depends.items():
+                problems += [f"{name}.depends_on.{target}.{key}" for key in spec
+                             if key != "condition"]
+                if spec.get("condition") not in COMPOSE_129_CONDITIONS:
+                    problems.append(f"{name}.depends_on.{target}.condition")
+    return problems
+
+
+def test_compose_129_accepts_every_key(compose: dict[str, Any]) -> None:
+    assert not _compose_129_problems(compose)
+
+
+def test_compose_129_check_catches_v2_only_keys(compose: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(compose))
+    broken["name"] = "herald"
+    broken["services"]["api"]["develop"] = {}
+    broken["services"]["api"]["build"]["additional_contexts"] = {}
+    broken["services"]["api"]["depends_on"]["storage"]["restart"] = True
+    assert _compose_129_problems(broken) == [
+        "top-level name", "api.develop", "api.build.additional_contexts",
+        "api.depends_on.storage.restart"]
+
+
+def test_interpolation_compose_129_understands() -> None:
+    # 1.29 knows ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err} and
+    # ${VAR?err}; a default that itself holds ${...} is Compose v2 only.
+    text = "\n".join(line for line in (REPO / "docker-compose.yml").read_text().splitlines()
+                     if not line.lstrip().startswith("#"))
+    uses = re.findall(r"\$\{([^}]*)\}", text)
+    assert uses
+    for use in uses:
+        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*((:?-|:?\?)[^${}]*)?", use), use
+    assert "${" not in "".join(re.findall(r"\$\{[A-Z0-9_]+:?-([^}]*)\}", text))
+
+
+# Every image the topology pulls or builds from, and the variable that names
+# it; the defaults are today's images.
+IMAGE_VARIABLES = {
+    "postgres": ("HERALD_POSTGRES_IMAGE", "postgres:16-alpine"),
+    "rabbitmq": ("HERALD_RABBITMQ_IMAGE", "rabbitmq:3.13-alpine"),
+    "redis": ("HERALD_REDIS_IMAGE", "redis:7-alpine"),
+    "lb": ("HERALD_NGINX_IMAGE", "nginx:1.27"),
+}
+
+
+def test_every_base_image_is_named_by_a_variable(compose: dict[str, Any]) -> None:
+    # A mirror or a locally built image is chosen from the environment, never
+    # by editing the file.
+    services = compose["services"]
+    for name, (variable, default) in IMAGE_VARIABLES.items():
+        assert services[name]["image"] == f"${{{variable}:-{default}}}", name
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    for name in HERALD_SERVICES:
+        build = services[name]["build"]
+        assert build["args"] == {"PYTHON_IMAGE": "${HERALD_PYTHON_IMAGE:-python:3.12-slim}"}
+        assert "ARG PYTHON_IMAGE=python:3.12-slim" in dockerfile
+        assert services[name]["image"] == "herald:latest"
+    pulled = {name for name, service in services.items() if "build" not in service}
+    assert pulled == set(IMAGE_VARIABLES)
+    # The docs name every variable an operator can set.
+    for doc in ("README.md", "docs/operations.md"):
+        text = (REPO / doc).read_text()
+        for variable in ("HERALD_PYTHON_IMAGE", *(v for v, _ in IMAGE_VARIABLES.values())):
+            assert variable in text, f"{doc} does not name {variable}"
