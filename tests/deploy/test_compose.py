@@ -12,7 +12,13 @@ No Docker engine runs here, so the file is kept correct by these checks:
   host ports, only ``lb`` publishes ports, every long-running service has a
   health check, ``depends_on`` uses conditions, data lives in named volumes,
   and a one-shot ``herald db upgrade`` runs before workers and apis start;
-- health check URLs, nginx's backends and the Procfile agree with it.
+- health check URLs, nginx's backends and the Procfile agree with it;
+- it works with Debian 12's Compose v1 (docker-compose 1.29) too: no key
+  that 1.29's schema refuses (top-level ``name:`` and the like) and no
+  interpolation it does not know;
+- every image comes from a ``HERALD_*_IMAGE`` variable with today's default
+  (the Herald image's base through the build argument ``PYTHON_IMAGE``), and
+  the README and docs/operations.md name each variable.
 """
 
 from __future__ import annotations

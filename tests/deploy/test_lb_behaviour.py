@@ -152,13 +152,20 @@ http {{
 """)
         self.process = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(main)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_listening(self) -> None:
         deadline = time.monotonic() + 10
         while True:
             assert self.process.poll() is None, self.process.stderr.read().decode()
             try:
                 socket.create_connection(("127.0.0.1", self.ws_port), timeout=1).close()
                 socket.create_connection(("127.0.0.1", self.rest_port), timeout=1).close()
-                break
+                return
             except OSError:
                 assert time.monotonic() < deadline, "nginx did not start listening"
                 time.sleep(0.05)
@@ -196,8 +203,9 @@ http {{
         return int(response.split()[1])
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 @pytest.fixture
