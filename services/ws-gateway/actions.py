@@ -28,7 +28,7 @@ from oslo_config import cfg
 
 from herald.common import errors
 from herald.common.context import RequestContext
-from herald.common.edge import claims, headers, limits, messages, queues, shapes
+from herald.common.edge import claims, headers, limits, messages, queues, shapes, unavailable
 from herald.common.rpc import wakeups
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway import codec
@@ -322,31 +322,6 @@ def _claim_not_found(claim_id: str, exc: errors.HeraldError) -> ActionError:
                              "error": f"Claim {claim_id} does not exist."})
 
 
-# What the reference says when storage fails (503) during each action.
-FAILURE_SUMMARIES = {
-    "subscription_create": "Subscription could not be created.",
-    "subscription_list": "Subscriptions could not be listed.",
-    "subscription_get": "Subscription could not be retrieved.",
-    "subscription_delete": "Subscription could not be deleted.",
-    "queue_list": "Queues could not be listed.",
-    "queue_create": "Queue could not be created.",
-    "queue_get": "Queue metadata could not be retrieved.",
-    "queue_delete": "Queue could not be deleted.",
-    "queue_get_stats": "Queue stats could not be read.",
-    "queue_purge": "Queue could not be purged.",
-    "message_list": "Messages could not be listed.",
-    "message_get": "Message could not be retrieved.",
-    "message_get_many": "Messages could not be listed.",
-    "message_post": "Messages could not be enqueued.",
-    "message_delete": "Message could not be deleted.",
-    "message_delete_many": "Messages could not be deleted.",
-    "claim_create": "Claim could not be created.",
-    "claim_get": "Claim could not be queried.",
-    "claim_update": "Claim could not be updated.",
-    "claim_delete": "Claim could not be deleted.",
-}
-
-
 def error_reply(action: str, exc: BaseException) -> Reply:
     """The reply for an exception raised by the handler of ``action``."""
     if isinstance(exc, ActionError):
@@ -357,7 +332,7 @@ def error_reply(action: str, exc: BaseException) -> Reply:
         cause = exc.__cause__
         detail = cause if isinstance(cause, errors.ServiceUnavailable) else exc
         return 503, {"exception": detail.description,
-                     "error": FAILURE_SUMMARIES.get(action, "Service temporarily unavailable.")}
+                     "error": unavailable.websocket_summary(action)}
     if isinstance(exc, errors.HeraldError) and not isinstance(exc, errors.InternalError):
         # Validation (400), not found (404), conflicts (409), ...: the storage
         # or validation text, no summary.

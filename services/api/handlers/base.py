@@ -31,6 +31,7 @@ from herald.common import errors
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
 from herald.common.edge import headers as header_rules
 from herald.common.edge.bodies import parse_json
+from herald.common.rpc.operations import RETRY_HINT
 from herald.common.rpc.storage_api import StorageAPI
 
 LOG = logging.getLogger(__name__)
@@ -278,15 +279,21 @@ class BaseHandler(tornado.web.RequestHandler):
         self.clear_header("Content-Type")
         self.finish()
 
-    async def storage_call(self, failure: str, call: Awaitable[T]) -> T:
-        """Await a storage call; an unavailable storage becomes a 503 that says
-        what failed (``failure`` is a sentence such as ``Queue could not be created.``)."""
+    async def unavailable_as(self, failure: str, call: Awaitable[T]) -> T:
+        """Await a storage call whose 503 REST words otherwise than its operation.
+
+        ``StorageAPI`` words every 503 with the operation's sentence
+        (``herald.common.rpc.operations``), which is what REST says almost
+        everywhere, so handlers simply await the call. Only where one
+        operation serves another resource (a topic is stored as a queue; a
+        subscription create first creates its queue) does the sentence
+        change: ``failure``, e.g. ``Topic could not be created.``."""
         try:
             return await call
         except errors.ServiceUnavailable as exc:
-            LOG.warning("storage unavailable: %s", exc.description)
-            raise errors.ServiceUnavailable(
-                f"{failure} Please try again in a few seconds.") from exc
+            # Chained to how the call failed, as StorageAPI chains it.
+            raise errors.ServiceUnavailable(f"{failure} {RETRY_HINT}") from (
+                exc.__cause__ or exc)
 
     # -- errors ---------------------------------------------------------------
 
@@ -294,6 +301,13 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, errors.HeraldError) and value.status < 500:
             LOG.debug("%s %s -> %s %s", self.request.method, self.request.path,
                       value.status, value.title)
+        elif isinstance(value, errors.ServiceUnavailable):
+            # StorageAPI words the 503 for the client and chains how the call
+            # failed, which is what the operator needs.
+            cause = value.__cause__
+            LOG.warning("storage unavailable: %s %s -> 503 %s", self.request.method,
+                        self.request.path, cause.description
+                        if isinstance(cause, errors.HeraldError) else value.description)
         elif isinstance(value, errors.HeraldError) and not isinstance(
                 value, errors.InternalError):
             LOG.warning("%s %s -> %s %s: %s", self.request.method, self.request.path,

@@ -28,10 +28,8 @@ class ClaimCollectionHandler(LongPollMixin, BaseHandler):
         wait = parse_wait(self.query)
 
         async def attempt() -> dict[str, Any]:
-            return await self.storage_call(
-                "Messages could not be claimed.",
-                self.storage.claim_create(self.ctx, queue_name, ttl=ttl, grace=grace,
-                                          limit=limit))
+            return await self.storage.claim_create(self.ctx, queue_name, ttl=ttl, grace=grace,
+                                                   limit=limit)
 
         result = await self.poll(self.ctx.project_id, queue_name, wait, attempt,
                                  claimed_something)
@@ -55,9 +53,7 @@ class ClaimHandler(BaseHandler):
     ALLOWED = ("GET", "PATCH", "DELETE")
 
     async def get(self, queue_name: str, claim_id: str) -> None:
-        claim = await self.storage_call(
-            "Claim could not be queried.",
-            self.storage.claim_get(self.ctx, queue_name, claim_id))
+        claim = await self.storage.claim_get(self.ctx, queue_name, claim_id)
         self.reply_json({
             "age": claim["age"],
             "ttl": claim["ttl"],
@@ -70,12 +66,9 @@ class ClaimHandler(BaseHandler):
         if not self.has_body():
             raise errors.InvalidBody("Request body can not be empty")
         ttl, grace = rules.rest_update(self.json_body(), self.conf.limits)
-        await self.storage_call(
-            "Claim could not be updated.",
-            self.storage.claim_update(self.ctx, queue_name, claim_id, ttl=ttl, grace=grace))
+        await self.storage.claim_update(self.ctx, queue_name, claim_id, ttl=ttl, grace=grace)
         self.reply_empty(204)
 
     async def delete(self, queue_name: str, claim_id: str) -> None:
-        await self.storage_call("Claim could not be deleted.",
-                                self.storage.claim_delete(self.ctx, queue_name, claim_id))
+        await self.storage.claim_delete(self.ctx, queue_name, claim_id)
         self.reply_empty(204)

@@ -25,9 +25,7 @@ class MessageDeliveriesHandler(BaseHandler):
     ALLOWED = ("GET",)
 
     async def get(self, queue_name: str, message_id: str) -> None:
-        found = await self.storage_call(
-            "Message deliveries could not be retrieved.",
-            self.storage.message_deliveries(self.ctx, queue_name, message_id))
+        found = await self.storage.message_deliveries(self.ctx, queue_name, message_id)
         found["href"] = f"/v2/queues/{queue_name}/messages/{message_id}/deliveries"
         self.reply_json(found)
 
@@ -36,7 +34,5 @@ class SubscriptionTestHandler(BaseHandler):
     ALLOWED = ("POST",)
 
     async def post(self, queue_name: str, subscription_id: str) -> None:
-        outcome = await self.storage_call(
-            "Subscription could not be tested.",
-            self.storage.subscription_test(self.ctx, queue_name, subscription_id))
+        outcome = await self.storage.subscription_test(self.ctx, queue_name, subscription_id)
         self.reply_json(outcome)

@@ -40,10 +40,8 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
             raise api_errors.APIError(
                 400, "Invalid header value",
                 "The Idempotency-Key header must be 1 to 255 printable ASCII characters.")
-        message_ids = await self.storage_call(
-            "Messages could not be enqueued.",
-            self.storage.message_post(self.ctx, queue_name, messages, size,
-                                      idempotency_key=key))
+        message_ids = await self.storage.message_post(self.ctx, queue_name, messages, size,
+                                                      idempotency_key=key)
         self.set_header("Location",
                         f"/v2/queues/{queue_name}/messages?ids={','.join(message_ids)}")
         self.reply_json(
@@ -59,9 +57,7 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
 
     async def _get_many(self, queue_name: str, message_ids: list[str]) -> None:
         rules.ids_count(message_ids, self.conf.limits)
-        found = await self.storage_call(
-            "Messages could not be listed.",
-            self.storage.message_get_many(self.ctx, queue_name, message_ids))
+        found = await self.storage.message_get_many(self.ctx, queue_name, message_ids)
         if not found:
             raise errors.NotFound(
                 f"No messages with IDs: {message_ids} found in the queue {queue_name} "
@@ -79,13 +75,11 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
         wait = parse_wait(query)
 
         async def attempt() -> dict[str, Any]:
-            return await self.storage_call(
-                "Messages could not be listed.",
-                self.storage.message_list(
-                    self.ctx, queue_name, marker=marker,
-                    limit=DEFAULT_PAGE if limit is None else limit,
-                    echo=bool(echo), include_claimed=bool(include_claimed),
-                    include_delayed=bool(include_delayed)))
+            return await self.storage.message_list(
+                self.ctx, queue_name, marker=marker,
+                limit=DEFAULT_PAGE if limit is None else limit,
+                echo=bool(echo), include_claimed=bool(include_claimed),
+                include_delayed=bool(include_delayed))
 
         result = await self.poll(self.ctx.project_id, queue_name, wait, attempt,
                                  listed_something)
@@ -112,17 +106,13 @@ class MessageCollectionHandler(LongPollMixin, BaseHandler):
         claim_ids = query.get_list("claim_ids")
         rules.bulk_delete(message_ids, pop, claim_ids, self.conf.limits)
         if pop is not None:
-            popped = await self.storage_call(
-                "Messages could not be popped.",
-                self.storage.message_pop(self.ctx, queue_name, pop))
+            popped = await self.storage.message_pop(self.ctx, queue_name, pop)
             self.reply_json({"messages": [shapes.popped(m) for m in popped]})
             return
         assert message_ids is not None  # validate_bulk_delete guarantees one of them
         if not self.conf.limits.message_delete_with_claim_id:
             claim_ids = None  # only meaningful (and checked) in that mode
-        await self.storage_call(
-            "Messages could not be deleted.",
-            self.storage.message_delete_many(self.ctx, queue_name, message_ids, claim_ids))
+        await self.storage.message_delete_many(self.ctx, queue_name, message_ids, claim_ids)
         self.reply_empty(204)
 
 
@@ -131,9 +121,7 @@ class MessageHandler(BaseHandler):
 
     async def get(self, queue_name: str, message_id: str) -> None:
         # A ?claim_id= on GET is ignored, as in the reference.
-        stored = await self.storage_call(
-            "Message could not be retrieved.",
-            self.storage.message_get(self.ctx, queue_name, message_id))
+        stored = await self.storage.message_get(self.ctx, queue_name, message_id)
         self.reply_json(wire.message_object(queue_name, stored))
 
     async def delete(self, queue_name: str, message_id: str) -> None:
@@ -141,7 +129,5 @@ class MessageHandler(BaseHandler):
         if claim_id is not None and not ids.is_valid_id(claim_id):
             # Decided before any lookup: 400 even when the message does not exist.
             raise errors.ClaimMismatch("The specified claim does not exist or has expired.")
-        await self.storage_call(
-            "Message could not be deleted.",
-            self.storage.message_delete(self.ctx, queue_name, message_id, claim_id))
+        await self.storage.message_delete(self.ctx, queue_name, message_id, claim_id)
         self.reply_empty(204)

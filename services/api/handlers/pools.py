@@ -125,9 +125,8 @@ class PoolCollectionHandler(PoolingHandler):
     async def get(self) -> None:
         limit = self._limit(self.conf.limits.max_pools_per_page)
         detailed = bool(self.query.get_bool("detailed"))
-        found = await self.storage_call(
-            "Pools could not be listed.",
-            self.storage.pool_list(self.ctx, self.query.get_str("marker"), limit, detailed))
+        found = await self.storage.pool_list(self.ctx, self.query.get_str("marker"), limit,
+                                             detailed)
         items = [{**pool, "href": pool_href(pool["name"])} for pool in found]
         self.set_header("Content-Location", self.request.uri or self.request.path)
         self.reply_json({"pools": items, "links": self._next_link(items, limit)})
@@ -137,9 +136,8 @@ class PoolHandler(PoolingHandler):
     ALLOWED = ("GET", "PUT", "PATCH", "DELETE")
 
     async def get(self, pool_name: str) -> None:
-        found = await self.storage_call(
-            "Pool could not be retrieved.",
-            self.storage.pool_get(self.ctx, pool_name, bool(self.query.get_bool("detailed"))))
+        found = await self.storage.pool_get(self.ctx, pool_name,
+                                            bool(self.query.get_bool("detailed")))
         self.reply_json({**found, "href": pool_href(pool_name)})
 
     async def put(self, pool_name: str) -> None:
@@ -150,12 +148,10 @@ class PoolHandler(PoolingHandler):
             raise errors.BadRequest(f"Unknown keys: {sorted(unknown)}")
         if "uri" not in document or "weight" not in document:
             raise errors.BadRequest("uri and weight are required.")
-        await self.storage_call(
-            "Pool could not be created.",
-            self.storage.pool_put(self.ctx, pool_name, _check_uri(document["uri"]),
-                                  _check_weight(document["weight"]),
-                                  _check_flavor(document.get("flavor")),
-                                  _check_options(document.get("options"))))
+        await self.storage.pool_put(self.ctx, pool_name, _check_uri(document["uri"]),
+                                    _check_weight(document["weight"]),
+                                    _check_flavor(document.get("flavor")),
+                                    _check_options(document.get("options")))
         self.set_header("Location", pool_href(pool_name))
         self.reply_empty(201)
 
@@ -172,14 +168,11 @@ class PoolHandler(PoolingHandler):
             changes["options"] = _check_options(document["options"])
         if not changes:
             raise errors.BadRequest("One of uri, weight, flavor or options is needed.")
-        updated = await self.storage_call(
-            "Pool could not be updated.",
-            self.storage.pool_update(self.ctx, pool_name, changes))
+        updated = await self.storage.pool_update(self.ctx, pool_name, changes)
         self.reply_json({**updated, "href": pool_href(pool_name)})
 
     async def delete(self, pool_name: str) -> None:
-        await self.storage_call("Pool could not be deleted.",
-                                self.storage.pool_delete(self.ctx, pool_name))
+        await self.storage.pool_delete(self.ctx, pool_name)
         self.reply_empty(204)
 
 
@@ -190,9 +183,8 @@ class FlavorCollectionHandler(PoolingHandler):
     async def get(self) -> None:
         limit = self._limit(self.conf.limits.max_flavors_per_page)
         detailed = bool(self.query.get_bool("detailed"))
-        found = await self.storage_call(
-            "Flavors could not be listed.",
-            self.storage.flavor_list(self.ctx, self.query.get_str("marker"), limit, detailed))
+        found = await self.storage.flavor_list(self.ctx, self.query.get_str("marker"), limit,
+                                               detailed)
         items = [{**flavor, "href": flavor_href(flavor["name"])} for flavor in found]
         self.reply_json({"flavors": items, "links": self._next_link(items, limit)})
 
@@ -202,8 +194,7 @@ class FlavorHandler(PoolingHandler):
     ADMIN_METHODS = ("PUT", "PATCH", "DELETE")
 
     async def get(self, flavor_name: str) -> None:
-        found = await self.storage_call("Flavor could not be retrieved.",
-                                        self.storage.flavor_get(self.ctx, flavor_name))
+        found = await self.storage.flavor_get(self.ctx, flavor_name)
         self.reply_json({**found, "href": flavor_href(flavor_name)})
 
     async def put(self, flavor_name: str) -> None:
@@ -215,23 +206,19 @@ class FlavorHandler(PoolingHandler):
         capabilities = document.get("capabilities") or {}
         if not isinstance(capabilities, dict):
             raise errors.BadRequest("capabilities must be an object.")
-        await self.storage_call(
-            "Flavor could not be created.",
-            self.storage.flavor_put(self.ctx, flavor_name, _check_pool_list(document),
-                                    capabilities))
+        await self.storage.flavor_put(self.ctx, flavor_name, _check_pool_list(document),
+                                      capabilities)
         self.set_header("Location", flavor_href(flavor_name))
         self.reply_empty(201)
 
     async def patch(self, flavor_name: str) -> None:
         document = require_object(self.json_body())
-        updated = await self.storage_call(
-            "Flavor could not be updated.",
-            self.storage.flavor_update(self.ctx, flavor_name, _check_pool_list(document)))
+        updated = await self.storage.flavor_update(self.ctx, flavor_name,
+                                                   _check_pool_list(document))
         self.reply_json({**updated, "href": flavor_href(flavor_name)})
 
     async def delete(self, flavor_name: str) -> None:
-        await self.storage_call("Flavor could not be deleted.",
-                                self.storage.flavor_delete(self.ctx, flavor_name))
+        await self.storage.flavor_delete(self.ctx, flavor_name)
         self.reply_empty(204)
 
 

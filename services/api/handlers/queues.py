@@ -77,7 +77,7 @@ class QueueCollectionHandler(QueueKindHandler):
     async def get(self) -> None:
         kind, limits = self.KIND, self.conf.limits
         listing = queue_listing.parse(self.query, limits, offers_count=kind.offers_count)
-        result = await self.storage_call(
+        result = await self.unavailable_as(
             f"{kind.noun}s could not be listed.",
             self.storage.queue_list(self.kind_ctx, marker=listing.marker,
                                     limit=listing.page_size, detailed=bool(listing.detailed),
@@ -103,14 +103,14 @@ class QueueHandler(QueueKindHandler):
         if self.has_body():
             metadata = require_object(self.json_body())
         rules.validate_reserved(metadata, self.conf.limits, errors.BadRequest)
-        created = await self.storage_call(
+        created = await self.unavailable_as(
             f"{kind.noun} could not be created.",
             self.storage.queue_create(self.kind_ctx, queue_name, metadata))
         self.set_header("Location", kind.href(queue_name))
         self.reply_empty(201 if created else 204)
 
     async def get(self, queue_name: str) -> None:
-        stored = await self.storage_call(
+        stored = await self.unavailable_as(
             f"{self.KIND.noun} metadata could not be retrieved.",
             self.storage.queue_get_metadata(self.kind_ctx, queue_name))
         # A missing queue shows the defaults (200): Quirk #2.
@@ -128,7 +128,7 @@ class QueueHandler(QueueKindHandler):
         if not self.has_body():
             raise errors.InvalidBody("PATCH body could not be empty for update.")
         changes = rules.validate_patch(self.json_body())
-        stored = await self.storage_call(
+        stored = await self.unavailable_as(
             f"{kind.noun} metadata could not be retrieved.",
             self.storage.queue_get_metadata(self.kind_ctx, queue_name))
         if stored is None:
@@ -136,7 +136,7 @@ class QueueHandler(QueueKindHandler):
         metadata = rules.apply_patch(stored, changes, kind.shown_keys)
         rules.validate_reserved(metadata, limits, errors.InvalidBody)
         try:
-            await self.storage_call(
+            await self.unavailable_as(
                 f"{kind.noun} metadata could not be updated.",
                 self.storage.queue_set_metadata(self.kind_ctx, queue_name, metadata))
         except errors.QueueDoesNotExist as exc:  # deleted in between
@@ -144,8 +144,8 @@ class QueueHandler(QueueKindHandler):
         self.reply_json(kind.shown(metadata, limits))
 
     async def delete(self, queue_name: str) -> None:
-        await self.storage_call(f"{self.KIND.noun} could not be deleted.",
-                                self.storage.queue_delete(self.kind_ctx, queue_name))
+        await self.unavailable_as(f"{self.KIND.noun} could not be deleted.",
+                                  self.storage.queue_delete(self.kind_ctx, queue_name))
         self.reply_empty(204)
 
 
@@ -153,8 +153,7 @@ class QueueStatsHandler(QueueKindHandler):
     ALLOWED = ("GET",)
 
     async def get(self, queue_name: str) -> None:
-        stats = await self.storage_call("Queue stats could not be read.",
-                                        self.storage.queue_stats(self.ctx, queue_name))
+        stats = await self.storage.queue_stats(self.ctx, queue_name)
         self.reply_json(wire.stats_object(queue_name, stats))
 
 
@@ -162,9 +161,9 @@ class QueuePurgeHandler(QueueKindHandler):
     ALLOWED = ("POST",)
 
     async def post(self, queue_name: str) -> None:
-        await self.storage_call(f"{self.KIND.noun} could not be purged.",
-                                self.storage.queue_purge(self.kind_ctx, queue_name,
-                                                         self._resource_types()))
+        await self.unavailable_as(f"{self.KIND.noun} could not be purged.",
+                                  self.storage.queue_purge(self.kind_ctx, queue_name,
+                                                           self._resource_types()))
         self.reply_empty(204)
 
     def _resource_types(self) -> list[str]:

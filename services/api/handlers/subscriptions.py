@@ -41,9 +41,7 @@ class SubscriptionCollectionHandler(BaseHandler):
         limit = self.query.get_int("limit")
         limit_rules.subscription_page(limit, self.conf.limits)
         limit = DEFAULT_PAGE if limit is None else limit
-        result = await self.storage_call(
-            "Subscriptions could not be listed.",
-            self.storage.subscription_list(self.ctx, queue_name, marker, limit))
+        result = await self.storage.subscription_list(self.ctx, queue_name, marker, limit)
         items = result["subscriptions"]
         links = []
         if items:
@@ -53,15 +51,13 @@ class SubscriptionCollectionHandler(BaseHandler):
 
     async def post(self, queue_name: str) -> None:
         # Reference order: the queue exists before the body is even looked at.
-        await self.storage_call("Subscription could not be created.",
-                                self.storage.queue_create(self.ctx, queue_name, {}))
+        await self.unavailable_as("Subscription could not be created.",
+                                  self.storage.queue_create(self.ctx, queue_name, {}))
         document: Any = parse_json(self.request.body) if self.has_body() else {}
         subscriber, options, ttl = rules.rest_create(
             document, self.conf.notification.subscriber_types)
-        result = await self.storage_call(
-            "Subscription could not be created.",
-            self.storage.subscription_create(self.ctx, queue_name, subscriber, ttl or None,
-                                             options or {}, send_confirmation=True))
+        result = await self.storage.subscription_create(
+            self.ctx, queue_name, subscriber, ttl or None, options or {}, send_confirmation=True)
         location = _collection_href(queue_name)
         if not result["created"] and result["confirmed"]:
             raise api_errors.APIError(409, errors.Conflict.title, DUPLICATE,
@@ -74,9 +70,7 @@ class SubscriptionHandler(BaseHandler):
     ALLOWED = ("GET", "PATCH", "DELETE")
 
     async def get(self, queue_name: str, subscription_id: str) -> None:
-        found = await self.storage_call(
-            "Subscription could not be retrieved.",
-            self.storage.subscription_get(self.ctx, queue_name, subscription_id))
+        found = await self.storage.subscription_get(self.ctx, queue_name, subscription_id)
         self.reply_json(found)
 
     async def patch(self, queue_name: str, subscription_id: str) -> None:
@@ -87,16 +81,12 @@ class SubscriptionHandler(BaseHandler):
                 400, "Unable to update subscription",
                 "The subscription could not be updated: none of subscriber, ttl, options "
                 "was given.")
-        await self.storage_call(
-            "Subscription could not be updated.",
-            self.storage.subscription_update(self.ctx, queue_name, subscription_id, changes))
+        await self.storage.subscription_update(self.ctx, queue_name, subscription_id, changes)
         self.set_header("Location", self.request.path)
         self.reply_empty(204)
 
     async def delete(self, queue_name: str, subscription_id: str) -> None:
-        await self.storage_call(
-            "Subscription could not be deleted.",
-            self.storage.subscription_delete(self.ctx, queue_name, subscription_id))
+        await self.storage.subscription_delete(self.ctx, queue_name, subscription_id)
         self.reply_empty(204)
 
 
@@ -106,9 +96,6 @@ class SubscriptionConfirmHandler(BaseHandler):
     async def put(self, queue_name: str, subscription_id: str) -> None:
         document: Any = parse_json(self.request.body) if self.has_body() else {}
         confirmed = rules.confirmed(document)
-        await self.storage_call(
-            "Subscription could not be confirmed.",
-            self.storage.subscription_confirm(self.ctx, queue_name, subscription_id,
-                                              confirmed))
+        await self.storage.subscription_confirm(self.ctx, queue_name, subscription_id, confirmed)
         self.set_header("Location", self.request.path)
         self.reply_empty(204)

@@ -84,9 +84,9 @@ class TopicStatsHandler(TopicBase):
     ALLOWED = ("GET",)
 
     async def get(self, queue_name: str) -> None:
-        stats = await self.storage_call("Topic stats could not be read.",
-                                        self.storage.queue_stats(self.topic_ctx, queue_name))
-        exists = bool(stats.get("total")) or await self.storage_call(
+        stats = await self.unavailable_as("Topic stats could not be read.",
+                                          self.storage.queue_stats(self.topic_ctx, queue_name))
+        exists = bool(stats.get("total")) or await self.unavailable_as(
             "Topic stats could not be read.",
             self.storage.queue_get_metadata(self.topic_ctx, queue_name)) is not None
         if not exists:
