@@ -187,7 +187,7 @@ class StorageWorker:
             coordinator, self._coordinator = self._coordinator, None
             _quietly("coordinator stop", coordinator.stop)
         if self._started:
-            LOG.info("storage worker %s stopped", self.member_id)
+            LOG.info("storage worker %s %s", self.member_id, "stopped" if drain else "killed")
         self._started = False
         _quietly("readiness client close", self._readiness.close)
         if self._health is not None:
