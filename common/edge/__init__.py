@@ -20,7 +20,9 @@ Map:
 * ``subscriptions`` -- subscription bodies (field rules: ``herald.common.subscriptions``);
 * ``origins``  -- the browser-origin allow-list of REST CORS and the
   websocket handshake;
-* ``shapes``   -- reply shapes both edges share (the popped message).
+* ``shapes``   -- reply shapes both edges share (the popped message);
+* ``unavailable`` -- how each edge words a 503 (REST: the operation's
+  sentence; websocket: the reference's per-action summary).
 
 Rules for everything in this package: pure functions of their arguments and
 the ``[limits]`` options; no I/O, no storage calls, no Tornado, no import of

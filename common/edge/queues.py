@@ -80,20 +80,22 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int)  # bool included, as in the reference
 
 
-def _check_int_range(metadata: dict[str, Any], key: str, low: int, high: int,
-                     type_message: str, range_message: str,
-                     error: type[HeraldError]) -> None:
-    value = metadata.get(key)
-    if value is None:
-        return
-    if not _is_int(value):
-        # Truthy non-ints fail the reference's type check; falsy ones (0.0)
-        # reach its range check. Falsy non-numbers ("", [], {}) would crash
-        # the reference; they are the wrong type, so say so.
-        if value or not isinstance(value, float):
-            raise error(type_message)
-    if not low <= value <= high:
-        raise error(range_message)
+#: The integer reserved keys, in the order they are checked: the key, its
+#: lowest value, the ``[limits]`` option of its highest (None: no range,
+#: a type check only) and the reference's range wording.
+_INTEGER_KEYS: tuple[tuple[str, int, str | None, str], ...] = (
+    ("_default_message_ttl", MIN_MESSAGE_TTL, "max_message_ttl",
+     "_default_message_ttl can not exceed {high} seconds, and must be at least {low} "
+     "seconds long."),
+    ("_max_messages_post_size", 1, "max_messages_post_size",
+     "_max_messages_post_size can not exceed {high},  and must be at least greater than 0."),
+    ("_max_claim_count", 0, None, ""),
+    ("_dead_letter_queue_messages_ttl", MIN_DLQ_MESSAGE_TTL, "max_message_ttl",
+     "The TTL for a message may not exceed {high} seconds, and must be at least {low} "
+     "seconds long."),
+    ("_default_message_delay", MIN_MESSAGE_DELAY, "max_message_delay",
+     "The TTL can not exceed {high} seconds, and must be at least {low} seconds long."),
+)
 
 
 def validate_reserved(metadata: dict[str, Any], limits: Any,
@@ -101,34 +103,25 @@ def validate_reserved(metadata: dict[str, Any], limits: Any,
     """Raise ``error`` (BadRequest on PUT, InvalidBody on PATCH) for a bad reserved key."""
     if not metadata:
         return
-    max_ttl = limits.max_message_ttl
-    _check_int_range(
-        metadata, "_default_message_ttl", MIN_MESSAGE_TTL, max_ttl,
-        "_default_message_ttl must be integer.",
-        f"_default_message_ttl can not exceed {max_ttl} seconds, and must be at least "
-        f"{MIN_MESSAGE_TTL} seconds long.", error)
-    max_post = limits.max_messages_post_size
-    _check_int_range(
-        metadata, "_max_messages_post_size", 1, max_post,
-        "_max_messages_post_size must be integer.",
-        f"_max_messages_post_size can not exceed {max_post},  and must be at least "
-        "greater than 0.", error)
-    claim_count = metadata.get("_max_claim_count")
-    # Only a type check (no range), but unlike the reference falsy non-ints are
-    # refused too: storage compares the claim counter with this value.
-    if claim_count is not None and not _is_int(claim_count):
-        raise error("_max_claim_count must be integer.")
-    _check_int_range(
-        metadata, "_dead_letter_queue_messages_ttl", MIN_DLQ_MESSAGE_TTL, max_ttl,
-        "_dead_letter_queue_messages_ttl must be integer.",
-        f"The TTL for a message may not exceed {max_ttl} seconds, and must be at least "
-        f"{MIN_DLQ_MESSAGE_TTL} seconds long.", error)
-    max_delay = limits.max_message_delay
-    _check_int_range(
-        metadata, "_default_message_delay", MIN_MESSAGE_DELAY, max_delay,
-        "_default_message_delay must be integer.",
-        f"The TTL can not exceed {max_delay} seconds, and must be at least "
-        f"{MIN_MESSAGE_DELAY} seconds long.", error)
+    for key, low, high_option, range_wording in _INTEGER_KEYS:
+        value = metadata.get(key)
+        if value is None:
+            continue
+        if high_option is None:
+            # ``_max_claim_count``: only a type check (no range), but unlike
+            # the reference falsy non-ints are refused too: storage compares
+            # the claim counter with this value.
+            if not _is_int(value):
+                raise error(f"{key} must be integer.")
+            continue
+        # Truthy non-ints fail the reference's type check; falsy ones (0.0)
+        # reach its range check. Falsy non-numbers ("", [], {}) would crash
+        # the reference; they are the wrong type, so say so.
+        if not _is_int(value) and (value or not isinstance(value, float)):
+            raise error(f"{key} must be integer.")
+        high = getattr(limits, high_option)
+        if not low <= value <= high:
+            raise error(range_wording.format(low=low, high=high))
     encrypt = metadata.get("_enable_encrypt_messages")
     if encrypt and not isinstance(encrypt, bool):
         raise error("_enable_encrypt_messages must be boolean.")
