@@ -19,6 +19,7 @@ import time
 import pytest
 import requests
 
+from herald.testing import polling
 from herald.testing.topology import Topology, free_port, tail
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit, pytest.mark.redis]
@@ -34,13 +35,18 @@ def status(url: str) -> int | None:
 def wait_status(url: str, expected: int, timeout: float = 15.0) -> float:
     """Seconds until ``GET url`` answered ``expected``."""
     started = time.monotonic()
-    last = None
-    while time.monotonic() - started < timeout:
-        last = status(url)
-        if last == expected:
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{url}: {last}, not {expected}, after {timeout:.0f} s")
+    seen: list[int | None] = []
+
+    def answered() -> bool:
+        seen.append(status(url))
+        return seen[-1] == expected
+
+    try:
+        polling.wait_until(answered, timeout, interval=0.1)
+    except polling.WaitTimeout:
+        raise AssertionError(f"{url}: {seen[-1]}, not {expected}, after {timeout:.0f} s"
+                             ) from None
+    return time.monotonic() - started
 
 
 def test_probes_follow_storage_and_broker(topology: Topology) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from herald.testing import polling
 from herald.testing.topology import Backends, Topology, ws_url
 from tests.e2e.flows import Rest
 from tests.webhook_receiver import LocalWebhookServer
@@ -73,12 +74,7 @@ def fast_failover_env(backends: Backends) -> dict[str, str]:
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    polling.wait_until(predicate, timeout, what=what)
 
 
 def test_sigkill_of_the_dispatching_worker_loses_nothing(topology: Topology,
