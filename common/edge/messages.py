@@ -31,9 +31,11 @@ def post_size(size: int, limits: Any) -> None:
         raise BadRequest(f"Message collection size is too large. Max size {maximum}")
 
 
-def clean_messages(raw_messages: list[Any]) -> list[dict[str, Any]]:
+def clean_messages(raw_messages: list[Any], fixed_delay: int | None = None,
+                   ) -> list[dict[str, Any]]:
     """Field presence and types of every element, in order:
-    ``[{"body", "ttl": int | None[, "delay": raw]}]`` as storage expects."""
+    ``[{"body", "ttl": int | None[, "delay"]}]`` as storage expects; the
+    delay is the client's, or ``fixed_delay`` for every message when given."""
     messages: list[dict[str, Any]] = []
     for raw in raw_messages:
         if not isinstance(raw, dict):
@@ -45,7 +47,9 @@ def clean_messages(raw_messages: list[Any]) -> list[dict[str, Any]]:
             # An explicit null is a type error, as in the reference (only
             # claims treat null as "use the default").
             message["ttl"] = checked_int(raw, "ttl", None)
-        if "delay" in raw:
+        if fixed_delay is not None:
+            message["delay"] = fixed_delay
+        elif "delay" in raw:
             # Only meaningful on queues with a default delay, where the worker
             # validates it; elsewhere it must be ignored whatever it is.
             message["delay"] = raw["delay"]
@@ -58,12 +62,9 @@ def websocket_clean_messages(raw_messages: list[Any]) -> list[dict[str, Any]]:
     it is never honoured over the websocket (spec quirk), not even the
     queue's default, so an explicit 0 says "visible at once"."""
     try:
-        messages = clean_messages(raw_messages)
+        return clean_messages(raw_messages, fixed_delay=0)
     except InvalidBody as exc:
         raise BadRequest(f"Bad request. {exc.description}") from exc
-    for message in messages:
-        message["delay"] = 0
-    return messages
 
 
 def check_messages(messages: list[dict[str, Any]], limits: Any) -> None:
