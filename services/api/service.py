@@ -33,11 +33,11 @@ from oslo_config import cfg
 
 from herald.api.app import make_app
 from herald.api.handlers.base import InFlight
-from herald.common import coordination, lifecycle, listeners
+from herald.common import coordination, listeners
 from herald.common.rpc import wakeups
-from herald.common.rpc.caller import OsloCaller
 from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.storage_api import StorageAPI
+from herald.common.rpc.storage_link import StorageLink
 
 LOG = logging.getLogger(__name__)
 
@@ -57,14 +57,8 @@ class APIService:
         #: The long polls of this service wait here (``waiting()`` counts them).
         self.waiters: wakeups.WaiterHub = self.local.waiters
         # Without a storage given, this process talks to the workers itself.
-        self._caller: OsloCaller | None = None
-        self._listener: wakeups.WakeupListener | None = None
-        if storage is None:
-            self._caller = OsloCaller(conf)
-            storage = StorageAPI(self._caller)
-            # Long polls waiting here are woken by fanout casts from any worker.
-            self._listener = wakeups.WakeupListener(conf, self.member_id, self.waiters)
-        self._storage = storage
+        self._link = StorageLink(conf, self.member_id, self.waiters, storage)
+        self._storage = self._link.storage
         self._in_flight = InFlight()
         self._server: tornado.httpserver.HTTPServer | None = None
         self._app: tornado.web.Application | None = None
@@ -76,10 +70,7 @@ class APIService:
 
         Binding does not block, so it happens before this returns: a caller
         that does not await (older harnesses) still has ``.port``."""
-        if self._caller is not None:
-            self._caller.start()
-        if self._listener is not None:
-            self._listener.start()
+        self._link.start()
         app = make_app(self._conf, self._storage, self._in_flight)
         # Handlers long-poll on this service's hub (herald.api.longpoll).
         app.settings["waiters"] = self.waiters
@@ -136,9 +127,4 @@ class APIService:
 
     async def _release(self) -> None:
         """Stop the caller and the wake-up listener this service owns."""
-        listener, self._listener = self._listener, None
-        caller, self._caller = self._caller, None
-        if listener is not None:
-            await lifecycle.on_thread(listener.stop, "wakeup-listener-stop")
-        if caller is not None:
-            await lifecycle.on_thread(caller.stop, "rpc-caller-stop")
+        await self._link.stop()

@@ -49,10 +49,10 @@ from herald.common import coordination, lifecycle, listeners
 from herald.common import health as probes
 from herald.common.context import RequestContext
 from herald.common.rpc import wakeups
-from herald.common.rpc.caller import OsloCaller
 from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.storage_api import StorageAPI
+from herald.common.rpc.storage_link import StorageLink
 from herald.ws_gateway import webconsole
 from herald.ws_gateway.connection import Connection
 from herald.ws_gateway.dispatch import Dispatcher
@@ -73,13 +73,8 @@ class WSGatewayService:
         #: The long polls of this gateway wait here (``waiting()`` counts them).
         self.waiters: wakeups.WaiterHub = self.local.waiters
         # Without a storage given, this process talks to the workers itself.
-        self._caller: OsloCaller | None = None
-        self._listener: wakeups.WakeupListener | None = None
-        if storage is None:
-            self._caller = OsloCaller(conf)
-            storage = StorageAPI(self._caller)
-            self._listener = wakeups.WakeupListener(conf, self.member_id, self.waiters)
-        self.storage = storage
+        self._link = StorageLink(conf, self.member_id, self.waiters, storage)
+        self.storage = storage = self._link.storage
         self.dispatcher = Dispatcher(storage, conf)
         self.connections: set[Connection] = set()
         self.inflight: set[asyncio.Task[None]] = set()
@@ -108,10 +103,7 @@ class WSGatewayService:
     async def start(self) -> None:
         """Join ``herald.ws`` and start listening (must run on the event loop)."""
         loop = asyncio.get_running_loop()
-        if self._caller is not None:
-            self._caller.start()
-        if self._listener is not None:
-            self._listener.start()
+        self._link.start()
         self.pushes = Pushes(self, loop)
         self.local.gateways.register(self.member_id, self.pushes.deliver)
         if self._push_rpc:
@@ -214,12 +206,7 @@ class WSGatewayService:
             server, self._push_server = self._push_server, None
             await lifecycle.on_thread(server.stop if drain else server.kill, "push-server-stop")
         await lifecycle.on_thread(self._leave_group, "ws-leave-group")
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await lifecycle.on_thread(listener.stop, "wakeup-listener-stop")
-        caller, self._caller = self._caller, None
-        if caller is not None:
-            await lifecycle.on_thread(caller.stop, "rpc-caller-stop")
+        await self._link.stop()
 
     def _leave_group(self) -> None:
         coordinator, self._coordinator = self._coordinator, None
