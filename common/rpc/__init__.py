@@ -9,6 +9,13 @@
 - ``caller``: how a call crosses: over oslo.messaging (RabbitMQ) or through
   the embedded in-process dispatcher, both off the Tornado event loop.
 - ``coalescer``: batches concurrent calls of an edge into one ``batch`` call.
+- ``storage_link``: an edge service's storage API with the caller and
+  wake-up listener it owns.
+- ``local_bus``: what services of one process share without the broker
+  (long-poll waiters, local gateways, the nonce memory).
+- ``bus_auth``, ``nonce_store``: signatures of calls, casts and replies on
+  the bus, and the shared memory of nonces that catches replays.
+- ``ws_push``: casts of websocket pushes to the gateway holding a connection.
 - ``server``: the worker-side oslo.messaging RPC server with a lifecycle.
 - ``wakeups``: long-poll wake-ups from the workers to every edge (fanout).
 - ``compat``: every patch of oslo.messaging and kombu internals, each with
