@@ -13,48 +13,50 @@ The map, one line per module (tests/unit/test_layout.py checks that every
 module is named here):
 
 RPC boundary
-    ``endpoint``       StorageAPI's RPC endpoint: one method per operation of the table.
-    ``operation_guard`` what every operation runs inside: deadlock retries, 503s, audit.
-    ``batch_runner``   a coalesced batch: shared transactions, merged posts and deletes.
-    ``health``         readiness of a worker: its database and its own RPC server answer.
+    ``endpoint``         StorageAPI's RPC endpoint: one method per operation of the table.
+    ``operation_guard``  what every operation runs inside: deadlock retries, 503s, audit.
+    ``health``           readiness of a worker: its database and its own RPC server answer.
+
+Batch runner
+    ``batch_runner``     a coalesced batch: shared transactions, merged posts and deletes.
 
 Controllers (one instance per database; each operation one short transaction)
-    ``queues``         queues: lazy creation, metadata, listing, stats, purge.
-    ``messages``       messages: list, get, delete, pop; posts handed to ``posting``.
-    ``claims``         claims: create, read, renew, release; dead-letter moves.
-    ``subscriptions``  subscriptions: create, list, get, update, delete, confirm.
-    ``history``        the delivery history: claims and push attempts, append-only.
-    ``testfire``       test-firing a subscription: one notification, sent now.
+    ``queues``           queues: lazy creation, metadata, listing, stats, purge.
+    ``messages``         messages: list, get, delete, pop; posts handed to ``posting``.
+    ``claims``           claims: create, read, renew, release; dead-letter moves.
+    ``subscriptions``    subscriptions: create, list, get, update, delete, confirm.
+    ``history``          the delivery history: claims and push attempts, append-only.
+    ``testfire``         test-firing a subscription: one notification, sent now.
 
 Posting
-    ``posting``        the post paths: single, idempotent, batch to one queue, batch to several.
-    ``post_rows``      a post's checks against its queue's metadata, and its rows.
-    ``post_caches``    a worker's lock-free guesses of queue metadata and stage work.
-    ``locked_insert``  the PostgreSQL statement that locks, checks and inserts a post.
-    ``idempotency``    Idempotency-Key records, in the post's transaction.
+    ``posting``          the post paths: single, idempotent, batch to one queue, batch to several.
+    ``post_rows``        a post's checks against its queue's metadata, and its rows.
+    ``post_caches``      a worker's lock-free guesses of queue metadata and stage work.
+    ``locked_insert``    the PostgreSQL statement that locks, checks and inserts a post.
+    ``idempotency``      Idempotency-Key records, in the post's transaction.
 
 Routing and pools
-    ``pools``          routing: the database each operation's route names; engines per pool.
-    ``pool_catalog``   pools and flavors: tables, admin CRUD, tenancy, placement of queues.
+    ``pools``            routing: the database each operation's route names; engines per pool.
+    ``pool_catalog``     pools and flavors: tables, admin CRUD, tenancy, placement of queues.
 
 Pipeline, notifier, outbox, delivery
-    ``pipeline``       the stages run in every post's transaction (``[storage] message_pipeline``).
-    ``notifier``       the notifier stage: one outbox row per message and subscriber.
-    ``outbox``         the outbox rows, in SQL: write, lease, record attempts, collect.
-    ``outbox_signal``  the in-process wake-up of dispatchers when outbox rows commit.
-    ``dispatcher``     a worker's outbox dispatcher: lease, deliver, retry, record.
-    ``delivery``       one delivery attempt per subscriber kind: webhook, mailto, websocket.
-    ``push_batches``   websocket pushes bound for one gateway, sent together.
+    ``pipeline``         the stages run in every post's transaction (``message_pipeline``).
+    ``notifier``         the notifier stage: one outbox row per message and subscriber.
+    ``outbox``           the outbox rows, in SQL: write, lease, record attempts, collect.
+    ``outbox_signal``    the in-process wake-up of dispatchers when outbox rows commit.
+    ``dispatcher``       a worker's outbox dispatcher: lease, deliver, retry, record.
+    ``delivery``         one delivery attempt per subscriber kind: webhook, mailto, websocket.
+    ``push_batches``     websocket pushes bound for one gateway, sent together.
 
 Coordination and background jobs
-    ``worker``         a storage worker: database, tooz membership, background jobs, RPC server.
-    ``wiring``         a worker's per-process objects, reached by controllers via their database.
-    ``statistics``     planner statistics of the hot tables, kept fresh.
+    ``worker``           a storage worker: database, tooz membership, background jobs, RPC server.
+    ``wiring``           a worker's per-process objects, reached by controllers via their database.
+    ``statistics``       planner statistics of the hot tables, kept fresh.
 
 Schema, engine and migrations
-    ``schema``         SQLAlchemy Core tables: the current schema.
-    ``migrations/``    Alembic migrations of that schema (``herald db upgrade``).
-    ``engine``         engines, transactions, shared batch transactions, after-commit callbacks.
-    ``base``           row codecs and SQL predicates the controllers share.
-    ``clock``          the workers' single source of "now" (tests replace it).
+    ``schema``           SQLAlchemy Core tables: the current schema.
+    ``migrations/``      Alembic migrations of that schema (``herald db upgrade``).
+    ``engine``           engines, transactions, shared batch transactions, after-commit callbacks.
+    ``base``             row codecs and SQL predicates the controllers share.
+    ``clock``            the workers' single source of "now" (tests replace it).
 """
