@@ -34,6 +34,7 @@ from oslo_config import cfg
 from herald.common.rpc.operations import Route
 from herald.storage.engine import Database, make_engine, pool_size_from_conf
 from herald.storage.pool_catalog import PoolCatalog
+from herald.storage.subscriptions import SubscriptionController
 
 #: A controller method, unbound: ``(controller, [project,] **kwargs)``.
 Target = Callable[..., Any]
@@ -118,8 +119,15 @@ class Router:
 
     def _delete_queue(self, cls: type, target: Target, project: str,
                       kwargs: dict[str, Any]) -> Any:
+        queue = kwargs["queue"]
+        db = self.db_for(project, queue)
         self._on_queue(cls, target, project, kwargs)
-        self.catalog.unplace(project, kwargs["queue"])
+        # Subscriptions outlive their queue (as without pooling) and stay in
+        # the queue's pool: its placement stays while any of them is left, or
+        # no lookup would find them again.
+        if db is self.main or not self.controller(SubscriptionController, db).list(
+                project, queue, None, 1)["subscriptions"]:
+            self.catalog.unplace(project, queue)
 
     def _list_queues(self, cls: type, target: Target, project: str,
                      kwargs: dict[str, Any]) -> dict[str, Any]:

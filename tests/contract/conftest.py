@@ -67,11 +67,7 @@ UNPOOLED = {
 
 #: Tests whose pooled run fails today for a reason of the product's: each
 #: is an open finding, marked strict so that the fix shows.
-POOLED_XFAIL = {
-    "test_subscriptions.py::test_queue_delete_keeps_subscriptions":
-        "with pooling, deleting a queue removes its catalog entry, and its subscriptions "
-        "(kept, as without pooling) stay in the pool, where no lookup finds them",
-}
+POOLED_XFAIL: dict[str, str] = {}
 
 #: The pool every queue is placed on, and the flavor (one per project) naming it.
 POOL = "contract-pool"

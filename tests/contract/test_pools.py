@@ -96,9 +96,16 @@ def test_flavored_queue_is_stored_in_its_pool(pooled: StorageEndpoint, database_
     assert listed["count"] == 3
     assert [q["name"] for q in pooled.queue_list(ctxt, marker="aa", limit=1)["queues"]
             ] == ["gq"]
-    # Delete removes it from the pool and from the catalog.
+    # Delete removes its messages from the pool; its subscription outlives it
+    # (as without pooling), so the catalog keeps the placement that finds it.
     pooled.queue_delete(ctxt, queue="gq")
     assert count(pool_url, "messages", queue="gq") == 0
+    assert count(database_url, "catalog", queue="gq") == 1
+    assert pooled.subscription_get(ctxt, queue="gq", subscription_id=sub["subscription_id"]
+                                   )["id"] == sub["subscription_id"]
+    # Once nothing of the queue is left, a delete removes the placement.
+    pooled.subscription_delete(ctxt, queue="gq", subscription_id=sub["subscription_id"])
+    pooled.queue_delete(ctxt, queue="gq")
     assert count(database_url, "catalog", queue="gq") == 0
 
 
