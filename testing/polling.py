@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,9 +29,23 @@ class WaitTimeout(AssertionError):
     reports it as a test failure, not an error)."""
 
 
-def _timeout_message(what: str | None, timeout: float, last: object) -> str:
-    subject = what or "condition"
-    return f"{subject}: not true within {timeout:g} s (last value: {last!r})"
+def _naps(predicate: Callable[[], T], timeout: float, interval: float,
+          what: str | None) -> Generator[float, None, T]:
+    """The polling schedule both waits share: yields how long to sleep before
+    the next try, returns the predicate's truthy value (as ``StopIteration``'s),
+    raises ``WaitTimeout`` past the deadline. Sleeping is the caller's: a
+    thread sleeps, a coroutine awaits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            subject = what or "condition"
+            raise WaitTimeout(f"{subject}: not true within {timeout:g} s "
+                              f"(last value: {value!r})")
+        yield min(interval, remaining)
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT,
@@ -44,27 +58,21 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT,
     Exceptions of the predicate propagate at once (a dead process should
     fail the wait early, not at the deadline).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(_timeout_message(what, timeout, value))
-        time.sleep(min(interval, remaining))
+    naps = _naps(predicate, timeout, interval, what)
+    try:
+        while True:
+            time.sleep(next(naps))
+    except StopIteration as done:
+        return done.value
 
 
 async def wait_until_async(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT,
                            interval: float = DEFAULT_INTERVAL, what: str | None = None) -> T:
     """``wait_until`` for a coroutine: sleeps with ``asyncio.sleep`` so the
     loop keeps running the code that will make ``predicate`` true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(_timeout_message(what, timeout, value))
-        await asyncio.sleep(min(interval, remaining))
+    naps = _naps(predicate, timeout, interval, what)
+    try:
+        while True:
+            await asyncio.sleep(next(naps))
+    except StopIteration as done:
+        return done.value
