@@ -149,11 +149,16 @@ async def _run(service: lifecycle.Service) -> None:
         stopping.result()
 
 
-def _db_upgrade(conf: cfg.ConfigOpts) -> None:
+def _db_upgrade(conf: cfg.ConfigOpts) -> int:
     from herald.storage import migrations
 
-    migrations.upgrade(conf.storage.connection)
+    try:
+        migrations.upgrade(conf.storage.connection)
+    except migrations.UnsupportedDatabase as exc:
+        LOG.error("%s", exc)  # a sentence for the operator, not a traceback
+        return 2
     LOG.info("database is at the latest schema revision")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setup(service, member_id, conf.log_format)
     compat.apply(conf)
     if args.command == "db":
-        _db_upgrade(conf)
-        return 0
+        return _db_upgrade(conf)
     _stop_cleanly_while_starting()
     asyncio.run(_run(SERVICES[args.command](conf, member_id)))
     return 0
