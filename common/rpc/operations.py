@@ -55,7 +55,8 @@ class Route(enum.Enum):
     MAIN = "the main database only (health, the pool catalog)"
     EVERY = "every database, results merged (no project argument)"
     QUEUE_CREATE = "place the queue on a pool of its _flavor, then create it there"
-    QUEUE_DELETE = "delete on the queue's database, then forget its placement"
+    QUEUE_DELETE = ("delete on the queue's database, then forget its placement once "
+                    "none of its subscriptions is left there")
     QUEUE_LIST = "list on every database and merge the pages by name"
 
 
