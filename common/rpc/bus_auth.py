@@ -59,8 +59,10 @@ request that failed verification is answered with a plain (unsigned)
 an old caller (no ``reply`` flag) the old way; an old worker's unsigned
 replies are rejected by a new caller: upgrade workers first.
 
-With no key configured, nothing is signed or checked and each service logs
-one WARNING at start. This module must not know the storage API or
+With no key configured, nothing is signed or checked, and the ``herald``
+command logs one WARNING when a service process starts
+(``warn_if_unauthenticated``, called by the CLI, the one place that runs once
+per process). This module must not know the storage API or
 oslo.messaging internals: it signs and verifies plain (method, kwargs,
 context) triples and reply outcomes; ``SigningClient`` is the only
 oslo-facing piece.
@@ -72,7 +74,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from typing import Any, NoReturn
 
@@ -90,9 +91,6 @@ LOG = logging.getLogger(__name__)
 AUTH_ARG = "herald_bus_auth"
 #: The key of a signed reply's signature, next to ``result`` or ``error``.
 REPLY_KEY = "herald_bus_reply"
-
-_warned_lock = threading.Lock()
-_warned = False
 
 _SERIALIZER = JsonSerializer()
 
@@ -179,14 +177,11 @@ def configured_keys(conf: cfg.ConfigOpts) -> list[str]:
 
 
 def warn_if_unauthenticated(conf: cfg.ConfigOpts) -> None:
-    """Log, once per process, that bus messages are not authenticated."""
-    global _warned
+    """Log that bus messages are not authenticated, when no key is configured.
+
+    Stateless: the caller decides how often (the CLI, once per process)."""
     if configured_keys(conf):
         return
-    with _warned_lock:
-        if _warned:
-            return
-        _warned = True
     LOG.warning("[rpc] bus_keys is not set: RPC messages on the bus are NOT "
                 "authenticated; anyone who can publish to the broker can drive "
                 "the storage workers and websocket gateways")
@@ -352,7 +347,6 @@ class SigningClient:
 
     @classmethod
     def from_conf(cls, client: Any, conf: cfg.ConfigOpts) -> SigningClient:
-        warn_if_unauthenticated(conf)
         return cls(client, signer_from_conf(conf))
 
     def prepare(self, **kwargs: Any) -> SigningClient:

@@ -110,7 +110,6 @@ class RPCServer:
             conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
         )
         target = oslo_messaging.Target(topic=topic, server=server_id)
-        bus_auth.warn_if_unauthenticated(conf)
         # One verifier (one nonce store) for all endpoints of this server.
         self._verifier = bus_auth.verifier_from_conf(conf, shared=shared_nonces, memory=nonces)
         self._server = oslo_messaging.get_rpc_server(

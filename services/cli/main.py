@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from oslo_config import cfg
 
 from herald.common import config, coordination, health, lifecycle, log
-from herald.common.rpc import compat
+from herald.common.rpc import bus_auth, compat
 
 LOG = logging.getLogger("herald.cli")
 
@@ -168,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = "db" if args.command == "db" else args.command
     log.setup(service, member_id, conf.log_format)
     compat.apply(conf)
+    if args.command != "db":
+        bus_auth.warn_if_unauthenticated(conf)
     if args.command == "db":
         return _db_upgrade(conf)
     _stop_cleanly_while_starting()
