@@ -69,9 +69,11 @@ run: $(STAMP)
 # machine that lacks something learns it in seconds, not after the install
 # or halfway through the suite. The venv is built from the recipe, not as a
 # prerequisite, so that even `make -j` cannot start it before the preflight.
+# pytest-xdist spreads the tests over one worker per core; every test makes
+# its own databases, topics and ports, so they do not meet.
 test: preflight
 	@$(MAKE) --no-print-directory -s $(STAMP)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n auto $(ARGS)
 
 preflight:
 	@$(PYTHON) tests/preflight.py
