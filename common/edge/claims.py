@@ -5,6 +5,8 @@ REST reads ttl and grace from an optional JSON body (``rest_*``: ``null``
 counts as absent, python-zaqarclient sends it; Quirk #6); the websocket's
 schema has already made them integers. A renewal checks only the ttl, and a
 missing ttl or grace resets to the default (Quirk #5), on both edges.
+``release_on_close`` (Herald's, docs/api-extensions.md) is read last, on
+both edges: only a websocket request has a connection to tie a claim to.
 Pure; no storage access.
 """
 
@@ -38,6 +40,33 @@ def check_create(ttl: int, grace: int, limit: int | None, limits: Any) -> int:
     return DEFAULT_CLAIM_LIMIT if limit is None else limit
 
 
+RELEASE_ON_CLOSE = "release_on_close"
+
+
+def release_on_close(value: Any, over_websocket: bool) -> bool:
+    """Whether a new or renewed claim is registered with the request's
+    websocket connection (released when it closes).
+
+    Absent, null or false: no (a renewal then drops any registration).
+    True over REST is refused rather than ignored: the client would believe
+    its claim is released if it dies, and no connection exists to do it.
+    """
+    if value is None or value is False:
+        return False
+    if value is not True:
+        raise BadRequest(f"{RELEASE_ON_CLOSE} must be a boolean.")
+    if not over_websocket:
+        raise BadRequest(f"{RELEASE_ON_CLOSE} is only available over the websocket API: a "
+                         "REST request has no connection whose closing could release the "
+                         "claim. Renew and delete the claim instead.")
+    return True
+
+
+def _rest_flag(document: Any) -> None:
+    if isinstance(document, dict):
+        release_on_close(document.get(RELEASE_ON_CLOSE), over_websocket=False)
+
+
 def _ttl_and_grace(document: Any, limits: Any) -> tuple[int, int]:
     if document is None:
         return limits.default_claim_ttl, limits.default_claim_grace
@@ -50,11 +79,14 @@ def _ttl_and_grace(document: Any, limits: Any) -> tuple[int, int]:
 def rest_create(document: Any, limit: int | None, limits: Any) -> tuple[int, int, int]:
     """``(ttl, grace, limit)`` for a claim; ``document`` is None when there was no body."""
     ttl, grace = _ttl_and_grace(document, limits)
-    return ttl, grace, check_create(ttl, grace, limit, limits)
+    limit = check_create(ttl, grace, limit, limits)
+    _rest_flag(document)
+    return ttl, grace, limit
 
 
 def rest_update(document: Any, limits: Any) -> tuple[int, int]:
     """``(ttl, grace)`` for a renewal."""
     ttl, grace = _ttl_and_grace(document, limits)
     check_ttl(ttl, limits)
+    _rest_flag(document)
     return ttl, grace

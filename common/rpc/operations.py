@@ -106,7 +106,7 @@ class Operation:
     unavailable: str
     coalescing: Coalescing
     #: ``"<controller>.<method>"``: controllers are ``queues``, ``messages``,
-    #: ``claims``, ``subscriptions``, ``catalog`` (the pool catalog) and
+    #: ``claims``, ``claim_connections``, ``subscriptions``, ``catalog`` (the pool catalog) and
     #: ``endpoint`` (a private adapter ``StorageEndpoint._<name>``). The
     #: method is called with the project first (not for ``Route.EVERY``),
     #: then every argument by keyword (``param`` or ``name``).
@@ -230,23 +230,33 @@ OPERATIONS: tuple[Operation, ...] = (
               "messages.pop",
               doc="Atomically remove and return up to ``limit`` unclaimed, visible "
                   "messages, oldest first (StoredMessages)."),
-    # -- claims (1.0) -------------------------------------------------------
-    Operation("claim_create", (_Q, _a("ttl"), _a("grace"), _a("limit", 10)), _W, _QUEUE,
+    # -- claims (1.0; connection and claim_release_connection 1.5) ----------
+    Operation("claim_create", (_Q, _a("ttl"), _a("grace"), _a("limit", 10),
+                               _a("connection", None, omit_none=True)), _W, _QUEUE,
               "Messages could not be claimed.", _SHARED, "claims.create",
               context=("client_id",),
               doc='``{"claim_id": str | None, "messages": [StoredMessage]}``; claim_id is '
                   "None (and messages empty) when nothing was claimable. Recorded in the "
-                  "delivery history with ``ctxt.client_id`` (1.3)."),
+                  "delivery history with ``ctxt.client_id`` (1.3). ``connection`` (1.5; "
+                  '``{"gateway_id", "connection_id"}``, sent only when given) registers '
+                  "the claim with a websocket connection (``release_on_close``)."),
     Operation("claim_get", (_Q, _a("claim_id")), _R, _QUEUE, "Claim could not be queried.", _ALONE,
               "claims.get",
               doc='``{"id", "ttl", "age", "messages": [StoredMessage]}``; raises '
                   "ClaimDoesNotExist when unknown, expired, released or empty."),
-    Operation("claim_update", (_Q, _a("claim_id"), _a("ttl"), _a("grace")), _W, _QUEUE,
+    Operation("claim_update", (_Q, _a("claim_id"), _a("ttl"), _a("grace"),
+                               _a("connection", None, omit_none=True)), _W, _QUEUE,
               "Claim could not be updated.", _SHARED, "claims.update",
-              doc="Renew a live claim; raises ClaimDoesNotExist."),
+              doc="Renew a live claim; raises ClaimDoesNotExist. The renewal drops the "
+                  "claim's connection registration, or (1.5) moves it to ``connection``."),
     # Not shared: it may fire post-commit wake-ups of its own.
     Operation("claim_delete", (_Q, _a("claim_id")), _W, _QUEUE, "Claim could not be deleted.",
               _ALONE, "claims.delete", doc="Release the claim's messages (no-op if unknown)."),
+    # Not shared: it fires post-commit wake-ups of its own.
+    Operation("claim_release_connection", (_Q, _a("gateway_id"), _a("connection_id")), _W,
+              _QUEUE, "Claims could not be released.", _ALONE, "claim_connections.release",
+              doc="(1.5) Release the queue's claims still registered with the closed "
+                  "websocket connection (in the caller's project only); their count."),
     # -- subscriptions (1.1; subscription_test 1.3) ---------------------------
     Operation("subscription_create", (_Q, _a("subscriber"), _a("ttl", None),
                                       _a("options", None), _a("send_confirmation", False),

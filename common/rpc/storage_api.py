@@ -1,4 +1,4 @@
-"""The storage RPC API, version 1.4: the contract between edges and workers.
+"""The storage RPC API, version 1.5: the contract between edges and workers.
 
 The api and ws-gateway services call these coroutines; the storage worker's
 endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
@@ -56,6 +56,10 @@ means them: a pool is an extra database). With ``[DEFAULT] pooling`` on the
 workers, ``queue_create`` with ``_flavor`` metadata places the queue on one
 of the flavor's pools (BadRequest for an unknown flavor) and every other
 method runs on the queue's pool, with no signature change.
+
+1.5 claims released with their websocket connection (docs/api-extensions.md):
+``claim_create`` and ``claim_update`` take an optional ``connection``
+(``{"gateway_id", "connection_id"}``); ``claim_release_connection``.
 
 Failures: every ``ServiceUnavailable`` (broker down, timeout, a worker that
 cannot reach its database) reaches the caller as ``ServiceUnavailable("<the

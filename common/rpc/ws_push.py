@@ -65,6 +65,11 @@ class LocalGateways:
         # A dict read is atomic: no lock on the push path.
         return self._handlers.get(gateway_id)
 
+    def ids(self) -> set[str]:
+        """The member ids of the gateways registered now."""
+        with self._lock:
+            return set(self._handlers)
+
 
 class WSPushClient:
     """Blocking; call it from a worker thread, never from an event loop."""
@@ -94,6 +99,10 @@ class WSPushClient:
 
     def is_local(self, gateway_id: str) -> bool:
         return self._local.get(gateway_id) is not None
+
+    def local_gateways(self) -> set[str]:
+        """The gateways of this process (alive while registered)."""
+        return self._local.ids()
 
     def push(self, gateway_id: str, connection_id: str, payload: Any,
              request_id: str = "-") -> bool | None:

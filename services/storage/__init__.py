@@ -24,6 +24,7 @@ Controllers (one instance per database; each operation one short transaction)
     ``queues``           queues: lazy creation, metadata, listing, stats, purge.
     ``messages``         messages: list, get, delete, pop; posts handed to ``posting``.
     ``claims``           claims: create, read, renew, release; dead-letter moves.
+    ``claim_connections`` claims registered with a websocket connection: released on close.
     ``subscriptions``    subscriptions: create, list, get, update, delete, confirm.
     ``history``          the delivery history: claims and push attempts, append-only.
     ``testfire``         test-firing a subscription: one notification, sent now.

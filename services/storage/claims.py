@@ -24,6 +24,7 @@ from oslo_config import cfg
 
 from herald.common import errors, ids
 from herald.storage import base, clock, history
+from herald.storage.claim_connections import registration
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
 
@@ -70,7 +71,8 @@ def _plain_claim_with_records() -> sa.Select[Any]:
     claimed = _plain_claim_update().cte("claimed")
     claim_values = {"id": "b_claim", "project": "b_project", "queue": "b_queue",
                     "ttl": "b_claim_ttl", "grace": "b_claim_grace", "updated": "b_now",
-                    "expires": "b_claim_expires"}
+                    "expires": "b_claim_expires", "gateway_id": "b_gateway",
+                    "connection_id": "b_connection"}
     claim_row = sa.insert(claims).from_select(
         list(claim_values),
         sa.select(*(sa.bindparam(param, type_=claims.c[column].type)
@@ -111,15 +113,19 @@ class ClaimController:
         self._conf = conf
 
     def create(self, project: str, queue: str, ttl: int, grace: int,
-               limit: int, client_id: str = "") -> dict[str, Any]:
+               limit: int, client_id: str = "",
+               connection: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Claim up to ``limit`` messages; ``connection`` registers the claim
+        with a websocket connection (``herald.storage.claim_connections``)."""
         now = clock.now()
         claim_id = ids.new_id()
+        owner = registration(connection)
         with self._db.write() as conn:
             # Fast path, queues without a DLQ (nearly all): one conditional
             # UPDATE ... RETURNING claims the rows (PostgreSQL: with the
             # claim row and the delivery history in the same statement).
             rows = self._claim_plain(conn, project, queue, claim_id, now, ttl, grace,
-                                     limit, client_id)
+                                     limit, client_id, owner)
             if rows:
                 return {"claim_id": claim_id,
                         "messages": [base.stored_message(r, now) for r in rows]}
@@ -130,14 +136,14 @@ class ClaimController:
                 # Lazy queues: nothing can be claimed from a queue never created.
                 return {"claim_id": None, "messages": []}
             rows = self._claim_with_dlq(conn, project, queue, claim_id, metadata, now, ttl,
-                                        grace, limit, client_id)
+                                        grace, limit, client_id, owner)
         return {"claim_id": claim_id if rows else None,
                 "messages": [base.stored_message(r, now) for r in rows]}
 
     @staticmethod
     def _claim_plain(conn: sa.Connection, project: str, queue: str, claim_id: str,
                      now: float, ttl: int, grace: int, limit: int,
-                     client_id: str) -> list[Any]:
+                     client_id: str, owner: dict[str, str | None]) -> list[Any]:
         """Claim up to ``limit`` messages of a queue without a DLQ; [] if none.
 
         The candidate subquery only matches when the queue row exists and its
@@ -151,7 +157,8 @@ class ClaimController:
         params = {"b_project": project, "b_queue": queue, "b_now": now, "b_limit": limit,
                   "b_claim": claim_id, "b_claim_ttl": ttl, "b_claim_grace": grace,
                   "b_claim_expires": now + ttl, "b_lifetime_end": now + ttl + grace,
-                  "b_lifetime": ttl + grace, "b_client": (client_id or "")[:256]}
+                  "b_lifetime": ttl + grace, "b_client": (client_id or "")[:256],
+                  "b_gateway": owner["gateway_id"], "b_connection": owner["connection_id"]}
         if conn.dialect.name != "postgresql":
             # SQLite has no data-modifying CTEs; in-process statements are
             # cheap there, and its write transaction is already exclusive.
@@ -160,7 +167,7 @@ class ClaimController:
             if rows:
                 conn.execute(sa.insert(claims).values(
                     id=claim_id, project=project, queue=queue, ttl=ttl, grace=grace,
-                    updated=now, expires=now + ttl))
+                    updated=now, expires=now + ttl, **owner))
                 history.record_claim(conn, project=project, queue=queue, claim_id=claim_id,
                                      client_id=client_id, message_ids=[r.id for r in rows],
                                      now=now, ttl=ttl, grace=grace)
@@ -169,7 +176,7 @@ class ClaimController:
 
     def _claim_with_dlq(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
                         metadata: dict[str, Any], now: float, ttl: int, grace: int,
-                        limit: int, client_id: str) -> list[Any]:
+                        limit: int, client_id: str, owner: dict[str, str | None]) -> list[Any]:
         """The exact path (semantics.md §7): select, move over-claimed messages
         to the DLQ, claim the rest, count the claims; several statements."""
         claim_expires = now + ttl
@@ -196,7 +203,7 @@ class ClaimController:
             return []
         conn.execute(sa.insert(claims).values(
             id=claim_id, project=project, queue=queue, ttl=ttl, grace=grace,
-            updated=now, expires=claim_expires,
+            updated=now, expires=claim_expires, **owner,
         ))
         values: dict[str, Any] = {"claim_id": claim_id, "claim_expires": claim_expires}
         # The counter only matters (and is only kept) where a DLQ is set up;
@@ -289,7 +296,12 @@ class ClaimController:
             "messages": [base.stored_message(row, now) for row in rows],
         }
 
-    def update(self, project: str, queue: str, claim_id: str, ttl: int, grace: int) -> None:
+    def update(self, project: str, queue: str, claim_id: str, ttl: int, grace: int,
+               connection: dict[str, Any] | None = None) -> None:
+        """Renew a live claim. A renewal is an ordinary use of the claim: it
+        drops the claim's connection registration, unless it came over a
+        websocket with ``release_on_close`` (``connection``), which moves
+        the registration to that connection."""
         if not ids.is_valid_id(claim_id):
             raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
         # The API range-checks only a renewal's ttl (Zaqar's rule), so any
@@ -312,7 +324,8 @@ class ClaimController:
             conn.execute(
                 sa.update(claims).where(claims.c.id == claim_id, claims.c.project == project,
                                         claims.c.queue == queue)
-                .values(ttl=ttl, grace=grace, updated=now, expires=now + ttl)
+                .values(ttl=ttl, grace=grace, updated=now, expires=now + ttl,
+                        **registration(connection))
             )
             conn.execute(
                 sa.update(messages).where(base.in_queue(project, queue),

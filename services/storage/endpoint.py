@@ -38,6 +38,7 @@ from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
 from herald.storage import history, pools, testfire
 from herald.storage.batch_runner import BatchRunner
+from herald.storage.claim_connections import ClaimConnections
 from herald.storage.claims import ClaimController
 from herald.storage.engine import Database
 from herald.storage.messages import MessageController
@@ -56,6 +57,7 @@ CONTROLLERS: Mapping[str, type] = {
     "queues": QueueController,
     "messages": MessageController,
     "claims": ClaimController,
+    "claim_connections": ClaimConnections,
     "subscriptions": SubscriptionController,
     "catalog": PoolCatalog,
 }

@@ -65,8 +65,14 @@ claims = sa.Table(
     sa.Column("grace", sa.Integer, nullable=False),
     sa.Column("updated", sa.Float(precision=53), nullable=False),
     sa.Column("expires", sa.Float(precision=53), nullable=False),
+    # A claim made over a websocket with ``release_on_close``: the gateway
+    # (its tooz member id) and connection it is released with. NULL for every
+    # other claim, and once renewed or released the ordinary way.
+    sa.Column("gateway_id", sa.String(128), nullable=True),
+    sa.Column("connection_id", sa.String(64), nullable=True),
     sa.Index("ix_claims_project_queue", "project", "queue"),
     sa.Index("ix_claims_expires", "expires"),
+    sa.Index("ix_claims_gateway_id", "gateway_id"),
 )
 
 subscriptions = sa.Table(

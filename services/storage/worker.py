@@ -20,8 +20,10 @@ The background thread runs tooz watchers so the
 partition ring follows workers joining and leaving, and garbage-collects
 expired rows (messages, claims, subscriptions) only for the queues this
 member owns (and the delivery history and idempotency keys past their
-retention). The outbox dispatcher (``herald.storage.dispatcher``) delivers
-the notifications of the queues this member owns, by the same ring. tooz
+retention), and releases, every heartbeat, the ``release_on_close`` claims
+of websocket gateways that left ``herald.ws`` (``claim_connections``). The
+outbox dispatcher (``herald.storage.dispatcher``) delivers the
+notifications of the queues this member owns, by the same ring. tooz
 spreads work; it never decides correctness (every read filters by expiry
 itself). Must not contain query logic.
 """
@@ -44,6 +46,7 @@ from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
 from herald.storage import history, migrations, pools, statistics
+from herald.storage.claim_connections import ClaimConnections
 from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
 from herald.storage.endpoint import StorageEndpoint
@@ -238,6 +241,35 @@ class StorageWorker:
             self._gateways_cache = (time.monotonic(), members)
         return gateway_id in members
 
+    def live_gateways(self) -> set[str] | None:
+        """The members of ``herald.ws`` listed now (no cache), with this
+        process's own gateways; None when tooz cannot tell."""
+        coordinator = self._coordinator
+        if coordinator is None:
+            return None
+        try:
+            raw = coordinator.get_members(coordination.WS_GROUP.encode()).get()
+        except tooz_coordination.GroupNotCreated:
+            raw = set()
+        except Exception:
+            LOG.warning("could not list the websocket gateways", exc_info=True)
+            return None
+        members = {m.decode() if isinstance(m, bytes) else str(m) for m in raw}
+        return members | self._pusher.local_gateways()
+
+    def release_dead_gateways_claims(self) -> int:
+        """Release the ``release_on_close`` claims of gateways that left
+        ``herald.ws``, in the queues this member owns, on every database."""
+        released = 0
+        for db in [self._db, *self._pool_databases()]:
+            if self._stopping.is_set():
+                break
+            released += self._router.controller(ClaimConnections, db).release_dead_gateways(
+                self.live_gateways, self.owns)
+        if released:
+            LOG.info("released %d claim(s) of websocket gateways that are gone", released)
+        return released
+
     # -- internals --------------------------------------------------------
 
     def _start_health_listener(self) -> None:
@@ -278,6 +310,7 @@ class StorageWorker:
             _quietly("group membership check", self._ensure_member, coordinator)
             with self._ring_lock:
                 _quietly("run_watchers", coordinator.run_watchers)
+            _quietly("release of gone gateways' claims", self.release_dead_gateways_claims)
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + gc_interval
                 _quietly("expiry GC", self.collect_garbage)

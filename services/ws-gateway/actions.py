@@ -31,7 +31,7 @@ from herald.common.context import RequestContext
 from herald.common.edge import claims, headers, limits, messages, queues, shapes, unavailable
 from herald.common.rpc import wakeups
 from herald.common.rpc.storage_api import StorageAPI
-from herald.ws_gateway import codec
+from herald.ws_gateway import claim_release, codec
 
 Reply = tuple[int, Any]
 T = TypeVar("T")
@@ -252,10 +252,12 @@ class Actions:
         grace = req.body.get("grace", self._limits.default_claim_grace)
         claims.check_create(ttl, grace, limit, self._limits)
         wait = wakeups.validate_wait(req.body.get("wait", 0))
+        connection = self._registration(req)
 
         async def attempt() -> dict[str, Any]:
             return await self._storage.claim_create(
-                req.ctxt, req.body["queue_name"], ttl=ttl, grace=grace, limit=limit)
+                req.ctxt, req.body["queue_name"], ttl=ttl, grace=grace, limit=limit,
+                connection=connection)
 
         result = await _poll(req, wait, attempt, lambda r: r["claim_id"] is not None)
         claim_id = result["claim_id"]
@@ -284,9 +286,10 @@ class Actions:
         ttl = req.body.get("ttl", self._limits.default_claim_ttl)
         grace = req.body.get("grace", self._limits.default_claim_grace)
         claims.check_ttl(ttl, self._limits)
+        connection = self._registration(req)
         try:
             await self._storage.claim_update(req.ctxt, req.body["queue_name"], claim_id,
-                                             ttl=ttl, grace=grace)
+                                             ttl=ttl, grace=grace, connection=connection)
         except errors.NotFound as exc:
             raise _claim_not_found(claim_id, exc) from exc
         return 204, f"Claim {claim_id} updated."
@@ -295,6 +298,15 @@ class Actions:
         claim_id = req.body["claim_id"]
         await self._storage.claim_delete(req.ctxt, req.body["queue_name"], claim_id)
         return 204, f"Claim {claim_id} deleted."
+
+    @staticmethod
+    def _registration(req: ActionRequest) -> dict[str, str] | None:
+        """With ``release_on_close``: the claim's registration with this
+        connection (``claim_release``); None otherwise."""
+        if not claims.release_on_close(req.body.get(claims.RELEASE_ON_CLOSE),
+                                       over_websocket=True):
+            return None
+        return claim_release.owner(req.connection, req.ctxt.project_id, req.body["queue_name"])
 
 
 def _gone(req: ActionRequest) -> asyncio.Event | None:

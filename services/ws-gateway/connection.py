@@ -156,6 +156,7 @@ class Connection(tornado.websocket.WebSocketHandler):
             self._writer.cancel()
         if self.gateway.pushes is not None:
             self.gateway.pushes.connection_closed(self)
+        self.gateway.claim_releases.connection_closed(self)
         LOG.info("ws connection %s closed (code %s)", self.connection_id, self.close_code)
 
     # -- outbound queue -------------------------------------------------------

@@ -102,12 +102,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ["queue_name"],
     ),
     # Claims
+    # wait: Herald's long poll; release_on_close: Herald's claims released
+    # with their connection (docs/api-extensions.md).
     "claim_create": _client("claim_create", {**_Q, "limit": _INT, "ttl": _INT, "grace": _INT,
-                                             "wait": _INT},  # wait: Herald's long poll
+                                             "wait": _INT, "release_on_close": _BOOL},
                             ["queue_name"]),
     "claim_get": _client("claim_get", {**_Q, "claim_id": _STR}, ["queue_name", "claim_id"]),
     "claim_update": _client("claim_update",
-                            {**_Q, "claim_id": _STR, "ttl": _INT, "grace": _INT},
+                            {**_Q, "claim_id": _STR, "ttl": _INT, "grace": _INT,
+                             "release_on_close": _BOOL},
                             ["queue_name", "claim_id"]),
     "claim_delete": _client("claim_delete", {**_Q, "claim_id": _STR},
                             ["queue_name", "claim_id"]),

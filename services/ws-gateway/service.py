@@ -10,7 +10,7 @@ service (``herald.common.lifecycle``); on ``stop(grace)`` it:
 2. waits up to ``grace`` (default ``shutdown_timeout``) for in-flight
    requests and lets their replies reach the sockets;
 3. closes every connection with 1001 (going away), which deletes their
-   connection subscriptions;
+   connection subscriptions and releases their ``release_on_close`` claims;
 4. stops taking pushes, leaves the group and stops the coordinator, its
    wake-up listener and its caller.
 
@@ -54,6 +54,7 @@ from herald.common.rpc.server import RPCServer
 from herald.common.rpc.storage_api import StorageAPI
 from herald.common.rpc.storage_link import StorageLink
 from herald.ws_gateway import webconsole
+from herald.ws_gateway.claim_release import ClaimReleases
 from herald.ws_gateway.connection import Connection
 from herald.ws_gateway.dispatch import Dispatcher
 from herald.ws_gateway.push import PushEndpoint, Pushes
@@ -85,6 +86,8 @@ class WSGatewayService:
         self._push_rpc = push_rpc
         self._push_server: RPCServer | None = None
         self.pushes: Pushes | None = None
+        #: Releases the ``release_on_close`` claims of closed connections.
+        self.claim_releases = ClaimReleases(self)
         self._membership: asyncio.Task[None] | None = None
         # /readyz: 503 while storage (broker, worker, database) is unreachable
         # and from the moment stop() begins, so load balancers drain us.
@@ -180,6 +183,7 @@ class WSGatewayService:
             await asyncio.sleep(0.02)
         if self.pushes is not None:
             await self.pushes.wait_cleanups(2.0)
+        await self.claim_releases.wait(2.0)
         await self._release(drain=True)
         LOG.info("ws-gateway %s stopped", self.member_id)
 
