@@ -195,3 +195,71 @@ def test_garbage_collection(endpoint, database, conf, ctxt, clock):
     assert gc.collect_garbage("p1", "q2") == 1
     assert gc.expired_queues() == []
     assert endpoint.queue_stats(ctxt, queue="q")["total"] == 1
+
+
+# -- claims registered with a websocket connection (StorageAPI 1.5) -----------
+
+GW = {"gateway_id": "gw-1", "connection_id": "c-1"}
+
+
+def _claimable(endpoint, ctxt, queue="q"):
+    got = claim(endpoint, ctxt, queue=queue)
+    if got["claim_id"]:
+        endpoint.claim_delete(ctxt, queue=queue, claim_id=got["claim_id"])
+    return sorted(m["id"] for m in got["messages"])
+
+
+def test_release_connection_releases_only_that_connections_claims(endpoint, ctxt, clock):
+    from tests.contract.conftest import make_ctxt
+
+    other_project = make_ctxt("p2")
+    ids = post(endpoint, ctxt, range(4))
+    registered = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=1,
+                                       connection=GW)
+    renewed = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=1,
+                                    connection=GW)
+    elsewhere = endpoint.claim_create(ctxt, queue="q", ttl=60, grace=60, limit=1,
+                                      connection={**GW, "connection_id": "c-2"})
+    plain = claim(endpoint, ctxt, limit=1)
+    (theirs,) = post(endpoint, other_project, ["theirs"])
+    endpoint.claim_create(other_project, queue="q", ttl=60, grace=60, limit=1, connection=GW)
+    # A renewal without a connection drops the registration.
+    endpoint.claim_update(ctxt, queue="q", claim_id=renewed["claim_id"], ttl=90, grace=60)
+    # Another queue's and another project's claims stay: one call, one queue.
+    assert endpoint.claim_release_connection(ctxt, queue="other", **GW) == 0
+    assert endpoint.claim_release_connection(ctxt, queue="q", **GW) == 1
+    assert _claimable(endpoint, ctxt) == [registered["messages"][0]["id"]] == [ids[0]]
+    for still in (renewed, elsewhere, plain):
+        assert endpoint.claim_get(ctxt, queue="q", claim_id=still["claim_id"])
+    assert _claimable(endpoint, other_project) == []
+    assert endpoint.claim_release_connection(other_project, queue="q", **GW) == 1
+    assert _claimable(endpoint, other_project) == [theirs]
+    # Released once: nothing left to release.
+    assert endpoint.claim_release_connection(ctxt, queue="q", **GW) == 0
+
+
+def test_migration_0007_adds_and_removes_the_registration(database_url):
+    import sqlalchemy as sa
+
+    from herald.storage import migrations
+    from herald.storage.engine import make_engine
+    from tests.contract.test_pools import migrations_downgrade
+
+    migrations.upgrade(database_url, "0006")
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO claims (id, project, queue, ttl, grace, updated, "
+                                 "expires) VALUES ('c1', 'p', 'q', 60, 60, 1.0, 61.0)"))
+        migrations.upgrade(database_url)
+        with engine.begin() as conn:
+            assert conn.execute(sa.text(
+                "SELECT id, gateway_id, connection_id FROM claims")).all() == [("c1", None, None)]
+        migrations_downgrade(database_url, "0006")
+        with engine.begin() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("claims")}
+            assert "gateway_id" not in columns and "connection_id" not in columns
+            assert conn.execute(sa.text("SELECT id FROM claims")).all() == [("c1",)]
+        migrations.upgrade(database_url)
+    finally:
+        engine.dispose()
