@@ -35,7 +35,7 @@ MEMBERSHIP_TIMEOUT = 3
 
 
 def _rest_claim(api_url: str, project: str) -> list[str]:
-    resp = requests.post(f"{api_url}/v2/queues/work/claims", json={"ttl": CLAIM_TTL},
+    resp = requests.post(f"{api_url}/v2/queues/jobs/claims", json={"ttl": CLAIM_TTL},
                          headers={"Client-ID": str(uuid.uuid4()), "X-Project-ID": project},
                          timeout=10)
     assert resp.status_code in (201, 204), resp.text
@@ -59,12 +59,12 @@ def test_claims_released_on_close_and_on_gateway_kill(topology: Topology,
     other = WSClient(ws_url(gw2), project, binary=True)
     try:
         status, body = other.status_body("message_post", {
-            "queue_name": "work", "messages": [{"body": {"n": n}, "ttl": 600}
+            "queue_name": "jobs", "messages": [{"body": {"n": n}, "ttl": 600}
                                                for n in range(3)]})
         assert status == 201, body
         ids = sorted(body["message_ids"])
         status, claim = holder.status_body("claim_create", {
-            "queue_name": "work", "ttl": CLAIM_TTL, "release_on_close": True})
+            "queue_name": "jobs", "ttl": CLAIM_TTL, "release_on_close": True})
         assert status == 201 and sorted(m["id"] for m in claim["messages"]) == ids
         assert _rest_claim(api.url, project) == []
 
@@ -73,7 +73,7 @@ def test_claims_released_on_close_and_on_gateway_kill(topology: Topology,
 
         def poll() -> None:
             answer["reply"] = other.status_body("claim_create", {
-                "queue_name": "work", "ttl": CLAIM_TTL, "wait": 20})
+                "queue_name": "jobs", "ttl": CLAIM_TTL, "wait": 20})
             answer["at"] = time.monotonic()
 
         poller = threading.Thread(target=poll)
@@ -87,14 +87,14 @@ def test_claims_released_on_close_and_on_gateway_kill(topology: Topology,
         assert sorted(m["id"] for m in body["messages"]) == ids
         after_close = answer["at"] - closed_at
         assert after_close < RELEASED_WITHIN, f"claimable after {after_close:.2f} s"
-        assert other.status_body("claim_delete", {"queue_name": "work",
+        assert other.status_body("claim_delete", {"queue_name": "jobs",
                                                   "claim_id": body["claim_id"]})[0] == 204
 
         # 2. Gateway 1 is killed with its connection open.
         gw1_id = gateway_health(gw1.url)["gateway"]
         doomed = WSClient(ws_url(gw1), project, binary=True)
         status, claim = doomed.status_body("claim_create", {
-            "queue_name": "work", "ttl": CLAIM_TTL, "release_on_close": True})
+            "queue_name": "jobs", "ttl": CLAIM_TTL, "release_on_close": True})
         assert status == 201 and sorted(m["id"] for m in claim["messages"]) == ids
         assert _rest_claim(api.url, project) == []
         killed_at = time.monotonic()
