@@ -68,6 +68,9 @@ class Connection(tornado.websocket.WebSocketHandler):
         self._closing = False
         #: Set once the connection closed: long polls of its requests stop.
         self.closed = asyncio.Event()
+        #: (project, queue) of the claims registered with this connection
+        #: (``release_on_close``), released when it closes (``claim_release``).
+        self.claim_queues: set[tuple[str, str]] = set()
 
     # -- HTTP side ----------------------------------------------------------
 
