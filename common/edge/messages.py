@@ -23,6 +23,9 @@ from herald.common.errors import BadRequest, InvalidBody
 
 NO_MESSAGES = "No messages to enqueu."  # sic: the reference's spelling
 
+#: The longest message group name (the column is as wide).
+MAX_GROUP_LENGTH = 128
+
 
 def post_size(size: int, limits: Any) -> None:
     """The global cap; the per-queue ``_max_messages_post_size`` is the worker's."""
@@ -34,7 +37,7 @@ def post_size(size: int, limits: Any) -> None:
 def clean_messages(raw_messages: list[Any], fixed_delay: int | None = None,
                    ) -> list[dict[str, Any]]:
     """Field presence and types of every element, in order:
-    ``[{"body", "ttl": int | None[, "delay"]}]`` as storage expects; the
+    ``[{"body", "ttl": int | None[, "group"][, "delay"]}]`` as storage expects; the
     delay is the client's, or ``fixed_delay`` for every message when given."""
     messages: list[dict[str, Any]] = []
     for raw in raw_messages:
@@ -47,6 +50,8 @@ def clean_messages(raw_messages: list[Any], fixed_delay: int | None = None,
             # An explicit null is a type error, as in the reference (only
             # claims treat null as "use the default").
             message["ttl"] = checked_int(raw, "ttl", None)
+        if "group" in raw:
+            message["group"] = group_of(raw["group"])
         if fixed_delay is not None:
             message["delay"] = fixed_delay
         elif "delay" in raw:
@@ -55,6 +60,17 @@ def clean_messages(raw_messages: list[Any], fixed_delay: int | None = None,
             message["delay"] = raw["delay"]
         messages.append(message)
     return messages
+
+
+def group_of(value: Any) -> str:
+    """A message's ``group`` (docs/message-groups.md): a string of 1 to
+    ``MAX_GROUP_LENGTH`` characters, without control characters."""
+    if not isinstance(value, str):
+        raise InvalidBody('The value of the "group" field must be a string.')
+    if not 1 <= len(value) <= MAX_GROUP_LENGTH or not value.isprintable():
+        raise BadRequest(f'The "group" of a message must be 1 to {MAX_GROUP_LENGTH} '
+                         "printable characters long.")
+    return value
 
 
 def websocket_clean_messages(raw_messages: list[Any]) -> list[dict[str, Any]]:

@@ -186,7 +186,8 @@ OPERATIONS: tuple[Operation, ...] = (
                                _a("idempotency_key", None, omit_none=True)), _W, _QUEUE,
               "Messages could not be enqueued.", Coalescing.SHARED_POST, "messages.post",
               context=("client_id", "request_id"),
-              doc='Store ``messages`` (each ``{"body", "ttl": int|None[, "delay": raw]}``) '
+              doc='Store ``messages`` (each ``{"body", "ttl": int|None[, "group": str]'
+                  '[, "delay": raw]}``) '
                   "in one transaction, creating the queue if needed (and running the "
                   "message pipeline, 1.1); returns ids in order. The worker applies the "
                   "queue's metadata: ``_default_message_ttl`` for a None ttl, the "

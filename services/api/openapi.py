@@ -121,7 +121,8 @@ _SCHEMAS: dict[str, Any] = {
                                "ttl": {"type": "integer"}, "age": {"type": "integer"},
                                "body": {}, "checksum": {"type": "string"},
                                "claim_id": {"type": ["string", "null"]},
-                               "claim_count": {"type": "integer"}}},
+                               "claim_count": {"type": "integer"},
+                               "group": {"type": "string"}}},
     # A popped message has no href (rest-v2.md, pop): it no longer exists.
     "PoppedMessage": {"type": "object", "required": ["id", "ttl", "age", "body"],
                       "properties": {"id": {"type": "string"}, "ttl": {"type": "integer"},
@@ -139,7 +140,9 @@ _SCHEMAS: dict[str, Any] = {
             "type": "object", "required": ["body"],
             "properties": {"body": {},
                            "ttl": {"type": "integer", "minimum": 60, "maximum": 1209600},
-                           "delay": {"type": "integer", "minimum": 0, "maximum": 900}}}}}},
+                           "delay": {"type": "integer", "minimum": 0, "maximum": 900},
+                           "group": {"type": "string", "minLength": 1,
+                                     "maxLength": 128}}}}}},
     "Resources": {"type": "object", "required": ["resources"],
                   "properties": {"resources": {"type": "array", "items": {"type": "string"}}}},
     "ClaimRequest": {"type": "object", "properties": {

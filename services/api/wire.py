@@ -2,7 +2,9 @@
 storage RPC replies (``StoredMessage`` etc., see ``storage_api``).
 
 Message objects carry exactly the keys python-zaqarclient accepts; never add
-others. Every href is a relative path starting with ``/v2/``. Pure functions.
+others (the one exception: ``group``, only on messages posted with one, a
+Herald extension those clients never post). Every href is a relative path
+starting with ``/v2/``. Pure functions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def claim_href(queue: str, claim_id: str) -> str:
 
 
 def message_object(queue: str, stored: dict[str, Any]) -> dict[str, Any]:
-    """``{id, href, ttl, age, body[, checksum]}`` from a StoredMessage."""
+    """``{id, href, ttl, age, body[, checksum][, group]}`` from a StoredMessage
+    (``group`` only for a message posted with one: docs/message-groups.md)."""
     obj = {
         "id": stored["id"],
         "href": message_href(queue, stored["id"], stored.get("claim_id")),
@@ -34,6 +37,8 @@ def message_object(queue: str, stored: dict[str, Any]) -> dict[str, Any]:
     }
     if stored.get("checksum"):
         obj["checksum"] = stored["checksum"]
+    if stored.get("group") is not None:
+        obj["group"] = stored["group"]
     return obj
 
 

@@ -25,6 +25,7 @@ Controllers (one instance per database; each operation one short transaction)
     ``messages``         messages: list, get, delete, pop; posts handed to ``posting``.
     ``claims``           claims: create, read, renew, release; dead-letter moves.
     ``claim_connections`` claims registered with a websocket connection: released on close.
+    ``claim_groups``     claims of queues with message groups: what a claim may take.
     ``subscriptions``    subscriptions: create, list, get, update, delete, confirm.
     ``history``          the delivery history: claims and push attempts, append-only.
     ``testfire``         test-firing a subscription: one notification, sent now.

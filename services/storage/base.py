@@ -27,7 +27,7 @@ from herald.storage.schema import messages, queues
 MESSAGE_COLUMNS = (
     messages.c.seq, messages.c.id, messages.c.body, messages.c.ttl, messages.c.created,
     messages.c.claim_id, messages.c.claim_expires, messages.c.claim_count,
-    messages.c.checksum,
+    messages.c.checksum, messages.c.group_id,
 )
 
 
@@ -108,7 +108,7 @@ def from_queue_start(project: str, queue: str) -> sa.ColumnElement[bool]:
 def stored_message(row: Row[Any] | Any, now: float) -> dict[str, Any]:
     """The contract's StoredMessage from a row with MESSAGE_COLUMNS."""
     live_claim = row.claim_id if (row.claim_id and (row.claim_expires or 0) > now) else None
-    return {
+    stored = {
         "id": row.id,
         "body": load_body(row.body),
         "ttl": int(row.ttl),
@@ -118,6 +118,26 @@ def stored_message(row: Row[Any] | Any, now: float) -> dict[str, Any]:
         "checksum": row.checksum or None,
         "created": timeutils.isotime(row.created),
     }
+    # Only messages that have a group show one: replies about the others
+    # keep exactly the keys they always had (clients match on them).
+    if row.group_id is not None:
+        stored["group"] = row.group_id
+    return stored
+
+
+def mark_grouped(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """Flag the queues that ``rows`` (``messages`` row dicts about to be
+    inserted in this transaction) bring their first grouped message to:
+    from the commit on, their claims take the group-aware path (``claims``).
+    No statement when no row has a group; none either once a queue is
+    flagged (the UPDATE matches nothing, and locks nothing)."""
+    keys = {(row["project"], row["queue"]) for row in rows if row.get("group_id") is not None}
+    if not keys:
+        return
+    conn.execute(sa.update(queues)
+                 .where(sa.tuple_(queues.c.project, queues.c.name).in_(sorted(keys)),
+                        queues.c.grouped == sa.false())
+                 .values(grouped=True))
 
 
 def _insert_for(conn: Connection) -> Any:

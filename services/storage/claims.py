@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from herald.common import errors, ids
-from herald.storage import base, clock, history
+from herald.storage import base, claim_groups, clock, history
 from herald.storage.claim_connections import registration
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
@@ -32,14 +32,17 @@ _ALL_MESSAGE_COLUMNS = tuple(messages.c)
 
 
 @functools.cache
-def _plain_claim_update() -> sa.Update:
+def _plain_claim_update(grouped: bool = False) -> sa.Update:
     """The fast path's claim (``ClaimController._claim_plain``) as one UPDATE
     ... RETURNING, built once: every value is bound at execution. Built per
     claim (CTEs, subqueries, and SQLAlchemy's cache key each time) it cost
-    more CPU than the rest of the claim."""
+    more CPU than the rest of the claim. ``grouped``: the variant for a
+    grouped queue (``claim_groups``), taken under its claim lock."""
     project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
+    # No DLQ, and (plain variant) no message groups: tests of the queue row.
     no_dlq = sa.exists().where(
         queues.c.project == project, queues.c.name == queue,
+        queues.c.grouped == (sa.true() if grouped else sa.false()),
         sa.not_(sa.and_(queues.c.metadata.contains(f'"{_MAX_CLAIMS}"', autoescape=True),
                         queues.c.metadata.contains(f'"{_DLQ}"', autoescape=True))))
     chosen = (sa.select(messages.c.seq)
@@ -47,8 +50,10 @@ def _plain_claim_update() -> sa.Update:
                      base.from_queue_start(project, queue), base.live(now),
                      base.unclaimed(now), base.visible(now), no_dlq)
               .order_by(messages.c.seq)
-              .limit(sa.bindparam("b_limit"))
-              .with_for_update(skip_locked=True))
+              .limit(sa.bindparam("b_limit")))
+    # Grouped: plain FOR UPDATE, as skipping a locked head would overtake it.
+    chosen = (chosen.where(claim_groups.claimable(project, queue, now)).with_for_update(
+        of=messages) if grouped else chosen.with_for_update(skip_locked=True))
     # SET sees the old row: both CASEs test the old expiry.
     short_lived = messages.c.expires < sa.bindparam("b_claim_expires")
     return (sa.update(messages)
@@ -63,12 +68,12 @@ def _plain_claim_update() -> sa.Update:
 
 
 @functools.cache
-def _plain_claim_with_records() -> sa.Select[Any]:
+def _plain_claim_with_records(grouped: bool = False) -> sa.Select[Any]:
     """PostgreSQL: ``_plain_claim_update`` with the claim row and the claim
     history written by the same statement (data-modifying CTEs run exactly
     once, whether or not the main query reads them; the claim row only
     exists if something was claimed). Built once, values bound."""
-    claimed = _plain_claim_update().cte("claimed")
+    claimed = _plain_claim_update(grouped).cte("claimed")
     claim_values = {"id": "b_claim", "project": "b_project", "queue": "b_queue",
                     "ttl": "b_claim_ttl", "grace": "b_claim_grace", "updated": "b_now",
                     "expires": "b_claim_expires", "gateway_id": "b_gateway",
@@ -121,7 +126,7 @@ class ClaimController:
         claim_id = ids.new_id()
         owner = registration(connection)
         with self._db.write() as conn:
-            # Fast path, queues without a DLQ (nearly all): one conditional
+            # Fast path, queues without a DLQ or groups (nearly all): one conditional
             # UPDATE ... RETURNING claims the rows (PostgreSQL: with the
             # claim row and the delivery history in the same statement).
             rows = self._claim_plain(conn, project, queue, claim_id, now, ttl, grace,
@@ -129,22 +134,29 @@ class ClaimController:
             if rows:
                 return {"claim_id": claim_id,
                         "messages": [base.stored_message(r, now) for r in rows]}
-            # Nothing claimed: an empty queue, a missing one, or a queue whose
-            # metadata may enable the DLQ (the fast path leaves those alone).
-            metadata = base.queue_metadata(conn, project, queue)
-            if metadata is None or not _may_enable_dlq(metadata):
+            # Nothing claimed: an empty or missing queue, or one the fast path
+            # leaves alone (DLQ, groups). A grouped queue's other claims end first.
+            settings = claim_groups.queue_settings(conn, project, queue)
+            if settings is None or not (settings[1] or _may_enable_dlq(settings[0])):
                 # Lazy queues: nothing can be claimed from a queue never created.
                 return {"claim_id": None, "messages": []}
-            rows = self._claim_with_dlq(conn, project, queue, claim_id, metadata, now, ttl,
-                                        grace, limit, client_id, owner)
+            metadata, grouped = settings
+            if grouped and not _may_enable_dlq(metadata):
+                rows = self._claim_plain(conn, project, queue, claim_id, now, ttl, grace,
+                                         limit, client_id, owner, grouped=True)
+            else:
+                rows = self._claim_with_dlq(conn, project, queue, claim_id, metadata, now,
+                                            ttl, grace, limit, client_id, owner, grouped)
         return {"claim_id": claim_id if rows else None,
                 "messages": [base.stored_message(r, now) for r in rows]}
 
     @staticmethod
     def _claim_plain(conn: sa.Connection, project: str, queue: str, claim_id: str,
                      now: float, ttl: int, grace: int, limit: int,
-                     client_id: str, owner: dict[str, str | None]) -> list[Any]:
-        """Claim up to ``limit`` messages of a queue without a DLQ; [] if none.
+                     client_id: str, owner: dict[str, str | None],
+                     grouped: bool = False) -> list[Any]:
+        """Claim up to ``limit`` messages of a queue without a DLQ (``grouped``:
+        of a grouped one, by the group rules); [] if none.
 
         The candidate subquery only matches when the queue row exists and its
         metadata text cannot enable a DLQ (it lacks one of the two keys of
@@ -162,7 +174,7 @@ class ClaimController:
         if conn.dialect.name != "postgresql":
             # SQLite has no data-modifying CTEs; in-process statements are
             # cheap there, and its write transaction is already exclusive.
-            rows = sorted(conn.execute(_plain_claim_update(), params).all(),
+            rows = sorted(conn.execute(_plain_claim_update(grouped), params).all(),
                           key=lambda row: row.seq)
             if rows:
                 conn.execute(sa.insert(claims).values(
@@ -172,25 +184,29 @@ class ClaimController:
                                      client_id=client_id, message_ids=[r.id for r in rows],
                                      now=now, ttl=ttl, grace=grace)
             return rows
-        return list(conn.execute(_plain_claim_with_records(), params).all())
+        return list(conn.execute(_plain_claim_with_records(grouped), params).all())
 
     def _claim_with_dlq(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
                         metadata: dict[str, Any], now: float, ttl: int, grace: int,
-                        limit: int, client_id: str, owner: dict[str, str | None]) -> list[Any]:
-        """The exact path (semantics.md §7): select, move over-claimed messages
-        to the DLQ, claim the rest, count the claims; several statements."""
+                        limit: int, client_id: str, owner: dict[str, str | None],
+                        grouped: bool = False) -> list[Any]:
+        """The exact path (semantics.md §7): select (grouped: ``claim_groups``),
+        dead-letter over-claimed messages, claim the rest; several statements."""
         claim_expires = now + ttl
         max_claims = _int_setting(metadata, _MAX_CLAIMS)
         dlq = metadata.get(_DLQ)
         dlq_enabled = _dlq_enabled(metadata)
-        candidates = conn.execute(
-            sa.select(*_ALL_MESSAGE_COLUMNS)
-            .where(base.in_queue(project, queue), base.from_queue_start(project, queue),
-                   base.live(now), base.unclaimed(now), base.visible(now))
-            .order_by(messages.c.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        if grouped:
+            candidates = claim_groups.candidates(conn, project, queue, now, limit)
+        else:
+            candidates = conn.execute(
+                sa.select(*_ALL_MESSAGE_COLUMNS)
+                .where(base.in_queue(project, queue), base.from_queue_start(project, queue),
+                       base.live(now), base.unclaimed(now), base.visible(now))
+                .order_by(messages.c.seq)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
         if dlq_enabled:
             assert max_claims is not None and isinstance(dlq, str)
             to_move = [row for row in candidates if row.claim_count >= max_claims]
@@ -259,8 +275,10 @@ class ClaimController:
                 "ttl": ttl, "created": row.created, "expires": expires,
                 "visible_at": row.visible_at, "client_id": row.client_id,
                 "claim_id": None, "claim_expires": None, "claim_count": 0,
-                "checksum": row.checksum,
+                "checksum": row.checksum, "group_id": row.group_id,
+                "source_queue": row.queue,  # where redrive sends it back
             })
+        base.mark_grouped(conn, moved)
         conn.execute(sa.insert(messages), moved)
 
     def _live_claim(self, conn: sa.Connection, project: str, queue: str, claim_id: str,

@@ -35,13 +35,14 @@ from herald.storage import base
 COLUMNS = (("id", "varchar"), ("project", "varchar"), ("queue", "varchar"), ("body", "text"),
            ("ttl", "integer"), ("created", "float8"), ("expires", "float8"),
            ("visible_at", "float8"), ("client_id", "varchar"), ("claim_id", "varchar"),
-           ("claim_expires", "float8"), ("claim_count", "integer"), ("checksum", "varchar"))
+           ("claim_expires", "float8"), ("claim_count", "integer"), ("checksum", "varchar"),
+           ("group_id", "varchar"))
 
 CHANGED = "a queue was changed or deleted since its metadata was read"
 STAGES_HAVE_WORK = "the message pipeline has rows to write for a queue"
 
 # The queues travel as three arrays and the rows as one array per column:
-# sixteen parameters whatever the batch, so the text is constant. A
+# seventeen parameters whatever the batch, so the text is constant. A
 # parameter per value (a VALUES list) made psycopg parse a new ~5 KB query
 # for every batch -- it caches only queries of at most 50 parameters --
 # which was a fifth of a worker's time in batch posts, and PostgreSQL plan

@@ -114,6 +114,7 @@ def rows_of(conf: cfg.ConfigOpts, project: str, queue: str, metadata: dict[str, 
             "claim_expires": None,
             "claim_count": 0,
             "checksum": checksum(body) if with_checksum else None,
+            "group_id": item.get("group"),
         })
         accepted.append({"id": rows[-1]["id"], "body": body, "ttl": ttl, "delay": delay})
     return rows, accepted

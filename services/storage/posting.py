@@ -117,6 +117,7 @@ class MessagePoster:
             rows, accepted = post_rows.rows_of(self._conf, project, queue, metadata, items,
                                                client, now, with_checksum)
             if rows:
+                base.mark_grouped(conn, rows)
                 # One statement for the whole batch; rows get consecutive
                 # positions in list order, inside the queue lock above.
                 conn.execute(sa.insert(messages), rows)
@@ -184,6 +185,7 @@ class MessagePoster:
             all_rows.extend(rows)
             all_accepted.extend(accepted)
             if all_rows:
+                base.mark_grouped(conn, all_rows)
                 conn.execute(sa.insert(messages), all_rows)
                 batch = pipeline.PostedBatch(
                     project=project, queue=queue, metadata=metadata, messages=all_accepted,
@@ -252,6 +254,9 @@ class MessagePoster:
                             request_id=str(posts[0].get("request_id") or "-")))
                 if guard is None:
                     pipeline.run(self._stages, conn, batches)
+                # Before the locked INSERT (PostgreSQL: the transaction's
+                # last statement): flags a queue's first grouped post.
+                base.mark_grouped(conn, all_rows)
                 if all_rows and self._db.is_postgres:
                     # Lock, check and INSERT in one statement, with the
                     # COMMIT when this write ends the transaction.

@@ -26,6 +26,9 @@ queues = sa.Table(
     # JSON text (json.dumps of the stored object): portable and byte-exact.
     sa.Column("metadata", sa.Text, nullable=False, default="{}"),
     sa.Column("created", sa.Float(precision=53), nullable=False),
+    # Set once a message with a group is stored here (migration 0007): the
+    # fast claim path serves only queues that never saw a group.
+    sa.Column("grouped", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 messages = sa.Table(
@@ -49,9 +52,21 @@ messages = sa.Table(
     sa.Column("claim_expires", sa.Float(precision=53), nullable=True),
     sa.Column("claim_count", sa.Integer, nullable=False, default=0),
     sa.Column("checksum", sa.String(64), nullable=True),
+    # The message's group ("group" on the wire; NULL: none): claims keep
+    # each group's post order and hand a group to one claim at a time.
+    sa.Column("group_id", sa.String(128), nullable=True),
+    # A dead-lettered message's queue of origin (redrive sends it back).
+    sa.Column("source_queue", sa.String(64), nullable=True),
     sa.Index("ix_messages_project_queue_seq", "project", "queue", "seq"),
     sa.Index("ix_messages_expires", "expires"),
     sa.Index("ix_messages_claim_id", "claim_id"),
+    # Grouped messages only: ungrouped posts maintain neither index.
+    sa.Index("ix_messages_group_seq", "project", "queue", "group_id", "seq",
+             postgresql_where=sa.text("group_id IS NOT NULL"),
+             sqlite_where=sa.text("group_id IS NOT NULL")),
+    sa.Index("ix_messages_group_claimed", "project", "queue", "group_id",
+             postgresql_where=sa.text("group_id IS NOT NULL AND claim_id IS NOT NULL"),
+             sqlite_where=sa.text("group_id IS NOT NULL AND claim_id IS NOT NULL")),
     sqlite_autoincrement=True,
 )
 
@@ -207,4 +222,33 @@ delivery_attempts = sa.Table(
     sa.Index("ix_delivery_attempts_subscription_id", "subscription_id"),
     sa.Index("ix_delivery_attempts_attempted_at", "attempted_at"),
     sqlite_autoincrement=True,
+)
+
+redrive_tasks = sa.Table(
+    "redrive_tasks",
+    metadata_obj,
+    # One redrive of a dead-letter queue (``queue``): its options, progress
+    # and the worker running it (``owner``, alive while ``heartbeat`` is fresh).
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("project", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=True),
+    sa.Column("max_per_second", sa.Integer, nullable=True),
+    sa.Column("max_messages", sa.Integer, nullable=True),
+    # Only messages at or before this position move (the DLQ at the start).
+    sa.Column("upto_seq", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("moved", sa.Integer, nullable=False),
+    # "running" or "done".
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created", sa.Float(precision=53), nullable=False),
+    sa.Column("updated", sa.Float(precision=53), nullable=False),
+    sa.Column("finished", sa.Float(precision=53), nullable=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("heartbeat", sa.Float(precision=53), nullable=True),
+    # One running task per queue: the database refuses a second (409).
+    sa.Index("ix_redrive_tasks_running", "project", "queue", unique=True,
+             postgresql_where=sa.text("status = 'running'"),
+             sqlite_where=sa.text("status = 'running'")),
+    sa.Index("ix_redrive_tasks_status", "status"),
 )

@@ -61,14 +61,18 @@ class ActionError(Exception):
 
 
 def _ws_message(stored: dict[str, Any], claim_id: str | None = None) -> dict[str, Any]:
-    """StoredMessage -> websocket message object (no href, no checksum)."""
-    return {
+    """StoredMessage -> websocket message object (no href, no checksum;
+    ``group`` only for a message posted with one)."""
+    obj = {
         "id": stored["id"],
         "claim_id": claim_id,
         "ttl": stored["ttl"],
         "age": stored["age"],
         "body": stored["body"],
     }
+    if stored.get("group") is not None:
+        obj["group"] = stored["group"]
+    return obj
 
 
 class Actions:

@@ -1,0 +1,63 @@
+"""REST: ordered message groups and dead-letter redrive (issue 23, features 2
+and 3; docs/message-groups.md, docs/dead-letter-redrive.md) on the embedded
+stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import Client, assert_error
+
+
+def _post(api: Client, queue: str, messages: list[dict[str, Any]]) -> list[str]:
+    resp = api.post(f"/v2/queues/{queue}/messages", json_body={"messages": messages})
+    assert resp.status_code == 201, resp.text
+    return [href.rsplit("/", 1)[1] for href in resp.json()["resources"]]
+
+
+def _claim(api: Client, queue: str, limit: int) -> dict[str, Any]:
+    resp = api.post(f"/v2/queues/{queue}/claims?limit={limit}",
+                    json_body={"ttl": 60, "grace": 60})
+    if resp.status_code == 204:
+        return {"messages": []}
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+# -- message groups ----------------------------------------------------------------
+
+
+def test_the_issue_example_over_rest(api: Client) -> None:
+    ids = _post(api, "fifo", [{"body": "g1-a", "group": "g1"}, {"body": "g1-b", "group": "g1"},
+                              {"body": "g2-a", "group": "g2"}])
+    first = _claim(api, "fifo", 1)["messages"]
+    assert [(m["body"], m["group"]) for m in first] == [("g1-a", "g1")]
+    assert [m["body"] for m in _claim(api, "fifo", 10)["messages"]] == ["g2-a"]
+    assert _claim(api, "fifo", 10)["messages"] == []
+    assert api.delete(first[0]["href"]).status_code == 204
+    assert [m["body"] for m in _claim(api, "fifo", 10)["messages"]] == ["g1-b"]
+    # Listing and getting show the group.
+    listed = api.get("/v2/queues/fifo/messages?echo=true&include_claimed=true").json()
+    assert [(m["body"], m["group"]) for m in listed["messages"]] == [("g1-b", "g1"),
+                                                                     ("g2-a", "g2")]
+    assert api.get(f"/v2/queues/fifo/messages/{ids[2]}").json()["group"] == "g2"
+    # A message without a group has no "group" key at all.
+    plain = _post(api, "fifo", [{"body": "plain"}])[0]
+    assert "group" not in api.get(f"/v2/queues/fifo/messages/{plain}").json()
+
+
+@pytest.mark.parametrize("group, status, words", [
+    ("", 400, "1 to 128"), ("x" * 129, 400, "1 to 128"), ("a\nb", 400, "printable"),
+    (7, 400, "must be a string"), (None, 400, "must be a string")])
+def test_a_bad_group_is_400(api: Client, group: Any, status: int, words: str) -> None:
+    resp = api.post("/v2/queues/fifo/messages",
+                    json_body={"messages": [{"body": 1, "group": group}]})
+    assert_error(resp, status)
+    assert words in resp.json()["description"]
+
+
+def test_a_group_of_128_characters_is_accepted(api: Client) -> None:
+    mid = _post(api, "fifo", [{"body": 1, "group": "é" * 128}])[0]
+    assert api.get(f"/v2/queues/fifo/messages/{mid}").json()["group"] == "é" * 128

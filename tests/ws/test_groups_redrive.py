@@ -1,0 +1,49 @@
+"""Websocket: ordered message groups and dead-letter redrive (issue 23,
+features 2 and 3) through the gateway, over JSON frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.ws.client import WSClient
+from tests.ws.conftest import ws_url
+
+
+@pytest.fixture
+def client(gateway, project: str) -> Iterator[WSClient]:
+    c = WSClient(ws_url(gateway), project)
+    yield c
+    c.close()
+
+
+def _claim(client: WSClient, queue: str, limit: int) -> list[dict]:
+    status, body = client.status_body("claim_create", {"queue_name": queue, "limit": limit,
+                                                       "ttl": 60, "grace": 60})
+    assert status in (201, 204), body
+    return body["messages"] if status == 201 else []
+
+
+def test_the_issue_example_over_the_websocket(client: WSClient) -> None:
+    status, body = client.status_body("message_post", {"queue_name": "fifo", "messages": [
+        {"body": "g1-a", "group": "g1"}, {"body": "g1-b", "group": "g1"},
+        {"body": "g2-a", "group": "g2"}]})
+    assert status == 201, body
+    first = _claim(client, "fifo", 1)
+    assert [(m["body"], m["group"]) for m in first] == [("g1-a", "g1")]
+    assert [m["body"] for m in _claim(client, "fifo", 10)] == ["g2-a"]
+    status, _ = client.status_body("message_delete", {
+        "queue_name": "fifo", "message_id": first[0]["id"], "claim_id": first[0]["claim_id"]})
+    assert status == 204
+    assert [m["body"] for m in _claim(client, "fifo", 10)] == ["g1-b"]
+    status, got = client.status_body("message_get", {"queue_name": "fifo",
+                                                     "message_id": body["message_ids"][2]})
+    assert (status, got["messages"]["group"]) == (200, "g2")
+
+
+def test_a_bad_group_is_400_over_the_websocket(client: WSClient) -> None:
+    status, body = client.status_body("message_post", {"queue_name": "fifo", "messages": [
+        {"body": 1, "group": "x" * 129}]})
+    assert status == 400
+    assert "1 to 128" in body["exception"]
