@@ -2,7 +2,8 @@
 
 A ``RequestContext`` is created by an edge service for each request, travels
 in the RPC context to the storage worker, and is what storage code reads the
-project from. The current request id is also kept in a context variable so
+project from (and, with tracing on, the trace context the request is in).
+The current request id is also kept in a context variable so
 that every log line of the request can carry it.
 """
 
@@ -36,18 +37,24 @@ class RequestContext:
     client_id: str = ""
     request_id: str = dataclasses.field(default_factory=new_request_id)
     roles: tuple[str, ...] = ()
+    #: W3C traceparent of the span this request is in (``herald.common.tracing``);
+    #: empty while tracing is off. In the RPC context, hence signed with it.
+    traceparent: str = ""
 
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "project_id": self.project_id,
             "client_id": self.client_id,
             "request_id": self.request_id,
             "roles": list(self.roles),
         }
+        if self.traceparent:  # absent while tracing is off: the wire is unchanged
+            data["traceparent"] = self.traceparent
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestContext:
@@ -56,4 +63,5 @@ class RequestContext:
             client_id=data.get("client_id", ""),
             request_id=data.get("request_id") or new_request_id(),
             roles=tuple(data.get("roles") or ()),
+            traceparent=str(data.get("traceparent") or ""),
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import threading
@@ -39,9 +40,14 @@ import kombu.exceptions
 import oslo_messaging
 from oslo_config import cfg
 
-from herald.common import errors
+from herald.common import errors, tracing
 from herald.common.context import RequestContext
-from herald.common.rpc import ALLOWED_REMOTE_EXMODS, STORAGE_API_VERSION, bus_auth
+from herald.common.rpc import (
+    ALLOWED_REMOTE_EXMODS,
+    STORAGE_API_VERSION,
+    STORAGE_TOPIC,
+    bus_auth,
+)
 from herald.common.rpc.coalescer import BATCH_METHOD, Coalescer, error_from_wire, error_to_wire
 from herald.common.rpc.serializer import JsonSerializer
 
@@ -192,7 +198,16 @@ class OsloCaller:
         # The call's own context only names the batch in the worker's log
         # lines; every operation carries its own (project, client, request id).
         ctxt = RequestContext(project_id="", request_id=f"req-batch-{len(ops)}")
-        return await self._send_one(ctxt, BATCH_METHOD, {"ops": ops})
+        if not tracing.active():
+            return await self._send_one(ctxt, BATCH_METHOD, {"ops": ops})
+        # A batch is no operation's child: its span links each operation's.
+        with tracing.span(tracing.rpc_span_name(STORAGE_TOPIC, BATCH_METHOD), "client",
+                          attributes=tracing.rpc_attributes(STORAGE_TOPIC, BATCH_METHOD,
+                                                            len(ops)),
+                          links=[op["context"].get("traceparent", "") for op in ops]) as span:
+            if span is not None:
+                ctxt = dataclasses.replace(ctxt, traceparent=span.traceparent)
+            return await self._send_one(ctxt, BATCH_METHOD, {"ops": ops})
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker connection is up (for start-up and tests)."""
@@ -238,7 +253,8 @@ class InProcessCaller:
                 errors.InternalError(f"Unknown storage method {request['method']}"))}
         else:
             try:
-                result = method(ctxt, **kwargs)
+                result = tracing.served(method, STORAGE_TOPIC, request["method"])(
+                    ctxt, **kwargs)
                 reply = {"result": self._serializer.serialize_entity(ctxt, result)}
             except Exception as exc:  # every failure must cross like a reply
                 if not isinstance(exc, errors.HeraldError):

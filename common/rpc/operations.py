@@ -185,7 +185,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("message_post", (_Q, _a("messages", param="items"), _a("body_size", 0),
                                _a("idempotency_key", None, omit_none=True)), _W, _QUEUE,
               "Messages could not be enqueued.", Coalescing.SHARED_POST, "messages.post",
-              context=("client_id", "request_id"),
+              context=("client_id", "request_id", "traceparent"),
               doc='Store ``messages`` (each ``{"body", "ttl": int|None[, "group": str]'
                   '[, "delay": raw]}``) '
                   "in one transaction, creating the queue if needed (and running the "

@@ -17,7 +17,7 @@ from typing import Any
 import oslo_messaging
 from oslo_config import cfg
 
-from herald.common import errors
+from herald.common import errors, tracing
 from herald.common.errors import HeraldError
 from herald.common.rpc import ALLOWED_REMOTE_EXMODS, bus_auth, compat, nonce_store
 from herald.common.rpc.serializer import JsonSerializer
@@ -47,9 +47,12 @@ class _TypedErrorsAreReplies:
     verification gets the plain ``Forbidden`` (nothing of it is trusted,
     not even its nonce)."""
 
-    def __init__(self, endpoint: Any, verifier: bus_auth.Verifier | None = None) -> None:
+    def __init__(self, endpoint: Any, verifier: bus_auth.Verifier | None = None,
+                 service: str = "", topic: str = "") -> None:
         self._endpoint = endpoint
         self._verifier = verifier
+        self._service = service or topic
+        self._topic = topic
         self.target = getattr(endpoint, "target", None)
 
     def __getattr__(self, name: str) -> Any:
@@ -57,6 +60,9 @@ class _TypedErrorsAreReplies:
         if name.startswith("_") or not callable(attr):
             return attr
         verifier = self._verifier
+        # With tracing on, a SERVER span continuing the caller's trace
+        # (after the signature check: an unverified call gets no span).
+        attr = tracing.served(attr, self._service, name, self._topic)
 
         @functools.wraps(attr)
         def call(ctxt: Any, *args: Any, **kwargs: Any) -> Any:
@@ -100,12 +106,14 @@ class _TypedErrorsAreReplies:
 class RPCServer:
     def __init__(self, conf: cfg.ConfigOpts, topic: str, server_id: str,
                  endpoints: list[Any], shared_nonces: bool = True,
-                 nonces: nonce_store.MemoryNonceStore | None = None) -> None:
+                 nonces: nonce_store.MemoryNonceStore | None = None,
+                 service: str = "") -> None:
         """``shared_nonces=False`` for a server whose topic is cast to with
         ``fanout`` (every listener legitimately gets the same nonce): its
         replay check then uses a memory of its own (``nonce_store``).
         ``nonces``: the process's memory of nonces (``LocalBus.nonces``),
-        used unless coordination is Redis."""
+        used unless coordination is Redis. ``service``: the API's name in
+        trace spans (default: the topic)."""
         self._transport = oslo_messaging.get_rpc_transport(
             conf, allowed_remote_exmods=ALLOWED_REMOTE_EXMODS
         )
@@ -115,7 +123,8 @@ class RPCServer:
         self._server = oslo_messaging.get_rpc_server(
             self._transport,
             target,
-            [_TypedErrorsAreReplies(endpoint, self._verifier) for endpoint in endpoints],
+            [_TypedErrorsAreReplies(endpoint, self._verifier, service, topic)
+             for endpoint in endpoints],
             serializer=JsonSerializer(),
         )
         self._topic = topic

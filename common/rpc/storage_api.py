@@ -73,13 +73,14 @@ state of its own beyond its caller.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from herald.common import errors
+from herald.common import errors, tracing
 from herald.common.context import RequestContext
-from herald.common.rpc import operations
+from herald.common.rpc import STORAGE_TOPIC, operations
 from herald.common.rpc.caller import Caller
 from herald.common.rpc.operations import Operation
 
@@ -95,6 +96,24 @@ def _signature(op: Operation) -> inspect.Signature:
                                     else arg.default)
                   for arg in op.args)
     return inspect.Signature(params)
+
+
+async def _traced_call(caller: Caller, ctxt: RequestContext, method: str,
+                       kwargs: dict[str, Any]) -> Any:
+    """The call inside a CLIENT span (queueing in the coalescer included),
+    whose traceparent the worker's span continues."""
+    span = tracing.start(tracing.rpc_span_name(STORAGE_TOPIC, method), "client",
+                         ctxt.traceparent, tracing.rpc_attributes(STORAGE_TOPIC, method))
+    if span is None:
+        return await caller.call(ctxt, method, **kwargs)
+    try:
+        return await caller.call(dataclasses.replace(ctxt, traceparent=span.traceparent),
+                                 method, **kwargs)
+    except Exception as exc:
+        span.fail(exc)
+        raise
+    finally:
+        span.end()
 
 
 def _method(op: Operation) -> Method:
@@ -128,6 +147,8 @@ def _method(op: Operation) -> Method:
             if kwargs.get(arg, None) is None:
                 kwargs.pop(arg, None)
         try:
+            if ctxt.traceparent:  # tracing on (herald.common.tracing)
+                return await _traced_call(self._caller, ctxt, name, kwargs)
             return await self._caller.call(ctxt, name, **kwargs)
         except errors.ServiceUnavailable as exc:
             raise errors.ServiceUnavailable(unavailable) from exc

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from herald.common import config, coordination, health, lifecycle, log
+from herald.common import config, coordination, health, lifecycle, log, tracing
 from herald.common.rpc import bus_auth, compat
 
 LOG = logging.getLogger("herald.cli")
@@ -172,8 +172,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         bus_auth.warn_if_unauthenticated(conf)
     if args.command == "db":
         return _db_upgrade(conf)
+    try:
+        # OTEL_* variables; off (nothing imported) unless they ask for it.
+        tracing.setup(args.command, sql=args.command in ("storage", "run"))
+    except RuntimeError as exc:
+        LOG.error("tracing: %s", exc)
+        return 2
     _stop_cleanly_while_starting()
-    asyncio.run(_run(SERVICES[args.command](conf, member_id)))
+    try:
+        asyncio.run(_run(SERVICES[args.command](conf, member_id)))
+    finally:
+        tracing.shutdown()  # export the spans still buffered
     return 0
 
 

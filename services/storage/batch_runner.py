@@ -37,8 +37,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from herald.common import errors
+from herald.common import errors, tracing
 from herald.common.context import RequestContext, set_current_request_id
+from herald.common.rpc import STORAGE_TOPIC
 from herald.common.rpc.coalescer import error_from_wire, error_to_wire
 from herald.common.rpc.operations import (
     BY_NAME,
@@ -81,7 +82,7 @@ def _post_of(op: dict[str, Any], ctxt: RequestContext) -> dict[str, Any]:
     """A ``message_post`` operation as ``MessageController.post_many`` takes it."""
     args = op.get("args") or {}
     return post_request(args.get("messages") or [], args.get("body_size", 0),
-                        ctxt.client_id, ctxt.request_id)
+                        ctxt.client_id, ctxt.request_id, ctxt.traceparent)
 
 
 def _queue_key(op: dict[str, Any]) -> tuple[str, str]:
@@ -115,6 +116,36 @@ def _split_by(indices: list[int], key: Callable[[int], Any]) -> list[list[int]]:
     return runs
 
 
+def _operation_spans(ops: list[dict[str, Any]], batch: str
+                     ) -> tuple[list[dict[str, Any]], list[tracing.Span | None]]:
+    """A SERVER span per operation, continuing the trace of the request it
+    came from and linked to the batch's span; the operations carry their
+    span's traceparent from here on (a post's outbox rows keep it). The
+    operations of a batch run together, so each span lasts the batch."""
+    spans = []
+    traced = []
+    for op in ops:
+        context = op.get("context") or {}
+        method = str(op.get("method"))
+        span = tracing.start(tracing.rpc_span_name(STORAGE_TOPIC, method), "server",
+                             str(context.get("traceparent") or ""),
+                             tracing.rpc_attributes(STORAGE_TOPIC, method), links=[batch])
+        spans.append(span)
+        traced.append(op if span is None else
+                      {**op, "context": {**context, "traceparent": span.traceparent}})
+    return traced, spans
+
+
+def _end_operation_spans(spans: list[tracing.Span | None],
+                         answers: list[dict[str, Any]]) -> None:
+    for span, answer in zip(spans, answers, strict=True):
+        if span is None:
+            continue
+        if "error" in answer:
+            span.fail(error_from_wire(answer["error"]))
+        span.end()
+
+
 class BatchRunner:
     """Runs the operations of one ``batch`` call (see the module docstring)."""
 
@@ -132,6 +163,14 @@ class BatchRunner:
         """Run coalesced operations (``{"context", "method", "args"}`` each) in
         order; one ``{"result": ...}`` or ``{"error": {...}}`` per operation."""
         set_current_request_id(getattr(ctxt, "request_id", "-") or "-")
+        if getattr(ctxt, "traceparent", ""):  # tracing on: a span per operation
+            ops, spans = _operation_spans(ops, ctxt.traceparent)
+            answers = self._batch(ops)
+            _end_operation_spans(spans, answers)
+            return answers
+        return self._batch(ops)
+
+    def _batch(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         shared = self._shared
         outcomes: list[dict[str, Any] | None] = [None] * len(ops)
         index = 0

@@ -40,6 +40,7 @@ import aiohttp
 from oslo_config import cfg
 
 from herald.common import subscriptions as rules
+from herald.common import tracing
 from herald.common.rpc.serializer import decode
 from herald.common.rpc.ws_push import WSPushClient
 from herald.storage.push_batches import PushBatches
@@ -100,6 +101,26 @@ def mail_for(subscriber: str, payload: str, options: dict[str, Any],
     return mail
 
 
+def delivery_span(row: Any) -> tracing.Span | None:
+    """The CLIENT span of one delivery attempt (messaging conventions: a
+    ``send`` to the subscriber), child of the post that caused it and linked
+    to it (its outbox row's traceparent; a root span without one)."""
+    post = getattr(row, "traceparent", None) or ""
+    kind = row.subscriber_kind if row.subscriber_kind == "websocket" else rules.scheme(
+        row.subscriber).removeprefix("trust+")
+    webhook = kind in ("http", "https")
+    host = urllib.parse.urlsplit(row.subscriber).hostname if webhook else None
+    return tracing.start(f"send {'webhook' if webhook else kind}", "client", post, {
+        "messaging.system": "herald", "messaging.operation.name": "send",
+        "messaging.operation.type": "send", "messaging.destination.name": row.queue,
+        "messaging.message.id": getattr(row, "message_id", None),
+        "herald.subscription.id": row.subscription_id, "herald.outbox.kind": row.kind,
+        "herald.delivery.attempt": int(row.attempts or 0) + 1,
+        "url.scheme": kind if webhook else None, "server.address": host,
+        "http.request.method": "POST" if webhook else None,
+    }, links=[post])
+
+
 class Deliverer:
     """The transports of one dispatcher: create, use and ``close`` on its
     event loop (the HTTP session belongs to the loop it was made on)."""
@@ -134,6 +155,22 @@ class Deliverer:
             self._send_pushes, self._push_threads)
 
     async def attempt(self, row: Any) -> Outcome:
+        if not tracing.active():
+            return await self._attempt(row, "")
+        try:
+            span = delivery_span(row)
+        except ValueError:  # a subscriber URI urllib cannot split: trace nothing
+            span = None
+        outcome = await self._attempt(row, span.traceparent if span is not None else "")
+        if span is not None:
+            span.set("http.response.status_code", outcome.status)
+            if not outcome.delivered:
+                span.fail(outcome.error or "not delivered")
+            span.end()
+        return outcome
+
+    async def _attempt(self, row: Any, traceparent: str) -> Outcome:
+        """One attempt; ``traceparent``: its span's, for the webhook's header."""
         options = json.loads(row.options) if row.options else {}
         try:
             if row.subscriber_kind == "websocket":
@@ -142,16 +179,19 @@ class Deliverer:
             if kind == "mailto":
                 return await self._mail(row, options)
             if kind in ("http", "https", "trust+http", "trust+https"):
-                return await self._webhook(row, options)
+                return await self._webhook(row, options, traceparent)
             return Outcome(error=f"unsupported subscriber type {kind!r}")
         except Exception as exc:  # any failure of a transport is a failed attempt
             return Outcome(retry=True, error=f"{type(exc).__name__}: {exc}")
 
-    async def _webhook(self, row: Any, options: dict[str, Any]) -> Outcome:
+    async def _webhook(self, row: Any, options: dict[str, Any],
+                       traceparent: str = "") -> Outcome:
         url = row.subscriber
         if url.startswith("trust+"):
             url = url[len("trust+"):]
-        body, headers = webhook_request(url, row.payload, options)
+        # The receiver's trace continues ours (W3C Trace Context).
+        body, headers = webhook_request(url, row.payload, options,
+                                        {"traceparent": traceparent} if traceparent else None)
         # Connection errors and timeouts raise: ``attempt`` makes them retries.
         async with self._http.post(url, data=body.encode(), headers=headers,
                                    allow_redirects=False) as response:

@@ -101,10 +101,10 @@ class MessageController:
 
     def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
              client_id: str, request_id: str = "-",
-             idempotency_key: str | None = None) -> list[str]:
+             idempotency_key: str | None = None, traceparent: str = "") -> list[str]:
         """See ``MessagePoster.post``."""
         return self._poster.post(project, queue, items, body_size, client_id, request_id,
-                                 idempotency_key)
+                                 idempotency_key, traceparent)
 
     def post_many(self, project: str, queue: str,
                   posts: list[dict[str, Any]]) -> list[list[str] | errors.HeraldError]:

@@ -113,7 +113,8 @@ class NotifierStage:
     def _rows(self, batch: PostedBatch, recipients: list[Any],
               lessee: str | None) -> list[dict[str, Any]]:
         payloads = [(m["id"], m.get("request_id") or batch.request_id,
-                     notification_payload(m, batch.queue, batch.metadata))
+                     notification_payload(m, batch.queue, batch.metadata),
+                     m.get("traceparent") or batch.traceparent)
                     for m in batch.messages]
         rows = []
         for sub in recipients:
@@ -121,10 +122,11 @@ class NotifierStage:
             # The policy is resolved now, with the queue metadata at hand, so
             # a delivery needs nothing but its row.
             options["_retry_policy"] = rules.effective_policy(options, batch.metadata)
-            for message_id, request_id, payload in payloads:
+            for message_id, request_id, payload, traceparent in payloads:
                 rows.append(outbox.row_for(
                     project=batch.project, queue=batch.queue, subscription=sub,
                     kind=outbox.KIND_NOTIFICATION, payload=payload, options=options,
                     request_id=request_id, now=batch.now, message_id=message_id,
-                    lessee=lessee, lease_seconds=self._conf.notification.lease_seconds))
+                    lessee=lessee, lease_seconds=self._conf.notification.lease_seconds,
+                    traceparent=traceparent))
         return rows

@@ -49,9 +49,10 @@ STATE_FAILED = "failed"
 def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: str,
             options: dict[str, Any], request_id: str, now: float,
             message_id: str | None = None, lessee: str | None = None,
-            lease_seconds: float = 0.0) -> dict[str, Any]:
+            lease_seconds: float = 0.0, traceparent: str | None = None) -> dict[str, Any]:
     """The outbox row delivering ``payload`` to ``subscription`` (a row or dict),
-    leased to ``lessee`` for ``lease_seconds`` if given."""
+    leased to ``lessee`` for ``lease_seconds`` if given; ``traceparent``: the
+    span of the post that caused it (tracing on), which its deliveries continue."""
     get = subscription.__getitem__ if isinstance(subscription, dict) else (
         lambda key: getattr(subscription, key))
     return {
@@ -71,6 +72,7 @@ def row_for(*, project: str, queue: str, subscription: Any, kind: str, payload: 
         "lease_owner": lessee,
         "attempts": 0,
         "message_id": message_id,
+        "traceparent": traceparent or None,
     }
 
 

@@ -47,10 +47,13 @@ class PostedBatch:
     metadata: dict[str, Any]
     #: ``{"id", "body", "ttl", "delay"}`` per message, in request order; in a
     #: coalesced batch of posts (``MessageController.post_many``) also the
-    #: ``request_id`` of the post each message came with.
+    #: ``request_id`` (and, tracing, the ``traceparent``) of the post each
+    #: message came with.
     messages: list[dict[str, Any]]
     now: float
     request_id: str
+    #: The post's span (tracing on; a lone post's: see ``messages``).
+    traceparent: str = ""
     #: Outbox rows the stages wrote (the poster wakes the dispatcher when > 0).
     outbox_rows: int = 0
     #: Those of them leased to this process's dispatcher, which the poster

@@ -32,10 +32,14 @@ from herald.storage import base
 
 
 def post_request(messages: list[dict[str, Any]], body_size: int, client_id: str | None,
-                 request_id: str | None) -> dict[str, Any]:
-    """One post as ``MessagePoster.post_many`` and ``post_to_queues`` take it."""
-    return {"messages": messages, "body_size": body_size, "client_id": client_id,
+                 request_id: str | None, traceparent: str = "") -> dict[str, Any]:
+    """One post as ``MessagePoster.post_many`` and ``post_to_queues`` take it
+    (``traceparent`` only while tracing: the post's span, for its outbox rows)."""
+    post = {"messages": messages, "body_size": body_size, "client_id": client_id,
             "request_id": request_id}
+    if traceparent:
+        post["traceparent"] = traceparent
+    return post
 
 
 def checksum(body: Any) -> str | None:

@@ -74,7 +74,8 @@ class MessagePoster:
 
     def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
              client_id: str, request_id: str = "-",
-             idempotency_key: str | None = None) -> list[str]:
+             idempotency_key: str | None = None, traceparent: str = "") -> list[str]:
+        """``traceparent``: the post's span, kept by its outbox rows (tracing)."""
         if idempotency_key is None:
             # A lone post takes the queue lock last, like a batch's posts: at
             # a few hundred posts/s to one queue most posts travel alone, and
@@ -82,25 +83,28 @@ class MessagePoster:
             # the other worker's posts wait on it (issue 5, push latency).
             # The lock-first path creates a missing queue and re-checks a post
             # whose queue changed meanwhile.
-            post = post_rows.post_request(items, body_size, client_id, request_id)
+            post = post_rows.post_request(items, body_size, client_id, request_id,
+                                          traceparent)
             lock_last = self.post_to_queues([(project, queue, [post])])
             if lock_last is not None:
                 outcome = lock_last[0][0]
                 if isinstance(outcome, errors.HeraldError):
                     raise outcome
                 return outcome
-            return self._post(project, queue, items, body_size, client_id, request_id, None)
+            return self._post(project, queue, items, body_size, client_id, request_id, None,
+                              traceparent)
         try:
             return self._post(project, queue, items, body_size, client_id, request_id,
-                              idempotency_key)
+                              idempotency_key, traceparent)
         except sa_exc.IntegrityError:
             # A concurrent post with the same key committed first (see
             # ``idempotency``); this one rolled back: now it finds that row.
             return self._post(project, queue, items, body_size, client_id, request_id,
-                              idempotency_key)
+                              idempotency_key, traceparent)
 
     def _post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
-              client_id: str, request_id: str, idempotency_key: str | None) -> list[str]:
+              client_id: str, request_id: str, idempotency_key: str | None,
+              traceparent: str = "") -> list[str]:
         now = clock.now()
         client = base.normalize_client_id(client_id)
         with_checksum = self._conf.enable_checksum
@@ -122,7 +126,8 @@ class MessagePoster:
                 # positions in list order, inside the queue lock above.
                 conn.execute(sa.insert(messages), rows)
             batch = pipeline.PostedBatch(project=project, queue=queue, metadata=metadata,
-                                         messages=accepted, now=now, request_id=request_id)
+                                         messages=accepted, now=now, request_id=request_id,
+                                         traceparent=traceparent)
             if rows:
                 pipeline.run(self._stages, conn, [batch])
             if idempotency_key is not None:
@@ -318,8 +323,11 @@ class MessagePoster:
             except errors.HeraldError as exc:
                 outcomes.append(exc)
                 continue
+            traceparent = post.get("traceparent")
             for message in accepted:
                 message["request_id"] = post.get("request_id") or "-"
+                if traceparent:
+                    message["traceparent"] = traceparent
             outcomes.append([row["id"] for row in rows])
             all_rows.extend(rows)
             all_accepted.extend(accepted)

@@ -156,6 +156,9 @@ outbox = sa.Table(
     # The message a notification row delivers (None for confirmations and
     # tests): links push attempts to the message's delivery history.
     sa.Column("message_id", sa.String(32), nullable=True),
+    # W3C traceparent of the post's span (tracing on, else None): each
+    # delivery's span continues that trace (herald.common.tracing).
+    sa.Column("traceparent", sa.String(128), nullable=True),
     sa.Index("ix_outbox_state_next_attempt", "state", "next_attempt"),
     sa.Index("ix_outbox_project_queue", "project", "queue"),
     sa.Index("ix_outbox_subscription_id", "subscription_id"),

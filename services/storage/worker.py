@@ -41,7 +41,7 @@ from sqlalchemy import exc as sa_exc
 from tooz import coordination as tooz_coordination
 
 from herald.common import coordination, health, lifecycle
-from herald.common.rpc import wakeups
+from herald.common.rpc import STORAGE_TOPIC, wakeups
 from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
@@ -148,7 +148,8 @@ class StorageWorker:
             self._wakeups.start()
             self.wiring.wakeups.publisher = self._wakeups
             self._rpc = RPCServer(self._conf, self._conf.rpc.topic, self.member_id,
-                                  [self.endpoint], nonces=self.local.nonces)
+                                  [self.endpoint], nonces=self.local.nonces,
+                                  service=STORAGE_TOPIC)
             self._rpc.start()
         self._started = True
         self._serving = True

@@ -35,7 +35,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from herald.common import keystone
+from herald.common import keystone, tracing
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
 from herald.common.rpc.storage_api import StorageAPI
 from herald.ws_gateway import auth, codec, schemas
@@ -52,6 +52,17 @@ FOREIGN_PROJECT = ("Not authorized: X-Project-ID names another project than the 
 
 def envelope(request: dict[str, Any], status: int, body: Any) -> dict[str, Any]:
     return {"request": request, "headers": {"status": status}, "body": body}
+
+
+def _request_span(action: str, headers: dict[str, Any], binary: bool) -> tracing.Span | None:
+    """The SERVER span of one request frame while tracing, continuing the
+    client's trace when the frame's headers carry a ``traceparent``."""
+    if not tracing.active():
+        return None
+    parent = headers.get("traceparent")
+    return tracing.start(f"ws {action}", "server", parent if isinstance(parent, str) else "",
+                         {"network.protocol.name": "websocket", "herald.ws.action": action,
+                          "herald.ws.frame": "binary" if binary else "text"})
 
 
 class Dispatcher:
@@ -120,9 +131,11 @@ class Dispatcher:
             # home doc, health, ping).
             return envelope(request, 400, {"error": f"{action} is not a valid action"})
 
+        span = _request_span(action, headers, binary=isinstance(frame, bytes))
         ctxt = RequestContext(project_id=headers["X-Project-ID"],
                               client_id=headers["Client-ID"],
-                              request_id=new_request_id(), roles=roles)
+                              request_id=new_request_id(), roles=roles,
+                              traceparent=span.traceparent if span is not None else "")
         # Each request runs in its own asyncio task, hence its own copy of the
         # context: setting the request id here cannot leak into other requests.
         set_current_request_id(ctxt.request_id)
@@ -136,6 +149,12 @@ class Dispatcher:
                 LOG.error("ws %s failed with %s: %s", action, status, body.get("exception"),
                           exc_info=status == 500)
         LOG.info("ws %s project=%s -> %s", action, ctxt.project_id, status)
+        if span is not None:
+            span.set("herald.ws.status", status)
+            span.set("herald.request_id", ctxt.request_id)
+            if status >= 500:
+                span.fail(str(status))
+            span.end()
         return envelope(request, status, body)
 
     async def _authenticate(self, headers: dict[str, Any], connection: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from oslo_config import cfg
 from herald.api import auth, cors
 from herald.api import errors as api_errors
 from herald.api.query_string import QueryParams
-from herald.common import errors
+from herald.common import errors, tracing
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
 from herald.common.edge import headers as header_rules
 from herald.common.edge.bodies import parse_json
@@ -103,6 +104,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self._counted = False
         self._ctx: RequestContext | None = None
         self._query: QueryParams | None = None
+        #: The request's SERVER span while tracing (``herald.common.tracing``).
+        self._span: tracing.Span | None = None
 
     # -- plumbing -----------------------------------------------------------
 
@@ -136,11 +139,45 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self._counted:
             self._counted = True
             self._in_flight.count += 1
+            if tracing.active():
+                self._span = tracing.start(
+                    f"{self.request.method} {self.route()}", "server",
+                    self.request.headers.get("traceparent", ""), self._span_attributes())
 
     def _leave(self) -> None:
         if self._counted:
             self._counted = False
             self._in_flight.count -= 1
+            if self._span is not None:
+                status = self.get_status()
+                self._span.set("http.response.status_code", status)
+                if status >= 500:
+                    self._span.fail(str(status))
+                self._span.end()
+                self._span = None
+
+    def route(self) -> str:
+        """The route template of this request (``/v2/queues/{queue_name}``),
+        never the raw path: a span's name must not hold queue names."""
+        if type(self) is NotFoundHandler:
+            return "unknown"
+        names = {value: name for name, value in self.path_kwargs.items() if value}
+        segments = [urllib.parse.unquote(segment)
+                    for segment in self.request.path.split("/")]
+        # Path arguments come in path order: the first segment equal to one names it.
+        route = []
+        for segment in segments:
+            name = names.pop(segment, None)
+            route.append(f"{{{name}}}" if name else segment)
+        return "/".join(route)
+
+    def _span_attributes(self) -> dict[str, Any]:
+        """HTTP server conventions (no query string: it may hold a signature)."""
+        return {"http.request.method": self.request.method, "http.route": self.route(),
+                "url.path": self.request.path, "url.scheme": self.request.protocol,
+                "client.address": self.request.remote_ip,
+                "user_agent.original": self.request.headers.get("User-Agent"),
+                "herald.request_id": self.request_id}
 
     def on_finish(self) -> None:
         self._leave()
@@ -212,7 +249,8 @@ class BaseHandler(tornado.web.RequestHandler):
             roles = tuple(role.strip() for role in
                           self.request.headers.get("X-Roles", "").split(",") if role.strip())
         self._ctx = RequestContext(project_id=project_id, client_id=client_id,
-                                   request_id=self.request_id, roles=roles)
+                                   request_id=self.request_id, roles=roles,
+                                   traceparent=self._span.traceparent if self._span else "")
         if self.ADMIN_ROLE and not self._ctx.is_admin:
             raise errors.Forbidden("You are not authorized to complete this action.")
 
