@@ -17,6 +17,8 @@ What lives where:
 - ``polling``: ``wait_until``, a deadline-bounded poll, instead of sleeping.
 - ``log_events``: ``LogEvents``, Herald's log records in this process (a
   parked long poll), to wait for instead of sleeping.
+- ``otlp_sink``: ``OTLPSink``, a local OTLP/HTTP trace receiver the
+  processes of a test (or the bench) export their spans to.
 - ``launch``: ``herald`` with some loggers at DEBUG, for topologies whose
   tests wait for a DEBUG line in a process's log.
 

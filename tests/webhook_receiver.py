@@ -9,7 +9,8 @@ persistent connections (else HTTP/1.0, one connection per request);
 
 ``WebhookReceiver`` (the ``receiver`` fixture) records every POST and
 answers 200 on ``/ok`` and 500 on any other path, so one receiver serves a
-healthy and a failing subscriber. ``bodies`` holds ``(path, parsed JSON)``.
+healthy and a failing subscriber. ``bodies`` holds ``(path, parsed JSON)``,
+``headers`` each POST's headers.
 """
 
 from __future__ import annotations
@@ -67,8 +68,11 @@ class LocalWebhookServer:
 class WebhookReceiver(LocalWebhookServer):
     def __init__(self) -> None:
         self.bodies: list[tuple[str, Any]] = []
+        #: The headers of each POST, in the order of ``bodies``.
+        self.headers: list[dict[str, str]] = []
         super().__init__()
 
     def answer(self, path: str, body: bytes, request: BaseHTTPRequestHandler) -> int:
+        self.headers.append(dict(request.headers.items()))
         self.bodies.append((path, json.loads(body)))
         return 200 if path == "/ok" else 500
