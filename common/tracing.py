@@ -94,14 +94,15 @@ def _otlp_exporter(environ: Mapping[str, str]) -> Any:
     return OTLPSpanExporter()  # endpoint, headers, timeout: from the environment
 
 
-def setup(service: str, sql: bool = False,
-          environ: Mapping[str, str] | None = None) -> bool:
+def setup(service: str, sql: bool = False) -> bool:
     """Turn tracing on for this process when the environment asks for it;
     ``sql``: also trace SQLAlchemy statements (storage processes). Returns
     whether tracing is on. Idempotent; raises ``RuntimeError`` for a setting
     it cannot honour (the process should not start half-observable)."""
     global _TRACER, _PROVIDER
-    environ = os.environ if environ is None else environ
+    # The SDK and the exporter read their own variables (endpoint, sampler,
+    # batching) from os.environ too: one source for every setting.
+    environ = os.environ
     exporters = _exporters(environ)
     if _TRACER is not None or not exporters:
         return _TRACER is not None

@@ -11,6 +11,7 @@ worker span; the subscriber received that delivery span's ``traceparent``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -49,8 +50,11 @@ def test_a_post_with_a_webhook_subscriber_is_one_trace(topology: Topology, sink:
     services = topology.distributed(storage_workers=1, apis=1, env={
         **sink.env(), "OS_NOTIFICATION__DISPATCH_INTERVAL": "0.2"})
     rest = Rest(services[-1].url)
+    # A client's own trace continues (W3C traceparent header).
+    client_trace, client_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     created = rest.request("POST", "/v2/queues/traced/subscriptions",
-                           json={"subscriber": receiver.url + "/ok", "ttl": 600})
+                           json={"subscriber": receiver.url + "/ok", "ttl": 600},
+                           headers={"traceparent": f"00-{client_trace}-{client_span}-01"})
     assert created.status_code == 201, created.text
     posted = rest.post("traced", {"n": 1}, ttl=600)
     assert posted.status_code == 201, posted.text
@@ -84,6 +88,8 @@ def test_a_post_with_a_webhook_subscriber_is_one_trace(topology: Topology, sink:
     assert delivery.links == ((worker.trace_id, worker.span_id),)
     assert delivery.attributes["messaging.destination.name"] == "traced"
     assert delivery.attributes["http.response.status_code"] == 200
+    subscribed = _one(sink.spans(), name="POST /v2/queues/{queue_name}/subscriptions")
+    assert (subscribed.trace_id, subscribed.parent_span_id) == (client_trace, client_span)
     # The subscriber's own trace continues the delivery's span (W3C traceparent).
     version, trace_id, parent_id, flags = receiver.headers[0]["traceparent"].split("-")
     assert (version, trace_id, parent_id) == ("00", api.trace_id, delivery.span_id)

@@ -74,6 +74,29 @@ def test_tampered_method_kwargs_or_context_is_rejected(method: str, kwargs: dict
         _verifier("k1").verify(method, kwargs, ctxt, auth)
 
 
+def test_a_tampered_trace_context_fails_the_signature() -> None:
+    """The traceparent travels in the signed context (``herald.common.tracing``):
+    changing, adding or removing it on the bus is tampering like any other."""
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    traced = RequestContext(project_id="p1", client_id="c1", request_id="req-1",
+                            roles=("admin",), traceparent=f"00-{trace}-{span}-01")
+    auth = bus_auth.sign("k1", "message_post", KWARGS, traced)
+    _verifier("k1").verify("message_post", KWARGS, traced.to_dict(), auth)
+    for forged in (f"00-{trace[::-1]}-{span}-01", f"00-{trace}-{span[::-1]}-01",
+                   f"00-{trace}-{span}-00"):
+        with pytest.raises(bus_auth.BusAuthError, match="bad signature"):
+            _verifier("k1").verify("message_post", KWARGS,
+                                   {**traced.to_dict(), "traceparent": forged}, auth)
+    with pytest.raises(bus_auth.BusAuthError, match="bad signature"):  # stripped
+        _verifier("k1").verify("message_post", KWARGS, CTXT.to_dict(), auth)
+    with pytest.raises(bus_auth.BusAuthError, match="bad signature"):  # added
+        _verifier("k1").verify("message_post", KWARGS, traced.to_dict(),
+                               bus_auth.sign("k1", "message_post", KWARGS, CTXT))
+    # Tracing off: the context on the wire is what it always was.
+    assert "traceparent" not in CTXT.to_dict()
+    assert RequestContext.from_dict(traced.to_dict()) == traced
+
+
 def test_unsigned_malformed_and_forged_are_rejected() -> None:
     verifier = _verifier("k1")
     with pytest.raises(bus_auth.BusAuthError, match="unsigned"):
