@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(ALL_PHASES)}")
     parser.add_argument("--env", action="append", default=[], type=lambda s: s.split("=", 1),
                         metavar="OS_GROUP__OPTION=value", help="extra service settings")
+    parser.add_argument("--trace-ratio", type=float, default=0.0, metavar="RATIO",
+                        help="trace this share of requests (e.g. 0.1), exported over OTLP/HTTP "
+                             "to a sink in this process (herald.testing.otlp_sink); 0: off")
     parser.add_argument("--json", default="bench-results.json", help="where to write results")
     return parser.parse_args(argv)
 
@@ -82,6 +85,14 @@ async def bench_main(args: argparse.Namespace, target: Target) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load = os.getloadavg()
+    sink = None
+    if args.trace_ratio > 0:
+        from herald.testing.otlp_sink import OTLPSink
+
+        # Counts, never decodes: the load generator keeps its CPU.
+        sink = OTLPSink(keep=False)
+        args.env.extend(sink.env(sampler="parentbased_traceidratio", ratio=args.trace_ratio,
+                                 delay_ms=None).items())
     if args.url:
         context = external(args)
     elif args.mode == "embedded":
@@ -103,10 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     document = {"mode": "external" if args.url else args.mode,
                 "concurrency": args.concurrency, "duration": args.duration,
                 "loadavg_before": load, "cpus": machine_cores(), "phases": results}
+    if sink is not None:
+        document["tracing"] = {"ratio": args.trace_ratio, "exports": sink.requests,
+                               "export_bytes": sink.bytes}
+        sink.close()
     Path(args.json).write_text(json.dumps(document, indent=2))
     rows = summary_rows({name: PhaseResult(**data) for name, data in results.items()})
     print(f"\nHerald bench, mode {document['mode']}, {args.concurrency} clients, "
-          f"{args.duration:.0f} s/phase, load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"{args.duration:.0f} s/phase, load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          + (f", tracing {args.trace_ratio:.0%} sampled" if sink is not None else ""))
     print(format_table(rows))
     print(f"\nfull results: {args.json}")
     return 0

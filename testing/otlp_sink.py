@@ -2,8 +2,9 @@
 
 ``OTLPSink()`` listens on 127.0.0.1 (its own thread, one thread per request)
 for ``POST /v1/traces`` in OTLP/HTTP protobuf (gzip or not), answers 200,
-and keeps every span it decoded (``spans()``), or only counts them with
-``keep=False`` (the bench: a sink, not a recorder). ``env(...)`` is what a
+and keeps every span it decoded (``spans()``), or with ``keep=False`` (the
+bench: a sink, not a recorder) decodes nothing and only counts the exports
+and their bytes, so the sink costs the process it runs in next to nothing. ``env(...)`` is what a
 Herald process needs to export there (``herald.common.tracing`` reads only
 the standard ``OTEL_*`` variables), with a short batch delay so spans
 arrive while the test waits for them.
@@ -80,8 +81,10 @@ class OTLPSink:
         self._keep = keep
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
+        #: Spans decoded (``keep`` only), export requests and their bytes.
         self.count = 0
         self.requests = 0
+        self.bytes = 0
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -108,25 +111,26 @@ class OTLPSink:
                          daemon=True).start()
 
     def _received(self, body: bytes) -> None:
-        spans = decode(body)
+        spans = decode(body) if self._keep else []
         with self._lock:
             self.requests += 1
+            self.bytes += len(body)
             self.count += len(spans)
-            if self._keep:
-                self._spans.extend(spans)
+            self._spans.extend(spans)
 
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
             return list(self._spans)
 
     def env(self, sampler: str | None = None, ratio: float | None = None,
-            delay_ms: int = 200) -> dict[str, str]:
+            delay_ms: int | None = 200) -> dict[str, str]:
         """``OTEL_*`` variables exporting a process's spans here; ``sampler``
         and ``ratio``: ``OTEL_TRACES_SAMPLER`` and its argument."""
         env = {"OTEL_TRACES_EXPORTER": "otlp",
                "OTEL_EXPORTER_OTLP_ENDPOINT": self.endpoint,
-               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-               "OTEL_BSP_SCHEDULE_DELAY": str(delay_ms)}
+               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        if delay_ms is not None:  # None: the SDK's default (5 s), as in production
+            env["OTEL_BSP_SCHEDULE_DELAY"] = str(delay_ms)
         if sampler is not None:
             env["OTEL_TRACES_SAMPLER"] = sampler
         if ratio is not None:

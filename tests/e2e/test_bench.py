@@ -58,8 +58,13 @@ def assert_cpu_use_adds_up(phase: dict[str, Any]) -> None:
 
 
 def test_embedded_bench_runs_every_phase_and_reports_it(tmp_path: Path) -> None:
+    # With tracing on at 10 % (issue 24's cost figure): nothing fails, and
+    # the service's spans reach the bench's sink.
     document, table = run_bench(tmp_path, "--mode", "embedded", "--deep-messages", "2000",
-                                "--consume-target", "200", "--push-rate", "50")
+                                "--consume-target", "200", "--push-rate", "50",
+                                "--trace-ratio", "0.1")
+    assert document["tracing"]["ratio"] == 0.1 and document["tracing"]["exports"] > 0
+    assert "tracing 10% sampled" in table
     phases = document["phases"]
     for name in ("post_1", "post_10", "list", "claim_delete", "ws_post", "e2e_latency",
                  "push_webhook", "push_websocket", "claim_shallow", "claim_deep"):
