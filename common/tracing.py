@@ -131,13 +131,54 @@ def setup(service: str, sql: bool = False) -> bool:
         # after this) reports its statements as children of the current span.
         # skip_dep_check: the instrumentation pins sqlalchemy < 2.1, yet its
         # event hooks work on 2.1 (tests/e2e/test_tracing.py checks the spans).
-        SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+        SQLAlchemyInstrumentor().instrument(tracer_provider=_ChildrenOnly(provider),
+                                            skip_dep_check=True)
     _PROVIDER = provider
     _TRACER = provider.get_tracer("herald")
     LOG.info("tracing on: service %s, exporters %s, sampler %s",
              resource.attributes.get("service.name"), ",".join(exporters),
              environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"))
     return True
+
+
+class _ChildrenOnly:
+    """The tracer provider of an instrumentation whose spans only mean
+    something inside a traced request (SQL): a span without a recording
+    current span is not made. Without it every statement of the workers'
+    background jobs (outbox leases, statistics, heartbeats) was a trace of
+    its own, and a sampled-out request still paid for its SQL spans."""
+
+    def __init__(self, provider: Any) -> None:
+        self._provider = provider
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return _ChildTracer(self._provider.get_tracer(*args, **kwargs))
+
+
+class _ChildTracer:
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+
+    @staticmethod
+    def _orphan(context: Any) -> bool:
+        from opentelemetry import trace
+
+        return not trace.get_current_span(context).is_recording()
+
+    def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if self._orphan(context):
+            from opentelemetry import trace
+
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, *args, **kwargs)
+
+    def start_as_current_span(self, name: str, context: Any = None, *args: Any,
+                              **kwargs: Any) -> Any:
+        if self._orphan(context):
+            from opentelemetry import trace
+
+            return contextlib.nullcontext(trace.INVALID_SPAN)
+        return self._tracer.start_as_current_span(name, context, *args, **kwargs)
 
 
 def shutdown() -> None:

@@ -65,7 +65,10 @@ def test_a_websocket_post_and_its_push_are_one_trace(sink: OTLPSink, tmp_path: P
     try:
         gateway = stack.gateway()
         url, project = f"ws://127.0.0.1:{gateway.port}/", f"p-{uuid.uuid4().hex[:8]}"
+        trace, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
         with WSClient(url, project) as listener, WSClient(url, project) as poster:
+            # The poster's own trace (a traceparent header in its frames) continues.
+            poster.headers["traceparent"] = f"00-{trace}-{parent}-01"
             assert listener.status_body("subscription_create", {"queue_name": "q"})[0] == 201
             status, _ = poster.status_body("message_post", {
                 "queue_name": "q", "messages": [{"body": "hi", "ttl": 60}]})
@@ -76,7 +79,8 @@ def test_a_websocket_post_and_its_push_are_one_trace(sink: OTLPSink, tmp_path: P
         push = next(s for s in sink.spans() if s.name == "send websocket")
         spans = _trace_of(sink, push)
         [ws] = _named(spans, "ws message_post", "server")
-        assert ws.attributes["herald.ws.status"] == 201 and not ws.parent_span_id
+        assert ws.attributes["herald.ws.status"] == 201
+        assert (ws.trace_id, ws.parent_span_id) == (trace, parent)
         [call] = _named(spans, "herald-storage/message_post", "client")
         [worker] = _named(spans, "herald-storage/message_post", "server")
         assert (call.parent_span_id, worker.parent_span_id) == (ws.span_id, call.span_id)
