@@ -3,7 +3,9 @@
 Most shapes differ per edge by the spec (REST messages carry ``href``, the
 websocket's do not); the popped message is the one both give in the same
 form (rest-v2.md "pop", websocket.md ``message_delete_many``): no href, and
-no longer claimed by anyone. Pure functions of a storage reply.
+no longer claimed by anyone. The oldest and newest messages of queue stats
+have Zaqar's storage shape on both edges (the REST edge then trades the id
+for an href, as Zaqar does). Pure functions of a storage reply.
 """
 
 from __future__ import annotations
@@ -20,6 +22,24 @@ def popped(stored: dict[str, Any], with_checksum: bool = True) -> dict[str, Any]
         "body": stored["body"],
         "claim_count": 0,
         "claim_id": None,
+    }
+    if with_checksum and stored.get("checksum"):
+        obj["checksum"] = stored["checksum"]
+    return obj
+
+
+def stats_message(stored: dict[str, Any], with_checksum: bool = True) -> dict[str, Any]:
+    """The oldest or newest message of queue stats, in the order and with the
+    keys of Zaqar's stores: ``{id, age, ttl, body, claim_id, claim_count,
+    created[, checksum]}``. Clients read ``oldest["body"]``."""
+    obj = {
+        "id": stored["id"],
+        "age": stored["age"],
+        "ttl": stored["ttl"],
+        "body": stored["body"],
+        "claim_id": stored.get("claim_id"),
+        "claim_count": stored.get("claim_count", 0),
+        "created": stored["created"],
     }
     if with_checksum and stored.get("checksum"):
         obj["checksum"] = stored["checksum"]

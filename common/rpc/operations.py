@@ -176,8 +176,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("queue_stats", (_Q,), _R, _QUEUE, "Queue stats could not be read.", _ALONE,
               "queues.stats",
               doc='``{"free", "claimed", "total"[, "oldest", "newest"]}``; oldest/newest '
-                  'are ``{"id", "age", "created"}`` and present only when total > 0. '
-                  "Zeros if missing."),
+                  "are StoredMessages (``created`` included) and present only when "
+                  "total > 0. Zeros if missing."),
     Operation("queue_purge", (_Q, _a("resource_types", ("messages", "subscriptions"))), _W, _QUEUE,
               "Queue could not be purged.", _ALONE, "queues.purge",
               doc="Delete all messages and/or subscriptions of the queue."),

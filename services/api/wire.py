@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from herald.common.edge import shapes
+
 
 def queue_href(queue: str) -> str:
     return f"/v2/queues/{queue}"
@@ -42,8 +44,10 @@ def message_object(queue: str, stored: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def stats_object(queue: str, stats: dict[str, Any]) -> dict[str, Any]:
-    """``{"messages": {free, claimed, total[, oldest, newest]}}`` with hrefs."""
+def stats_object(queue: str, stats: dict[str, Any],
+                 collection: str = "queues") -> dict[str, Any]:
+    """``{"messages": {free, claimed, total[, oldest, newest]}}``; oldest and
+    newest are Zaqar's: the stored message with ``href`` in place of ``id``."""
     messages: dict[str, Any] = {
         "free": stats.get("free", 0),
         "claimed": stats.get("claimed", 0),
@@ -53,9 +57,7 @@ def stats_object(queue: str, stats: dict[str, Any]) -> dict[str, Any]:
         for key in ("oldest", "newest"):
             edge = stats.get(key)
             if edge:
-                messages[key] = {
-                    "href": message_href(queue, edge["id"]),
-                    "age": edge["age"],
-                    "created": edge["created"],
-                }
+                obj = shapes.stats_message(edge)
+                obj["href"] = f"/v2/{collection}/{queue}/messages/{obj.pop('id')}"
+                messages[key] = obj
     return {"messages": messages}

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy.engine import Connection
 
-from herald.common import errors, timeutils
+from herald.common import errors
 from herald.storage import base, clock
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
@@ -109,33 +109,35 @@ class QueueController:
         now = clock.now()
         in_scope = sa.and_(base.in_queue(project, queue), base.live(now))
 
-        def edge(column: sa.Column, order: Any) -> Any:
-            return (sa.select(column).where(in_scope).order_by(order).limit(1)
+        def edge(order: Any) -> Any:
+            return (sa.select(messages.c.seq).where(in_scope).order_by(order).limit(1)
                     .scalar_subquery())
 
+        counts = sa.select(
+            sa.func.count().label("total"),
+            sa.func.coalesce(sa.func.sum(sa.case((base.claimed(now), 1), else_=0)), 0)
+            .label("claimed"),
+        ).where(in_scope).subquery("counts")
         # One statement, so one snapshot: counts and the oldest/newest rows
         # must agree even while others pop or delete (PostgreSQL's READ
-        # COMMITTED gives each statement its own snapshot).
+        # COMMITTED gives each statement its own snapshot). The counts row is
+        # joined to the oldest and newest messages: no message, one row of
+        # NULLs; one message, one row; otherwise two, oldest first.
         with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.coalesce(sa.func.sum(sa.case((base.claimed(now), 1), else_=0)), 0),
-                    edge(messages.c.id, messages.c.seq.asc()),
-                    edge(messages.c.created, messages.c.seq.asc()),
-                    edge(messages.c.id, messages.c.seq.desc()),
-                    edge(messages.c.created, messages.c.seq.desc()),
-                ).where(in_scope)
-            ).one()
-        total, claimed_count, oldest_id, oldest_created, newest_id, newest_created = row
-        stats: dict[str, Any] = {"claimed": int(claimed_count),
-                                 "free": int(total) - int(claimed_count),
-                                 "total": int(total)}
-        if total:
-            for key, message_id, created in (("oldest", oldest_id, oldest_created),
-                                             ("newest", newest_id, newest_created)):
-                stats[key] = {"id": message_id, "age": timeutils.age(created, now),
-                              "created": timeutils.isotime(created)}
+            rows = conn.execute(
+                sa.select(counts.c.total, counts.c.claimed, *base.MESSAGE_COLUMNS)
+                .select_from(counts.outerjoin(
+                    messages, messages.c.seq.in_([edge(messages.c.seq.asc()),
+                                                  edge(messages.c.seq.desc())])))
+                .order_by(messages.c.seq)
+            ).all()
+        total, claimed_count = int(rows[0].total), int(rows[0].claimed)
+        stats: dict[str, Any] = {"claimed": claimed_count, "free": total - claimed_count,
+                                 "total": total}
+        if total and rows[0].id is not None:
+            # Whole StoredMessages, as Zaqar's stores return them (body included).
+            stats["oldest"] = base.stored_message(rows[0], now)
+            stats["newest"] = base.stored_message(rows[-1], now)
         return stats
 
     def volume(self) -> dict[str, int]:

@@ -326,14 +326,22 @@ def test_stats_missing_queue(api: Client) -> None:
 
 
 def test_stats_counts_and_edges(api: Client, clock: FakeClock) -> None:
-    ids = api.post_messages("q", 2)
+    ids = api.post_messages("q", 2, ttl=500)
     clock.advance(10)
     ids += api.post_messages("q", 2)
-    api.claim("q", limit=1)
+    claim_id, _ = api.claim("q", limit=1)
     clock.advance(2)
     stats = api.get("/v2/queues/q/stats").json()["messages"]
     assert (stats["total"], stats["claimed"], stats["free"]) == (4, 1, 3)
-    assert set(stats["oldest"]) == {"href", "age", "created"}
+    # Zaqar's (redis store) shape and key order: the stored message with
+    # its href in place of the id; clients read oldest["body"].
+    assert list(stats["oldest"]) == ["age", "ttl", "body", "claim_id", "claim_count",
+                                     "created", "href"]
+    assert stats["oldest"]["body"] == {"n": 0} and stats["newest"]["body"] == {"n": 1}
+    assert stats["oldest"]["ttl"] == 500 and stats["newest"]["ttl"] == 3600
+    assert stats["oldest"]["claim_id"] == claim_id and stats["newest"]["claim_id"] is None
+    assert stats["newest"]["claim_count"] == 0
+    assert isinstance(stats["oldest"]["age"], int)
     assert stats["oldest"]["href"] == f"/v2/queues/q/messages/{ids[0]}"
     assert stats["newest"]["href"] == f"/v2/queues/q/messages/{ids[-1]}"
     assert stats["oldest"]["age"] == 12 and stats["newest"]["age"] == 2

@@ -106,6 +106,12 @@ def test_stats(endpoint, ctxt, clock):
     assert stats["oldest"]["id"] == ids[0] and stats["oldest"]["age"] == 7
     assert stats["newest"]["id"] == ids[3] and stats["newest"]["age"] == 2
     assert stats["oldest"]["created"].endswith("Z") and len(stats["oldest"]["created"]) == 20
+    # Whole messages, as Zaqar's stores give them (one snapshot with the counts).
+    # (the claim extended the oldest one's ttl to its ttl + grace, as in Zaqar)
+    assert (stats["oldest"]["body"], stats["oldest"]["ttl"]) == (0, 180)
+    assert (stats["newest"]["body"], stats["newest"]["ttl"]) == (9, 600)
+    assert stats["oldest"]["claim_id"] and stats["newest"]["claim_id"] is None
+    assert stats["newest"]["claim_count"] == 0
     # Claims extended the first two; the third expires, the others live on.
     clock.advance(60)
     stats = endpoint.queue_stats(ctxt, queue="q")

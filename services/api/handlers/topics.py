@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from herald.api import wire
 from herald.api.handlers import queues
 from herald.api.handlers.base import BaseHandler
 from herald.common.context import RequestContext
@@ -92,13 +93,9 @@ class TopicStatsHandler(TopicBase):
         if not exists:
             self.reply_json({"messages": {"claimed": 0, "free": 0, "total": 0}})
             return
-        messages: dict[str, Any] = {"total": stats.get("total", 0)}
-        if messages["total"]:
-            for key in ("oldest", "newest"):
-                edge = stats.get(key)
-                if edge:
-                    messages[key] = {"href": f"{topic_href(queue_name)}/messages/{edge['id']}",
-                                     "age": edge["age"], "created": edge["created"]}
+        shaped = wire.stats_object(queue_name, stats, "topics")["messages"]
+        messages: dict[str, Any] = {"total": shaped["total"]}
+        messages.update((key, shaped[key]) for key in ("oldest", "newest") if key in shaped)
         self.reply_json({"messages": messages})
 
 
