@@ -46,8 +46,8 @@ def test_unknown_path_is_404_even_without_headers(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("method,path,allow", [
-    ("HEAD", "/v2/queues/q", "GET, PUT, PATCH, DELETE, OPTIONS"),
-    ("POST", "/v2/queues/q", "GET, PUT, PATCH, DELETE, OPTIONS"),
+    ("HEAD", "/v2/queues/q/stats", "GET, OPTIONS"),
+    ("POST", "/v2/queues/q", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"),
     ("DELETE", "/v2/queues", "GET, OPTIONS"),
     ("PUT", "/v2/queues/q/messages", "GET, POST, DELETE, OPTIONS"),
     ("POST", "/v2/queues/q/messages/m", "GET, DELETE, OPTIONS"),

@@ -334,6 +334,7 @@ def topic_on_a_flavor(w: World) -> None:
 def queue_by_name(w: World) -> None:
     b, q = w.b.member, f"/v2/queues/{QUEUE}"
     assert b.get("/v2/queues").json()["queues"] == []
+    assert b.head(q).status_code == 404  # Queue.exists(): A's queue is not B's
     assert "colour" not in b.get(q).json() and "_flavor" not in b.get(q).json()
     assert b.get(f"{q}/stats").json()["messages"]["total"] == 0
     assert b.get(f"{q}/messages?echo=true&include_claimed=true").json()["messages"] == []
@@ -416,6 +417,7 @@ def delivery_history(w: World) -> None:
 def topic_reads(w: World) -> None:
     b, t = w.b.member, f"/v2/topics/{TOPIC}"
     assert b.get("/v2/topics").json()["topics"] == []
+    assert b.head(t).status_code == 404
     assert "note" not in b.get(t).json()
     assert b.get(f"{t}/stats").json()["messages"]["total"] == 0
     assert b.get(f"{t}/messages?echo=true").json()["messages"] == []
@@ -469,6 +471,8 @@ def test_a_sees_and_uses_its_own(world: World) -> None:
     sees which of A's flavors a pool serves, and A's queue and topic are
     placed on it (the world's own assertions)."""
     state = a_state(world)
+    for path in (f"/v2/queues/{QUEUE}", f"/v2/topics/{TOPIC}"):
+        assert world.a.member.head(path).status_code == 204
     assert state["flavor"]["pool_list"] == sorted([world.pool, world.spare])
     assert [p["flavor"] for p in state["pools"]] == [FLAVOR, FLAVOR]
     assert state["metadata"]["_flavor"] == FLAVOR and state["in_pool"] == 3

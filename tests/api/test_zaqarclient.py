@@ -1,5 +1,6 @@
 """python-zaqarclient (v2, noauth) against the embedded stack: the client's
-own requests -- undashed Client-ID, X-Project-Id, HEAD for exists(), null
+own requests -- undashed Client-ID, X-Project-Id, HEAD for exists() (204 /
+404, which Zaqar cannot answer), null
 claim ttl/grace, repeated ids=, JSON-patch metadata -- must all work."""
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ def zaqar(stack: Stack) -> zclient.Client:
 
 def test_client_flow(zaqar: zclient.Client) -> None:
     assert zaqar.ping() is True
-    queue = zaqar.queue("orders")
-    queue.ensure_exists()
-    assert queue.exists()  # HEAD → 405, which the client reads as "exists"
+    queue = zaqar.queue("orders", auto_create=False)
+    assert queue.exists() is False  # HEAD /v2/queues/orders → 404
+    queue.ensure_exists(force_create=True)
+    assert queue.exists() is True  # → 204
     queue.post([{"body": {"a": 1}, "ttl": 600}, {"body": "x"}])
     assert [m.body for m in queue.messages(echo=True)] == [{"a": 1}, "x"]
 

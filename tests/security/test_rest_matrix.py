@@ -66,7 +66,8 @@ def test_advisory_2164987_empty_url_signature_is_no_credential(
 PROTECTED = [
     ("GET", "/v2"), ("GET", "/v2/"), ("GET", "/v2/ping"), ("HEAD", "/v2/ping"),
     ("GET", "/v2/health"), ("GET", "/openapi.json"), ("GET", "/v2/queues"),
-    ("PUT", "/v2/queues/q"), ("GET", "/v2/queues/q"), ("DELETE", "/v2/queues/q"),
+    ("PUT", "/v2/queues/q"), ("GET", "/v2/queues/q"), ("HEAD", "/v2/queues/q"),
+    ("DELETE", "/v2/queues/q"),
     ("GET", "/v2/queues/q/stats"), ("POST", "/v2/queues/q/purge"),
     ("POST", "/v2/queues/q/share"), ("GET", "/v2/queues/q/messages"),
     ("POST", "/v2/queues/q/messages"), ("GET", "/v2/queues/q/messages/m"),

@@ -94,7 +94,7 @@ class QueueCollectionHandler(QueueKindHandler):
 
 
 class QueueHandler(QueueKindHandler):
-    ALLOWED = ("GET", "PUT", "PATCH", "DELETE")
+    ALLOWED = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
     async def put(self, queue_name: str) -> None:
         kind = self.KIND
@@ -115,6 +115,17 @@ class QueueHandler(QueueKindHandler):
             self.storage.queue_get_metadata(self.kind_ctx, queue_name))
         # A missing queue shows the defaults (200): Quirk #2.
         self.reply_json(self.KIND.shown(stored, self.conf.limits))
+
+    async def head(self, queue_name: str) -> None:
+        # Not in Zaqar (which has no HEAD route, so its client's
+        # Queue.exists() is always True): 204 for a queue of the caller's
+        # project, 404 otherwise, which is what that client method expects.
+        stored = await self.unavailable_as(
+            f"{self.KIND.noun} metadata could not be retrieved.",
+            self.storage.queue_get_metadata(self.kind_ctx, queue_name))
+        if stored is None:
+            raise self.KIND.not_found(queue_name, self.ctx.project_id)
+        self.reply_empty(204)
 
     async def patch(self, queue_name: str) -> None:
         kind, limits = self.KIND, self.conf.limits
