@@ -149,9 +149,11 @@ OPERATIONS: tuple[Operation, ...] = (
               doc="True when the worker reaches its database (raises otherwise)."),
     Operation("health", (), _R, _EVERY, "Health status could not be read.", _NEVER,
               "endpoint.health",
-              doc='Detailed health: ``{"storage_reachable": bool, "workers": [member ids], '
-                  '"message_volume": {"free", "claimed", "total"}, "operation_status": '
-                  "{...}}`` (the volume of every database)."),
+              doc='Detailed health: ``{"storage_reachable": bool, "operation_status": '
+                  '{<Zaqar\'s 8 operations, done on a scratch queue>, "ping"}, '
+                  '"message_volume": {"free", "claimed", "total"}, "workers": [member '
+                  "ids]}`` (the volume of every database; see "
+                  "``herald.storage.operation_status``)."),
     # -- queues (1.0) ------------------------------------------------------
     Operation("queue_create", (_Q, _a("metadata", None)), _W, Route.QUEUE_CREATE,
               "Queue could not be created.", _ALONE, "queues.create",

@@ -16,6 +16,7 @@ RPC boundary
     ``endpoint``         StorageAPI's RPC endpoint: one method per operation of the table.
     ``operation_guard``  what every operation runs inside: deadlock retries, 503s, audit.
     ``health``           readiness of a worker: its database and its own RPC server answer.
+    ``operation_status`` the admin health report's eight operations, done on a scratch queue.
 
 Batch runner
     ``batch_runner``     a coalesced batch: shared transactions, merged posts and deletes.

@@ -36,7 +36,7 @@ from herald.common.rpc import STORAGE_API_VERSION, operations
 from herald.common.rpc.operations import Operation
 from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
-from herald.storage import history, pools, testfire
+from herald.storage import history, operation_status, pools, testfire
 from herald.storage.batch_runner import BatchRunner
 from herald.storage.claim_connections import ClaimConnections
 from herald.storage.claims import ClaimController
@@ -107,15 +107,21 @@ class EndpointBase:
     def _health(self, op: Operation, ctxt: RequestContext) -> dict[str, Any]:
         started = time.monotonic()
         reachable = self._db.ping()
+        ping = {"succeeded": reachable, "seconds": time.monotonic() - started, "ref": None}
+        # The volume before the probe, whose scratch messages are not the users'.
+        volume = self._pools.run(op.route, QueueController, QueueController.volume,
+                                 ctxt.project_id, {})
+        main = self._pools.main
+        status = operation_status.probe(
+            main, self._pools.controller(QueueController, main),
+            self._pools.controller(MessageController, main),
+            self._pools.controller(ClaimController, main))
+        # Zaqar's keys in Zaqar's order, then Herald's own (ping, workers).
         return {
             "storage_reachable": reachable,
+            "operation_status": {**status, "ping": ping},
+            "message_volume": volume,
             "workers": sorted(self._members()),
-            "message_volume": self._pools.run(op.route, QueueController,
-                                              QueueController.volume, ctxt.project_id, {}),
-            "operation_status": {
-                "ping": {"succeeded": reachable,
-                         "seconds": round(time.monotonic() - started, 4), "ref": None},
-            },
         }
 
     def _message_deliveries(self, op: Operation, ctxt: RequestContext, queue: str,

@@ -14,7 +14,8 @@ Two append-only tables (``herald.storage.schema``):
 ``deliveries`` reads both for ``GET /v2/queues/{q}/messages/{id}/deliveries``;
 the history outlives the message (an acknowledged message's history is the
 interesting one) until ``[storage] delivery_history_retention`` passes and
-``collect_garbage`` deletes it. Must not decide anything about claims or
+``collect_garbage`` deletes it (``forget_queue`` at once, for the health
+probe's scratch queues). Must not decide anything about claims or
 deliveries: it only records and reads.
 
 Tenancy: every row carries the project and queue of its message, and
@@ -156,3 +157,13 @@ def collect_garbage(db: Database, retention: float) -> int:
             delivery_attempts.c.attempted_at <= now - retention)).rowcount or 0
         idempotency.collect_garbage(conn, now)
     return deleted
+
+
+def forget_queue(db: Database, project: str, queue: str) -> None:
+    """Delete the whole history of one queue now (the health probe's scratch
+    queue: nobody will read it, and it must not wait for the retention)."""
+    with db.write() as conn:
+        conn.execute(sa.delete(claim_history).where(claim_history.c.project == project,
+                                                    claim_history.c.queue == queue))
+        conn.execute(sa.delete(delivery_attempts).where(
+            delivery_attempts.c.project == project, delivery_attempts.c.queue == queue))

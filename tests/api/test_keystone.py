@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from zaqarclient.queues.v2 import client as zclient
+from zaqarclient.transport import errors as zerrors
 
 from herald.common import signing
 from tests.api.conftest import Client, Stack, assert_error
@@ -117,3 +119,39 @@ def test_admin_endpoints_need_the_tokens_admin_role(
         assert admin.get("/v2/health").status_code == 200
     finally:
         stack.conf.clear_override("admin_mode")
+
+
+def _zaqar(stack: Stack, token: str) -> zclient.Client:
+    return zclient.Client(stack.base_url, version=2, conf={
+        "auth_opts": {"backend": "keystone", "options": {"os_auth_token": token}}})
+
+
+def test_health_report_through_zaqarclient_with_an_admin_token(
+        keystone: tuple[Stack, FakeKeystone]) -> None:
+    stack, fake = keystone
+    stack.conf.set_override("admin_mode", True)
+    try:
+        with pytest.raises(zerrors.ForbiddenError):  # Zaqar's 403 for a member
+            _zaqar(stack, fake.issue("proj-h", ["member"])).health()
+        report = _zaqar(stack, fake.issue("proj-h", ["admin"])).health()
+    finally:
+        stack.conf.clear_override("admin_mode")
+    assert report["storage_reachable"] is True
+    status = report["operation_status"]
+    assert [name for name in status if name != "ping"] == [
+        "create_queue", "post_messages", "claim_messages", "list_messages",
+        "delete_messages", "delete_claim", "bulk_delete_messages", "delete_queue"]
+    assert all(outcome["succeeded"] and outcome["ref"] is None
+               and isinstance(outcome["seconds"], float) for outcome in status.values())
+
+
+def test_queue_exists_through_zaqarclient_is_the_tokens_project(
+        keystone: tuple[Stack, FakeKeystone]) -> None:
+    stack, fake = keystone
+    owner = _zaqar(stack, fake.issue("proj-i"))
+    queue = owner.queue("kept", auto_create=False)
+    assert queue.exists() is False
+    queue.ensure_exists(force_create=True)
+    assert queue.exists() is True
+    # Another project's token: the same name does not exist there.
+    assert _zaqar(stack, fake.issue("proj-j")).queue("kept", auto_create=False).exists() is False

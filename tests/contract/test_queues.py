@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from herald.common import errors
+from herald.storage import schema
+from herald.storage.operation_status import SCRATCH_PROJECT_PREFIX
 
 from .conftest import make_ctxt
 
@@ -141,3 +144,21 @@ def test_ping_and_health(endpoint, ctxt):
     assert health["storage_reachable"] is True
     assert health["workers"] == []
     assert health["message_volume"] == {"free": 2, "claimed": 1, "total": 3}
+
+
+def test_health_does_zaqars_operations_on_a_scratch_queue(endpoint, ctxt, database):
+    endpoint.message_post(ctxt, queue="q", messages=[{"body": 1, "ttl": 60}], body_size=1)
+    report = endpoint.health(ctxt)
+    assert report["storage_reachable"] is True
+    status = report["operation_status"]
+    assert list(status) == ["create_queue", "post_messages", "claim_messages",
+                            "list_messages", "delete_messages", "delete_claim",
+                            "bulk_delete_messages", "delete_queue", "ping"]
+    assert all(s["succeeded"] and s["ref"] is None for s in status.values()), status
+    assert report["message_volume"]["total"] >= 1  # the users' message, not the probe's
+    # Nothing of the throw-away project is left, on whichever database it ran.
+    for db in {id(database): database, id(endpoint._pools.main): endpoint._pools.main}.values():
+        with db.read() as conn:
+            for table in (schema.queues, schema.messages, schema.claims, schema.claim_history):
+                assert conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                    table.c.project.like(SCRATCH_PROJECT_PREFIX + "%"))).scalar_one() == 0
