@@ -52,7 +52,13 @@ def test_home_document(api: Client) -> None:
     assert resources["rel/messages"]["href-template"] == (
         "/v2/queues/{queue_name}/messages{?marker,limit,echo,include_claimed}")
     assert resources["rel/post_messages"]["hints"]["accept-post"] == ["application/json"]
-    assert resources["rel/ping"]["href"] == "/v2/ping"
+    # Zaqar 23's document, key for key where it differs from the api-ref.
+    assert resources["rel/ping"] == {"href-template": "/v2/ping", "hints": {
+        "allow": ["GET"], "formats": {"application/json": {}}}}
+    for rel in ("rel/queue_share", "rel/queue_purge"):
+        assert resources[rel]["hints"]["accept-post"] == ["application/json"]
+    assert resources["rel/subscriptions_post"]["href-vars"] == {
+        "queue_name": "param/queue_name", "limit": "param/subscription_limit"}
     # The tempest check: the template joins onto the endpoint.
     base = "http://example.com:8888/"
     template = resources["rel/queue"]["href-template"]

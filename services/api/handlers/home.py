@@ -1,6 +1,7 @@
 """The versions document (``GET /``) and the JSON-home document (``GET /v2/``).
 
-Static documents (rest-v2.md §1); the admin resources appear only with
+Static documents (rest-v2.md §1), key for key Zaqar 23's (see
+docs/zaqar-differences.md); the admin resources appear only with
 ``admin_mode``. Subscription relations are listed as the contract says, even
 though their routes are served by a later part of the API.
 """
@@ -34,8 +35,8 @@ PUBLIC_RESOURCES: dict[str, dict[str, Any]] = {
                         "detailed": "param/detailed"}),
     "rel/queue": _rel("/v2/queues/{queue_name}", ["GET", "PUT", "DELETE", "PATCH"], _Q),
     "rel/queue_stats": _rel("/v2/queues/{queue_name}/stats", ["GET"], _Q),
-    "rel/queue_share": _rel("/v2/queues/{queue_name}/share", ["POST"], _Q),
-    "rel/queue_purge": _rel("/v2/queues/{queue_name}/purge", ["POST"], _Q),
+    "rel/queue_share": _rel("/v2/queues/{queue_name}/share", ["POST"], _Q, accept_post=True),
+    "rel/queue_purge": _rel("/v2/queues/{queue_name}/purge", ["POST"], _Q, accept_post=True),
     "rel/messages": _rel(
         "/v2/queues/{queue_name}/messages{?marker,limit,echo,include_claimed}", ["GET"],
         {**_Q, "marker": "param/marker", "limit": "param/messages_limit",
@@ -60,15 +61,17 @@ PUBLIC_RESOURCES: dict[str, dict[str, Any]] = {
     "rel/subscriptions_get": _rel("/v2/queues/{queue_name}/subscriptions{?marker,limit}",
                                   ["GET"], {**_Q, "marker": "param/marker",
                                             "limit": "param/subscription_limit"}),
+    # Zaqar lists a limit variable here too, though the template has none.
     "rel/subscriptions_post": _rel("/v2/queues/{queue_name}/subscriptions", ["POST"],
-                                   _Q, accept_post=True),
+                                   {**_Q, "limit": "param/subscription_limit"},
+                                   accept_post=True),
     "rel/subscription": _rel("/v2/queues/{queue_name}/subscriptions/{subscriptions_id}",
                              ["GET", "DELETE"],
                              {**_Q, "subscriptions_id": "param/subscriptions_id"}),
     "rel/subscription_patch": _rel(
         "/v2/queues/{queue_name}/subscriptions/{subscriptions_id}", ["PATCH"],
         {**_Q, "subscriptions_id": "param/subscriptions_id"}, accept_post=True),
-    "rel/ping": _rel("/v2/ping", ["GET"], plain_href=True),
+    "rel/ping": _rel("/v2/ping", ["GET"]),  # a template without variables, as Zaqar's
 }
 
 ADMIN_RESOURCES: dict[str, dict[str, Any]] = {
