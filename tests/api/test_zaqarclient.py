@@ -28,6 +28,9 @@ def test_client_flow(zaqar: zclient.Client) -> None:
     assert queue.exists() is True  # → 204
     queue.post([{"body": {"a": 1}, "ttl": 600}, {"body": "x"}])
     assert [m.body for m in queue.messages(echo=True)] == [{"a": 1}, "x"]
+    stats = queue.stats["messages"]  # clients read the edges' bodies
+    assert (stats["oldest"]["body"], stats["newest"]["body"]) == ({"a": 1}, "x")
+    assert stats["oldest"]["ttl"] == 600
 
     assert queue.metadata()["_default_message_ttl"] == 3600
     assert queue.metadata(new_meta={"k": 1})["k"] == 1

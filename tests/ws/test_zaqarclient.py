@@ -43,6 +43,11 @@ def test_queue_message_claim_flow(transport: WebsocketTransport, gateway) -> Non
                         messages=[{"body": {"n": 1}, "ttl": 300}, {"body": "two"}])
     assert status == 201
     ids = body["message_ids"]
+    status, body = send(transport, endpoint, "queue_get_stats", queue_name="zq")
+    assert status == 200 and body["messages"]["total"] == 2
+    assert body["messages"]["oldest"]["id"] == ids[0]
+    assert (body["messages"]["oldest"]["body"], body["messages"]["newest"]["body"]) == (
+        {"n": 1}, "two")
     status, body = send(transport, endpoint, "message_list", queue_name="zq", echo=True)
     assert status == 200
     assert [(m["id"], m["body"]) for m in body["messages"]] == [(ids[0], {"n": 1}),
