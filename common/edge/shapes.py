@@ -31,7 +31,8 @@ def popped(stored: dict[str, Any], with_checksum: bool = True) -> dict[str, Any]
 def stats_message(stored: dict[str, Any], with_checksum: bool = True) -> dict[str, Any]:
     """The oldest or newest message of queue stats, in the order and with the
     keys of Zaqar's stores: ``{id, age, ttl, body, claim_id, claim_count,
-    created[, checksum]}``. Clients read ``oldest["body"]``."""
+    created[, checksum][, group]}``. Clients read ``oldest["body"]``; ``group``
+    only for a message posted with one, as in listings (docs/message-groups.md)."""
     obj = {
         "id": stored["id"],
         "age": stored["age"],
@@ -43,4 +44,6 @@ def stats_message(stored: dict[str, Any], with_checksum: bool = True) -> dict[st
     }
     if with_checksum and stored.get("checksum"):
         obj["checksum"] = stored["checksum"]
+    if stored.get("group") is not None:
+        obj["group"] = stored["group"]
     return obj

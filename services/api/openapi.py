@@ -116,7 +116,7 @@ _SCHEMAS: dict[str, Any] = {
                                 "ttl": {"type": "integer"}, "body": {},
                                 "claim_id": {"type": ["string", "null"]},
                                 "claim_count": {"type": "integer"},
-                                "checksum": {"type": "string"},
+                                "checksum": {"type": "string"}, "group": {"type": "string"},
                                 "created": {"type": "string"}}},
     "QueueStats": {"type": "object", "required": ["messages"], "properties": {"messages": {
         "type": "object", "required": ["free", "claimed", "total"],

@@ -349,6 +349,15 @@ def test_stats_counts_and_edges(api: Client, clock: FakeClock) -> None:
     assert api.get(stats["oldest"]["href"]).status_code == 200
 
 
+def test_stats_edges_show_a_group_only_when_the_message_has_one(api: Client) -> None:
+    resp = api.post("/v2/queues/gq/messages", json_body={"messages": [
+        {"body": "first", "group": "g1"}, {"body": "last"}]})
+    assert resp.status_code == 201, resp.text
+    stats = api.get("/v2/queues/gq/stats").json()["messages"]
+    assert (stats["oldest"]["body"], stats["oldest"]["group"]) == ("first", "g1")
+    assert stats["newest"]["body"] == "last" and "group" not in stats["newest"]
+
+
 # -- purge ------------------------------------------------------------------------------
 
 
