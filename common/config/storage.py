@@ -45,6 +45,16 @@ ALL_OPTS = [
         "autovacuum is off. Possible values: 0 (never; leave it to autovacuum) "
         "or an integer >= 1. Ignored on SQLite.",
     ),
+    cfg.FloatOpt(
+        "redrive_stale_after",
+        default=10.0,
+        min=0.5,
+        help="Seconds after which a dead-letter redrive task whose worker "
+        "stopped refreshing it (the worker was killed or hangs) is adopted by "
+        "another storage worker, which carries on where it stopped; a running "
+        "task is refreshed with every batch it moves, at least once a second. "
+        "Possible values: a number >= 0.5.",
+    ),
     cfg.BoolOpt(
         "migrate_on_start",
         default=True,

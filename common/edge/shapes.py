@@ -47,3 +47,10 @@ def stats_message(stored: dict[str, Any], with_checksum: bool = True) -> dict[st
     if stored.get("group") is not None:
         obj["group"] = stored["group"]
     return obj
+
+
+def redrive_task(queue: str, task: dict[str, Any]) -> dict[str, Any]:
+    """A redrive task on the wire (REST and websocket alike): ``{"id", "href",
+    "status", "moved", "total", ...}``, ``href`` where REST shows its progress."""
+    return {"id": task["id"], "href": f"/v2/queues/{queue}/redrive/{task['id']}",
+            **{key: value for key, value in task.items() if key != "id"}}

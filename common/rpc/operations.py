@@ -260,6 +260,21 @@ OPERATIONS: tuple[Operation, ...] = (
               _QUEUE, "Claims could not be released.", _ALONE, "claim_connections.release",
               doc="(1.5) Release the queue's claims still registered with the closed "
                   "websocket connection (in the caller's project only); their count."),
+    # -- dead-letter redrive (1.6) ---------------------------------------------
+    Operation("queue_redrive", (_Q, _a("destination", None), _a("max_per_second", None),
+                                _a("limit", None)), _W, _QUEUE,
+              "Redrive could not be started.", _ALONE, "redrive.start",
+              doc="(1.6) Start moving the dead-letter queue's messages back: to "
+                  "``destination``, else each to the queue it was dead-lettered from; at "
+                  "most ``max_per_second`` a second and ``limit`` in all (None: no bound). "
+                  'Returns the task ``{"id", "status": "running", "moved": 0, "total", '
+                  '"destination", "max_per_second", "limit", "created", "updated"}``; a '
+                  "storage worker runs it. Raises Conflict while another redrive of the "
+                  "queue runs."),
+    Operation("queue_redrive_get", (_Q, _a("redrive_id", param="task_id")), _R, _QUEUE,
+              "Redrive could not be retrieved.", _ALONE, "redrive.get",
+              doc="(1.6) A redrive task as ``queue_redrive`` returns it, its ``status`` "
+                  '``"running"`` or ``"done"`` and ``moved`` its progress; raises NotFound.'),
     # -- subscriptions (1.1; subscription_test 1.3) ---------------------------
     Operation("subscription_create", (_Q, _a("subscriber"), _a("ttl", None),
                                       _a("options", None), _a("send_confirmation", False),

@@ -357,6 +357,8 @@ def _extension_paths() -> dict[str, Any]:
     probe_op = _op("Probe", {"200": _json(probe, "Up / ready"),
                              "503": _json(probe, "Not ready")}, v2=False)
     q = "/v2/queues/{queue_name}"
+    task = {"type": "object", "required": ["id", "href", "status", "moved", "total"],
+            "properties": {"status": {"enum": ["running", "done"]}}}
     return {
         "/healthz": {"get": probe_op, "head": probe_op},
         "/readyz": {"get": probe_op, "head": probe_op},
@@ -370,6 +372,13 @@ def _extension_paths() -> dict[str, Any]:
             {"200": _json({"type": "object"}, "The subscriber's answer"),
              "404": _error("No such subscription")},
             [_QUEUE, _path_param("subscription_id", _ID)])},
+        f"{q}/redrive": {"post": _op(
+            "Move a dead-letter queue's messages back (docs/dead-letter-redrive.md)",
+            {"202": _json(task, "Started"), "409": _error("A redrive of the queue runs")},
+            [_QUEUE], body={"type": "object"})},
+        f"{q}/redrive/{{redrive_id}}": {"get": _op("Progress of a redrive", {
+            "200": _json(task, "The task"), "404": _error("No such redrive")},
+            [_QUEUE, _path_param("redrive_id", _ID)])},
     }
 
 

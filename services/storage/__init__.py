@@ -30,6 +30,7 @@ Controllers (one instance per database; each operation one short transaction)
     ``subscriptions``    subscriptions: create, list, get, update, delete, confirm.
     ``history``          the delivery history: claims and push attempts, append-only.
     ``testfire``         test-firing a subscription: one notification, sent now.
+    ``redrive``          dead-letter redrive tasks: start, progress, batches moved in transactions.
 
 Posting
     ``posting``          the post paths: single, idempotent, batch to one queue, batch to several.
@@ -54,6 +55,7 @@ Pipeline, notifier, outbox, delivery
 Coordination and background jobs
     ``worker``           a storage worker: database, tooz membership, background jobs, RPC server.
     ``wiring``           a worker's per-process objects, reached by controllers via their database.
+    ``redrive_runner``   a worker's thread adopting orphaned redrive tasks and running them.
     ``statistics``       planner statistics of the hot tables, kept fresh.
 
 Schema, engine and migrations

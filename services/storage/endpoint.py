@@ -45,6 +45,7 @@ from herald.storage.messages import MessageController
 from herald.storage.operation_guard import guarded
 from herald.storage.pool_catalog import PoolCatalog
 from herald.storage.queues import QueueController
+from herald.storage.redrive import RedriveController
 from herald.storage.subscriptions import KIND_URI, KIND_WEBSOCKET, SubscriptionController
 
 # Kept under its old name: tests and callers wrap operations with it.
@@ -60,6 +61,7 @@ CONTROLLERS: Mapping[str, type] = {
     "claim_connections": ClaimConnections,
     "subscriptions": SubscriptionController,
     "catalog": PoolCatalog,
+    "redrive": RedriveController,
 }
 
 

@@ -10,6 +10,8 @@ them instead, and ``Database.wiring`` carries it to every controller:
   outbox dispatchers (``herald.storage.outbox_signal``);
 - ``wakeups``: the ``WakeupSender`` waking long polls (this process's edges
   at once, the others through the worker's fanout publisher);
+- ``redrive``: set when this process starts a redrive task, so its
+  ``RedriveRunner`` looks for work at once;
 - ``stages``: pipeline stage factories by name, in addition to the built-in
   ones, for ``[storage] message_pipeline`` (tests add failing stages here).
 
@@ -23,6 +25,7 @@ controller is built, so fill it before.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import TYPE_CHECKING
 
 from herald.common.rpc.wakeups import WakeupSender
@@ -39,3 +42,4 @@ class StorageWiring:
     outbox: DispatchSignal = dataclasses.field(default_factory=DispatchSignal)
     wakeups: WakeupSender = dataclasses.field(default_factory=WakeupSender)
     stages: dict[str, StageFactory] = dataclasses.field(default_factory=dict)
+    redrive: threading.Event = dataclasses.field(default_factory=threading.Event)

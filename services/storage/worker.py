@@ -16,16 +16,14 @@ stages), carried to every controller by its ``Database``, and a
 ``LocalBus`` (``local=``, shared with the edges of the same process in
 embedded mode) whose hub it wakes and whose gateways it pushes to directly.
 
-The background thread runs tooz watchers so the
-partition ring follows workers joining and leaving, and garbage-collects
-expired rows (messages, claims, subscriptions) only for the queues this
-member owns (and the delivery history and idempotency keys past their
-retention), and releases, every heartbeat, the ``release_on_close`` claims
-of websocket gateways that left ``herald.ws`` (``claim_connections``). The
-outbox dispatcher (``herald.storage.dispatcher``) delivers the
-notifications of the queues this member owns, by the same ring. tooz
-spreads work; it never decides correctness (every read filters by expiry
-itself). Must not contain query logic.
+The background thread runs tooz watchers so the partition ring follows
+workers joining and leaving, garbage-collects expired rows (messages, claims,
+subscriptions) only of the queues this member owns (and the delivery history
+and idempotency keys past their retention), and releases, every heartbeat,
+the ``release_on_close`` claims of websocket gateways that left ``herald.ws``
+(``claim_connections``). By the same ring, the outbox ``dispatcher`` delivers
+this member's queues' notifications and the ``redrive_runner`` adopts orphaned
+redrives. tooz only spreads work (every read filters by expiry). No query logic.
 """
 
 from __future__ import annotations
@@ -45,7 +43,7 @@ from herald.common.rpc import STORAGE_TOPIC, wakeups
 from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
-from herald.storage import history, migrations, pools, statistics
+from herald.storage import history, migrations, pools, redrive_runner, statistics
 from herald.storage.claim_connections import ClaimConnections
 from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
@@ -95,6 +93,8 @@ class StorageWorker:
         # background thread's run_watchers() rebuilds it.
         self._ring_lock = threading.Lock()
         self._dispatcher: Dispatcher | None = None
+        self._redrive = redrive_runner.RedriveRunner(  # redrive tasks of every database
+            lambda: self._router.databases(), conf, member_id, self.owns, self.wiring.redrive)
         self._pusher = WSPushClient(conf, use_rpc=serve_rpc, local=self.local.gateways)
         self._gateways_cache: tuple[float, set[str]] = (0.0, set())
         # Available right after construction: the embedded mode builds its
@@ -141,6 +141,7 @@ class StorageWorker:
         self._dispatcher = Dispatcher(self._db, self._conf, self.member_id, self.owns,
                                       self._pusher, self.gateway_alive)
         self._dispatcher.start()
+        self._redrive.start()
         _quietly("pool dispatchers", self._sync_pool_dispatchers)
         if self._serve_rpc:
             # Wake-ups for the long polls waiting on the edges (fanout casts).
@@ -174,6 +175,7 @@ class StorageWorker:
         if self._dispatcher is not None:
             dispatcher, self._dispatcher = self._dispatcher, None
             _quietly("outbox dispatcher stop", dispatcher.stop)
+        _quietly("redrive runner stop", self._redrive.stop if drain else self._redrive.abandon)
         _quietly("ws push client stop", self._pusher.stop)
         self._stopping.set()
         if self._thread is not None:

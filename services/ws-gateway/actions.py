@@ -100,10 +100,12 @@ class Actions:
             "claim_update": self.claim_update,
             "claim_delete": self.claim_delete,
         }
-        # Subscriptions live in their own module (it imports this one).
+        # Subscriptions and redrive live in modules of their own (they import this one).
+        from herald.ws_gateway.redrive_actions import RedriveActions
         from herald.ws_gateway.subscription_actions import SubscriptionActions
 
         self.handlers.update(SubscriptionActions(storage, conf).handlers)
+        self.handlers.update(RedriveActions(storage).handlers)
 
     # -- queues -----------------------------------------------------------
 

@@ -114,6 +114,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             ["queue_name", "claim_id"]),
     "claim_delete": _client("claim_delete", {**_Q, "claim_id": _STR},
                             ["queue_name", "claim_id"]),
+    # Dead-letter redrive: Herald's (docs/dead-letter-redrive.md).
+    "queue_redrive": _client("queue_redrive", {**_Q, "destination": _STR, "max_per_second": _INT,
+                                               "limit": _INT}, ["queue_name"]),
+    "queue_redrive_get": _client("queue_redrive_get", {**_Q, "redrive_id": _STR},
+                                 ["queue_name", "redrive_id"]),
     # Pools (no handler: answered "not a valid action" after validation)
     "pool_list": _client("pool_list", {"pool_name": _STR, "detailed": _BOOL, "limit": _INT,
                                        "marker": _STR}, ["pool_name"]),

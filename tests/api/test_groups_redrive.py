@@ -61,3 +61,58 @@ def test_a_bad_group_is_400(api: Client, group: Any, status: int, words: str) ->
 def test_a_group_of_128_characters_is_accepted(api: Client) -> None:
     mid = _post(api, "fifo", [{"body": 1, "group": "é" * 128}])[0]
     assert api.get(f"/v2/queues/fifo/messages/{mid}").json()["group"] == "é" * 128
+
+
+# -- dead-letter redrive -----------------------------------------------------------
+
+
+def _dead_letter(api: Client, queue: str, bodies: list[Any]) -> None:
+    assert api.put(f"/v2/queues/{queue}", json_body={
+        "_max_claim_count": 1, "_dead_letter_queue": f"{queue}-dlq"}).status_code == 201
+    _post(api, queue, [{"body": body} for body in bodies])
+    claim = api.post(f"/v2/queues/{queue}/claims?limit=20", json_body={"ttl": 60})
+    assert api.delete(claim.headers["Location"]).status_code == 204
+    # Claimed once already: this claim dead-letters them instead.
+    assert api.post(f"/v2/queues/{queue}/claims?limit=20",
+                    json_body={"ttl": 60}).status_code == 204
+
+
+def test_redrive_over_rest(api: Client) -> None:
+    from herald.testing.polling import wait_until
+
+    _dead_letter(api, "orders", ["a", "b"])
+    started = api.post("/v2/queues/orders-dlq/redrive", json_body={})
+    assert started.status_code == 202, started.text
+    task = started.json()
+    assert {key: task[key] for key in ("status", "moved", "total")} == {
+        "status": "running", "moved": 0, "total": 2}
+    assert task["href"] == f"/v2/queues/orders-dlq/redrive/{task['id']}"
+    assert started.headers["Location"] == task["href"]
+    wait_until(lambda: api.get(task["href"]).json()["status"] == "done", timeout=20)
+    assert api.get(task["href"]).json()["moved"] == 2
+    back = api.get("/v2/queues/orders/messages?echo=true").json()["messages"]
+    assert [m["body"] for m in back] == ["a", "b"]
+    # Once it is done, another redrive of the queue may start.
+    again = api.post("/v2/queues/orders-dlq/redrive", json_body={"destination": "x"})
+    assert again.status_code == 202
+    assert api.get(again.json()["href"]).status_code == 200
+
+
+def test_a_second_redrive_while_one_runs_is_409(api: Client) -> None:
+    _dead_letter(api, "slowq", [1, 2, 3, 4, 5])
+    first = api.post("/v2/queues/slowq-dlq/redrive", json_body={"max_per_second": 1})
+    assert first.status_code == 202
+    second = api.post("/v2/queues/slowq-dlq/redrive", json_body={})
+    assert_error(second, 409)
+    assert second.json()["description"] == "A redrive of queue slowq-dlq is already running."
+    assert_error(api.get("/v2/queues/slowq-dlq/redrive/" + "0" * 32), 404)
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"destination": "q-dlq"}, "another queue"), ({"destination": "bad name"}, "Bad destination"),
+    ({"max_per_second": 0}, "at least 1"), ({"limit": "ten"}, "must be a int"),
+    ({"speed": 3}, "Unknown redrive option 'speed'"), ([], "Document type")])
+def test_a_bad_redrive_is_400(api: Client, body: Any, words: str) -> None:
+    resp = api.post("/v2/queues/q-dlq/redrive", json_body=body)
+    assert_error(resp, 400)
+    assert words in resp.json()["description"]

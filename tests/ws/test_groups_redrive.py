@@ -47,3 +47,30 @@ def test_a_bad_group_is_400_over_the_websocket(client: WSClient) -> None:
         {"body": 1, "group": "x" * 129}]})
     assert status == 400
     assert "1 to 128" in body["exception"]
+
+
+def test_queue_redrive_over_the_websocket(client: WSClient) -> None:
+    from herald.testing.polling import wait_until
+
+    status, _ = client.status_body("queue_create", {"queue_name": "jobs", "metadata": {
+        "_max_claim_count": 1, "_dead_letter_queue": "jobs-dlq"}})
+    assert status == 201
+    client.status_body("message_post", {"queue_name": "jobs", "messages": [{"body": "x"}]})
+    claimed = _claim(client, "jobs", 5)
+    client.status_body("claim_delete", {"queue_name": "jobs",
+                                        "claim_id": claimed[0]["claim_id"]})
+    assert _claim(client, "jobs", 5) == []  # dead-lettered
+    status, task = client.status_body("queue_redrive", {"queue_name": "jobs-dlq"})
+    assert status == 202, task
+    assert (task["status"], task["moved"], task["total"]) == ("running", 0, 1)
+    status, refused = client.status_body("queue_redrive", {"queue_name": "jobs-dlq",
+                                                           "max_per_second": 0})
+    assert status == 400 and "at least 1" in refused["exception"]
+
+    def done() -> bool:
+        status, body = client.status_body("queue_redrive_get", {"queue_name": "jobs-dlq",
+                                                                "redrive_id": task["id"]})
+        return status == 200 and body["status"] == "done"
+
+    wait_until(done, timeout=20)
+    assert [m["body"] for m in _claim(client, "jobs", 5)] == ["x"]
