@@ -1,17 +1,16 @@
 """The OpenAPI 3.1 document of the REST API, built in code, served at ``GET /openapi.json``.
 
-Built here rather than kept as a YAML file so that it ships inside the
-package and shares its limits with the code (queue name pattern, page
-sizes). ``tests/unit/test_openapi.py`` holds it against the route table of
-``herald.api.app``: a route added there without a path here (or the other
-way round) fails that test with the route's name.
+Built here rather than kept as a YAML file so that it ships inside the package and
+shares its limits with the code (queue name pattern, page sizes).
+``tests/unit/test_openapi.py`` holds it against the route table of ``herald.api.app``:
+a route added there without a path here (or the other way round) fails that test with
+the route's name.
 
-The document describes what Herald answers (rest-v2.md), not a wish list:
-every operation lists its success statuses, the client errors it can give
-and 503 (storage unreachable), with ``default`` covering the pipeline's
-errors (400/401/403/404/406 from the common checks, rest-v2.md §0.2).
-Bodies are loose where Zaqar lets them be anything (message bodies,
-metadata). This module must not read configuration or call storage.
+The document describes what Herald answers (rest-v2.md), not a wish list: every
+operation lists its success statuses, the client errors it can give and 503 (storage
+unreachable), with ``default`` covering the pipeline's errors (400/401/403/404/406 from
+the common checks, rest-v2.md §0.2). Bodies are loose where Zaqar lets them be anything
+(message bodies, metadata). This module must not read configuration or call storage.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Any
 
 import tornado.web
 
+from herald.api import openapi_redrive
 from herald.api.handlers.base import BaseHandler
 
 OPENAPI_PATH = "/openapi.json"
@@ -357,8 +357,6 @@ def _extension_paths() -> dict[str, Any]:
     probe_op = _op("Probe", {"200": _json(probe, "Up / ready"),
                              "503": _json(probe, "Not ready")}, v2=False)
     q = "/v2/queues/{queue_name}"
-    task = {"type": "object", "required": ["id", "href", "status", "moved", "total"],
-            "properties": {"status": {"enum": ["running", "done"]}}}
     return {
         "/healthz": {"get": probe_op, "head": probe_op},
         "/readyz": {"get": probe_op, "head": probe_op},
@@ -372,13 +370,6 @@ def _extension_paths() -> dict[str, Any]:
             {"200": _json({"type": "object"}, "The subscriber's answer"),
              "404": _error("No such subscription")},
             [_QUEUE, _path_param("subscription_id", _ID)])},
-        f"{q}/redrive": {"post": _op(
-            "Move a dead-letter queue's messages back (docs/dead-letter-redrive.md)",
-            {"202": _json(task, "Started"), "409": _error("A redrive of the queue runs")},
-            [_QUEUE], body={"type": "object"})},
-        f"{q}/redrive/{{redrive_id}}": {"get": _op("Progress of a redrive", {
-            "200": _json(task, "The task"), "404": _error("No such redrive")},
-            [_QUEUE, _path_param("redrive_id", _ID)])},
     }
 
 
@@ -390,7 +381,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Herald REST API", "version": "2",
                  "description": "Zaqar v2 compatible queuing and notification service."},
         "paths": {**_paths(), **_topic_paths(_paths()), **_operator_paths(),
-                  **_extension_paths()},
+                  **_extension_paths(), **openapi_redrive.paths()},
         "components": {"schemas": _SCHEMAS},
     }
 
