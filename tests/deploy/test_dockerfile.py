@@ -124,6 +124,18 @@ def test_dependencies_before_source(instructions: list[Instruction]) -> None:
     assert pyproject < deps_install < min(source), "source edits must not rebuild dependencies"
 
 
+def test_the_builder_copies_every_package_directory(instructions: list[Instruction]) -> None:
+    """Every directory pyproject.toml's package-dir maps into the herald
+    namespace is in the build context's copy: one left out (testing/, once)
+    fails `pip wheel .` in the image build, and nothing else notices."""
+    package_dirs = tomllib.loads((REPO / "pyproject.toml").read_text())[
+        "tool"]["setuptools"]["package-dir"].values()
+    copied = {i.args.split()[0] for i in instructions if i.stage == 0 and i.keyword == "COPY"}
+    missing = [d for d in package_dirs if not any(d == c or d.startswith(c + "/")
+                                                  for c in copied)]
+    assert not missing, f"deploy/Dockerfile does not copy {missing}"
+
+
 def test_builder_reads_dependencies_from_pyproject(instructions: list[Instruction]) -> None:
     run = next(i.args for i in instructions if i.keyword == "RUN" and "tomllib" in i.args)
     script = re.search(r'python -c "(.+?)" > requirements.txt', run).group(1)
