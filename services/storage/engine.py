@@ -7,16 +7,13 @@
   connection is checked with a ping when it is taken from the pool only if
   it sat idle for ``PING_IDLE_SECONDS`` or more (``_install_idle_ping``): a
   database restart still costs an idle worker one failed check, not a failed
-  request, while a busy worker does not pay a round trip (a BEGIN and a
-  ``SELECT 1`` with psycopg) before every transaction, as SQLAlchemy's
-  ``pool_pre_ping`` would. Connections in use a moment ago are known good;
-  if the database dies under load, the failed statement invalidates the
-  pool and the next checkouts reconnect.
+  request, while a busy worker does not pay a round trip (BEGIN and
+  ``SELECT 1``) before every transaction, as ``pool_pre_ping`` would. If the
+  database dies under load, the failed statement invalidates the pool.
 * SQLite (embedded mode): WAL journal (readers never block the writer), a
   busy timeout, connections usable from any RPC executor thread, and write
-  transactions opened with ``BEGIN IMMEDIATE``: the write lock is taken at
-  the start, so two claimers are serialized by SQLite itself (the database
-  is the arbiter) and never fail half-way with "database is locked" when
+  transactions opened with ``BEGIN IMMEDIATE``: two claimers are serialized
+  by SQLite itself and never fail half-way with "database is locked" when
   upgrading a read lock. The file path is relative to the working directory;
   its directory is created.
 
@@ -301,7 +298,8 @@ class Database:
         finally:
             shared.final = outer
 
-    def execute_last(self, conn: Connection, sql: str, params: Sequence[Any]) -> None:
+    def execute_last(self, conn: Connection, sql: str, params: Sequence[Any],
+                     commit: bool = True) -> int:
         """Execute ``sql`` (in the driver's paramstyle) as the last statement
         of the current ``write()``; nothing may be executed after it there.
 
@@ -314,27 +312,25 @@ class Database:
         transaction before it, the statement is the whole transaction: it runs in
         autocommit, one round trip instead of the BEGIN's (psycopg waits for
         it even in a pipeline) and the statement's with the COMMIT.
-        A write that does not end its transaction sends the statement by
-        itself, and the transaction goes on as usual.
+        A write that does not end its transaction, or ``commit=False``, sends
+        the statement by itself, and the transaction goes on as usual.
 
-        Raises ``StatementCheckFailed`` when the statement's
-        ``herald_check`` was false, SQLAlchemy's ``DBAPIError`` for any other
-        database error."""
+        Returns the number of rows the statement wrote. Raises
+        ``StatementCheckFailed`` when the statement's ``herald_check`` was
+        false, SQLAlchemy's ``DBAPIError`` for any other database error."""
         dbapi_conn = conn.connection.dbapi_connection
-        if not self._ends_transaction(conn) or not hasattr(dbapi_conn, "pipeline"):
+        if not (commit and self._ends_transaction(conn) and hasattr(dbapi_conn, "pipeline")):
             try:
-                conn.exec_driver_sql(sql, tuple(params))
+                return conn.exec_driver_sql(sql, tuple(params)).rowcount
             except sa.exc.DBAPIError as exc:
                 _raise_if_check_failed(exc.orig)
                 raise
-            return
         if dbapi_conn.info.transaction_status.name == "IDLE":  # nothing ran yet
-            self._execute_alone(conn, sql, params)
-            return
+            return self._execute_alone(conn, sql, params)
         driver_error = conn.dialect.loaded_dbapi.Error
         try:
             with dbapi_conn.pipeline():
-                conn.exec_driver_sql(sql, tuple(params))
+                result = conn.exec_driver_sql(sql, tuple(params))
                 # Queued behind the statement; waits for both replies. If the
                 # statement failed, the server skips the COMMIT and the
                 # driver rolls the transaction back.
@@ -351,14 +347,15 @@ class Database:
                                              connection_invalidated=disconnected,
                                              dialect=conn.dialect) from exc
         self._committed()
+        return result.context.cursor.rowcount  # the result's was read before the reply
 
-    def _execute_alone(self, conn: Connection, sql: str, params: Sequence[Any]) -> None:
+    def _execute_alone(self, conn: Connection, sql: str, params: Sequence[Any]) -> int:
         """``sql`` as a transaction of its own (autocommit): atomic, its locks
-        held until it ends, committed when it answers."""
+        held until it ends, committed when it answers. Returns its rowcount."""
         dbapi_conn = conn.connection.dbapi_connection
         dbapi_conn.autocommit = True
         try:
-            conn.exec_driver_sql(sql, tuple(params))
+            rowcount = conn.exec_driver_sql(sql, tuple(params)).rowcount
         except sa.exc.DBAPIError as exc:
             _raise_if_check_failed(exc.orig)
             raise
@@ -366,6 +363,7 @@ class Database:
             if not dbapi_conn.closed:  # a broken one is discarded by the pool
                 dbapi_conn.autocommit = False
         self._committed()
+        return rowcount
 
     def _committed(self) -> None:
         shared: SharedTransaction | None = getattr(self._local, "shared", None)
@@ -374,6 +372,8 @@ class Database:
         # The SQLAlchemy transaction around this write still "commits" when
         # it ends: the driver sees no open transaction and sends nothing.
 
+    def in_shared_transaction(self) -> bool:  # this thread's writes are a shared_write()'s
+        return getattr(self._local, "shared", None) is not None
     def _ends_transaction(self, conn: Connection) -> bool:
         """Whether the current write() on ``conn`` is its transaction's last."""
         if not self.is_postgres:

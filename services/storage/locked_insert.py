@@ -16,10 +16,19 @@ the replies, the wake-ups of the worker's thread and the COMMIT that
 followed the separate locking read and INSERT. A queue changed or deleted
 meanwhile fails the statement, and the COMMIT with it
 (``StatementCheckFailed``): nothing is written, and the caller checks the
-posts again under the lock. Given the pipeline stages' ``guard_sql``, it
-also checks that the stages, which did not run, had nothing to write
-(``STAGES_HAVE_WORK`` if they had): a post to a queue without subscribers
-is then this statement alone, a transaction by itself.
+posts again under the lock.
+
+Given the pipeline stages' ``guard_sql`` (the stages did not run), the
+statement also checks that they had nothing to write, without failing: it
+inserts nothing when they had, and the caller, seeing fewer rows inserted
+than sent, posts again with the stages. Only a post that is its
+transaction's one write skips the stages, so its COMMIT then commits
+nothing. Failing the statement there (``herald_check``, as before) made
+PostgreSQL log an ERROR for the first post to each queue with subscribers
+on each worker: the normal path of a notified queue, which operators
+tailing that log must not see. A changed queue is not the normal path and
+still fails the statement. A post to a queue without subscribers is this
+statement alone, a transaction by itself.
 
 Must not decide what is posted: the rows come validated from ``messages``.
 """
@@ -39,7 +48,6 @@ COLUMNS = (("id", "varchar"), ("project", "varchar"), ("queue", "varchar"), ("bo
            ("group_id", "varchar"))
 
 CHANGED = "a queue was changed or deleted since its metadata was read"
-STAGES_HAVE_WORK = "the message pipeline has rows to write for a queue"
 
 # The queues travel as three arrays and the rows as one array per column:
 # seventeen parameters whatever the batch, so the text is constant. A
@@ -70,11 +78,12 @@ SQL = (
 
 @functools.cache
 def _sql(guard_sql: str | None) -> str:
-    """``SQL``, with the stages' guard when they did not run (one text per
-    guard: the pipeline's is fixed by configuration)."""
+    """``SQL``, with the stages' guard when they did not run: false, it
+    makes the statement insert nothing (one text per guard: the pipeline's
+    is fixed by configuration)."""
     if guard_sql is None:
         return SQL
-    return f"{SQL} AND herald_check({guard_sql}, '{STAGES_HAVE_WORK}')"
+    return f"{SQL} AND ({guard_sql})"
 
 
 def statement(metadata: dict[tuple[str, str], dict[str, Any]],
@@ -84,7 +93,8 @@ def statement(metadata: dict[tuple[str, str], dict[str, Any]],
     row dicts, in position order) into queues whose (project, name) keys
     must still have ``metadata``, and, with ``guard_sql``
     (``pipeline.guard_sql``), for which the skipped stages had nothing to
-    write."""
+    write. The statement fails if a queue changed (``StatementCheckFailed``)
+    and inserts no row if the stages had work."""
     keys = sorted(metadata)
     queues = [[project for project, _ in keys], [name for _, name in keys],
               [base.dump_metadata(metadata[key]) for key in keys]]

@@ -220,10 +220,15 @@ class MessagePoster:
         INSERT are one statement, sent with the COMMIT when this write ends
         the transaction (``locked_insert``); on SQLite, whose writers are
         serialized from BEGIN, the metadata is read again and compared.
-        On PostgreSQL the stages are skipped, and their guard checked by
+        On PostgreSQL, in a write of its own (not a batch's shared
+        transaction), the stages are skipped, and their guard checked by
         that statement, unless they recently had rows to write for one of
         the queues: a post with remembered metadata to queues without
-        subscribers is then that one statement.
+        subscribers is then that one statement. When the guard does not
+        hold, that statement inserts nothing (``locked_insert``), and the
+        post starts over with the stages. In a batch's shared transaction
+        it then does not carry the COMMIT, which would commit the batch's
+        other writes without these posts.
 
         None, with nothing written, when a queue does not exist (the
         per-queue path creates it lazily and takes the creation back if every
@@ -263,17 +268,20 @@ class MessagePoster:
                 # last statement): flags a queue's first grouped post.
                 base.mark_grouped(conn, all_rows)
                 if all_rows and self._db.is_postgres:
-                    # Lock, check and INSERT in one statement, with the
-                    # COMMIT when this write ends the transaction.
+                    # Lock, check and INSERT in one statement.
+                    statement = locked_insert.statement(assumed, all_rows, guard)
+                    # Not with a shared transaction's COMMIT when inserting
+                    # nothing is possible: it would commit the batch's other
+                    # writes without these posts.
+                    commit = guard is None or not self._db.in_shared_transaction()
                     try:
-                        self._db.execute_last(conn, *locked_insert.statement(
-                            assumed, all_rows, guard))
-                    except StatementCheckFailed as exc:
-                        if locked_insert.STAGES_HAVE_WORK in str(exc):
-                            self._stage_work.remember(keys)
-                        else:
-                            self._known_metadata.remember({}, gone=keys)
+                        inserted = self._db.execute_last(conn, *statement, commit=commit)
+                    except StatementCheckFailed:
+                        self._known_metadata.remember({}, gone=keys)
                         raise _AllRefused from None  # start over
+                    if inserted < len(all_rows):  # the skipped stages had work
+                        self._stage_work.remember(keys)
+                        raise _AllRefused  # start over, with the stages
                 else:
                     # Also when everything was refused: a refusal must be by
                     # the queue's real metadata.

@@ -41,8 +41,9 @@ EXPECTED = {
     # With a subscriber: + the outbox rows' INSERT. On PostgreSQL the
     # subscribers are read again, and the statement checks no guard, once
     # the worker has found the queue has some: the first post finds it out
-    # by a failed statement, then takes the per-queue path (metadata read
-    # and locked, messages, subscribers, outbox).
+    # by a statement that inserted nothing (it does not fail: PostgreSQL
+    # would log an ERROR), then takes the per-queue path (metadata read and
+    # locked, messages, subscribers, outbox).
     "post_1_subscribed": (4, 3),
     "post_1_subscribed_first": (4, 5),
     "list": (1, 1),
@@ -132,9 +133,14 @@ def test_post_statements_with_a_subscriber(endpoint: StorageEndpoint, database: 
     _post(endpoint, ctxt, "q", 1)  # the queue's metadata is known
     endpoint.subscription_create(ctxt, queue="q", subscriber="http://127.0.0.1:9/hook",
                                  ttl=None, options=None)
+    failed: list[str] = []
+    sa.event.listen(database.engine, "handle_error",
+                    lambda context: failed.append(str(context.original_exception)))
     _check_post(counter, endpoint, database, ctxt, 1, "post_1_subscribed_first")
     _check_post(counter, endpoint, database, ctxt, 1, "post_1_subscribed")
     assert len(OutboxController(database).rows()) == 2
+    # No statement failed on the way: the database logged no ERROR.
+    assert failed == []
 
 
 def test_read_statements(endpoint: StorageEndpoint, database: Database,
