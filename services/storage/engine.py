@@ -26,24 +26,20 @@ the same thread, each ``write()`` either
   that fails rolls back alone and its neighbours still commit; or
 * runs directly in the transaction (``savepoints=False``): no SAVEPOINT and
   RELEASE round trips, but the first ``write()`` that fails marks the
-  transaction ``failed`` and every later ``write()`` raises
-  ``SharedTransactionFailed`` at once. The caller must then roll the whole
-  transaction back and run its operations again with savepoints (the
-  endpoint's ``batch`` does: most batches fail nowhere and pay for no
-  savepoint, the rare one that does runs twice).
+  transaction ``failed`` and every later one raises ``SharedTransactionFailed``;
+  the caller then rolls it all back and runs the operations again with
+  savepoints (the endpoint's ``batch``: most batches fail nowhere).
 
 Work that must follow the commit (waking a dispatcher) is registered with
 ``after_commit``; outside a shared transaction it runs at once.
 
-``execute_last`` runs a write's last statement and, on PostgreSQL, when
-that write ends its transaction (a ``write()`` of its own, or one inside
-``final_writes()`` of a shared transaction without savepoints), sends the
-COMMIT in the same round trip (psycopg's pipeline mode); when it is also
-the transaction's first statement, it runs alone in autocommit, a
-transaction by itself, with neither BEGIN nor COMMIT. A statement that
-must not commit in some case guards itself with ``herald_check(ok,
-message)`` (migration 0005), which fails it and so the COMMIT behind it;
-the caller gets ``StatementCheckFailed``. Must not know about queues or messages.
+``execute_last`` runs a write's last statement and, on PostgreSQL, when that
+write ends its transaction (its own ``write()``, or in ``final_writes()`` of
+a shared transaction without savepoints), with the COMMIT in the same round
+trip (pipeline mode); as the transaction's first statement, alone in
+autocommit. A statement that must not commit in some case guards itself with
+``herald_check(ok, message)`` (migration 0005), which fails it and the COMMIT
+behind it (``StatementCheckFailed``). Must not know about queues or messages.
 """
 
 from __future__ import annotations
@@ -193,6 +189,7 @@ class SharedTransaction:
         self.failed = False
         self.final = False
         self.committed = False
+        self.writes = 0  # write() blocks entered so far, savepoints or not
 
 
 class Database:
@@ -240,6 +237,7 @@ class Database:
                     finally:
                         self._local.own_write = outer
         elif shared.savepoints:
+            shared.writes += 1
             with shared.conn.begin_nested():
                 yield shared.conn
         else:
@@ -249,6 +247,7 @@ class Database:
             if shared.committed:
                 raise RuntimeError("a write after the one that committed its shared "
                                    "transaction (see final_writes)")
+            shared.writes += 1
             try:
                 yield shared.conn
             except BaseException:
@@ -366,14 +365,16 @@ class Database:
         return rowcount
 
     def _committed(self) -> None:
+        # The SQLAlchemy transaction around this write still "commits" when
+        # it ends: the driver sees no open transaction and sends nothing.
         shared: SharedTransaction | None = getattr(self._local, "shared", None)
         if shared is not None:
             shared.committed = True
-        # The SQLAlchemy transaction around this write still "commits" when
-        # it ends: the driver sees no open transaction and sends nothing.
 
-    def in_shared_transaction(self) -> bool:  # this thread's writes are a shared_write()'s
-        return getattr(self._local, "shared", None) is not None
+    def first_write(self) -> bool:  # the current write() is its transaction's first
+        shared: SharedTransaction | None = getattr(self._local, "shared", None)
+        return shared is None or shared.writes == 1
+
     def _ends_transaction(self, conn: Connection) -> bool:
         """Whether the current write() on ``conn`` is its transaction's last."""
         if not self.is_postgres:
@@ -393,8 +394,7 @@ class Database:
 
     def ping(self) -> bool:
         with self.read() as conn:
-            conn.execute(sa.text("SELECT 1")).scalar_one()
-        return True
+            return conn.execute(sa.text("SELECT 1")).scalar_one() == 1
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -226,9 +226,9 @@ class MessagePoster:
         the queues: a post with remembered metadata to queues without
         subscribers is then that one statement. When the guard does not
         hold, that statement inserts nothing (``locked_insert``), and the
-        post starts over with the stages. In a batch's shared transaction
-        it then does not carry the COMMIT, which would commit the batch's
-        other writes without these posts.
+        post starts over with the stages. After other writes of a batch's
+        shared transaction it then does not carry the COMMIT, which would
+        commit those writes without these posts.
 
         None, with nothing written, when a queue does not exist (the
         per-queue path creates it lazily and takes the creation back if every
@@ -270,10 +270,10 @@ class MessagePoster:
                 if all_rows and self._db.is_postgres:
                     # Lock, check and INSERT in one statement.
                     statement = locked_insert.statement(assumed, all_rows, guard)
-                    # Not with a shared transaction's COMMIT when inserting
-                    # nothing is possible: it would commit the batch's other
-                    # writes without these posts.
-                    commit = guard is None or not self._db.in_shared_transaction()
+                    # Not with the COMMIT of a transaction that wrote before
+                    # when inserting nothing is possible: it would commit the
+                    # batch's other writes without these posts.
+                    commit = guard is None or self._db.first_write()
                     try:
                         inserted = self._db.execute_last(conn, *statement, commit=commit)
                     except StatementCheckFailed:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
@@ -248,3 +249,35 @@ def test_reads_and_other_writes_interleave_in_order(endpoint: Any) -> None:
     assert replies[0] == {"result": True}
     assert replies[2]["result"]["total"] == 1
     assert replies[4] == {"result": None}
+
+
+@pytest.mark.parametrize("claimed", ["a-work", "z-work"])
+def test_posts_that_find_subscribers_start_over_without_a_failed_statement(
+        endpoint: Any, database: Any, claimed: str) -> None:
+    """A worker's first posts to a queue with a subscriber skip the pipeline
+    stages and find out from their INSERT, which then inserts nothing rather
+    than failing (a failed statement is an ERROR in PostgreSQL's log). In a
+    batch, a claim written before ("a-work": the batch runs in queue order)
+    or after the posts must take its message exactly once, and the posts be
+    stored once, with their notifications."""
+    ctxt = make_ctxt()
+    for queue in ("notified", claimed):
+        endpoint.queue_create(ctxt, queue=queue, metadata=None)
+    endpoint.message_post(ctxt, queue=claimed, messages=[{"body": "job", "ttl": 300}],
+                          body_size=3, client_id=ctxt.client_id)
+    endpoint.subscription_create(ctxt, queue="notified", subscriber="http://127.0.0.1:9/hook",
+                                 ttl=None, options=None)
+    failed: list[str] = []
+    sa.event.listen(database.engine, "handle_error",
+                    lambda context: failed.append(str(context.original_exception)))
+    claim = op_to_wire(ctxt, "claim_create", {"queue": claimed, "ttl": 60, "grace": 60,
+                                              "limit": 5})
+    replies = endpoint.batch(make_ctxt(""), ops=[post(ctxt, "notified", 1),
+                                                 post(ctxt, "notified", 2), claim])
+    assert all("result" in reply for reply in replies), replies
+    assert len(replies[2]["result"]["messages"]) == 1
+    stats = endpoint.queue_stats(ctxt, queue=claimed)
+    assert (stats["claimed"], stats["total"]) == (1, 1), stats
+    assert bodies(endpoint, ctxt, "notified") == [1, 2]
+    assert failed == []
+    assert len(outbox.OutboxController(database).rows()) == 2
