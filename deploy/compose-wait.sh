@@ -30,12 +30,12 @@ while :; do
     while read -r name status code health; do
         name=${name#/}
         case "$status/$health" in
-            */unhealthy)
-                echo "compose-wait: $name is unhealthy" >&2; exit 1 ;;
-            exited/*)
+            exited/*)  # a one-shot's exit code is its outcome, whatever its health
                 if [ "$code" != 0 ]; then
                     echo "compose-wait: $name exited with code $code" >&2; exit 1
                 fi ;;
+            */unhealthy)
+                echo "compose-wait: $name is unhealthy" >&2; exit 1 ;;
             running/healthy | running/none) ;;
             *) waiting="$waiting $name($status/$health)" ;;
         esac
