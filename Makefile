@@ -21,6 +21,10 @@
 #                       returns once every container is healthy; Compose v2
 #                       (`docker compose`) or Debian 12's `docker-compose` 1.29
 #   make down / logs    docker compose down / follow every service's logs
+#   make compose-test   the compose topology built and run for real on this
+#                       machine's Docker engine (installed and started if
+#                       missing; offline stand-in images when no registry
+#                       answers), checked as an operator uses it, then removed
 #   make up-local       the same services as local processes (honcho,
 #                       Procfile) on this machine's RabbitMQ/PostgreSQL/Redis
 #
@@ -48,7 +52,8 @@ NGINX ?= $(shell command -v nginx 2>/dev/null || ls /usr/sbin/nginx 2>/dev/null)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test test-deps preflight lint sample-config clean venv bench up down logs up-local
+.PHONY: run test test-deps preflight lint sample-config clean venv bench up down logs up-local \
+	compose-test
 
 venv: $(STAMP)
 
@@ -109,6 +114,11 @@ down:
 
 logs:
 	$(COMPOSE) logs -f --tail=100 $(ARGS)
+
+# tests/deploy/compose_run.py: engine, images, up, the operator's checks,
+# down -v (always), one summary line. Needs root or sudo for the engine.
+compose-test: $(STAMP)
+	$(BIN)/python -m tests.deploy.compose_run
 
 # honcho (the ops extra) is installed on first use. Without nginx, lb is
 # left out and the api and gateway answer on :8878 and :9010 directly.

@@ -11,20 +11,11 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from herald.testing.topology import Topology
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _block(language: str, starts_with: str) -> str:
-    for match in re.finditer(rf"```{language}\n(.*?)```", README.read_text(), re.S):
-        if match.group(1).startswith(starts_with):
-            return match.group(1)
-    raise AssertionError(f"README.md has no {language} block starting with {starts_with!r}")
+from tests.readme import block
 
 
 @pytest.fixture
@@ -35,7 +26,7 @@ def herald_url(local_topology: Topology) -> str:
 
 
 def test_readme_python_example(herald_url: str) -> None:
-    code = _block("python", "import uuid").replace("http://127.0.0.1:8888", herald_url)
+    code = block("python", "import uuid").replace("http://127.0.0.1:8888", herald_url)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
@@ -45,7 +36,7 @@ def test_readme_python_example(herald_url: str) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl_example(herald_url: str) -> None:
-    script = _block("sh", "H=(").replace("http://127.0.0.1:8888", herald_url)
+    script = block("sh", "H=(").replace("http://127.0.0.1:8888", herald_url)
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
