@@ -40,13 +40,19 @@ class RequestContext:
     #: W3C traceparent of the span this request is in (``herald.common.tracing``);
     #: empty while tracing is off. In the RPC context, hence signed with it.
     traceparent: str = ""
+    #: Names one storage operation across every send of it (``OsloCaller``
+    #: re-sends an unanswered call to another worker): the worker records a
+    #: write under it, so a second send finds the first one's outcome.
+    operation_id: str = ""
+    #: Which send of the operation this is (1: the first).
+    attempt: int = 1
 
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "project_id": self.project_id,
             "client_id": self.client_id,
             "request_id": self.request_id,
@@ -54,6 +60,11 @@ class RequestContext:
         }
         if self.traceparent:  # absent while tracing is off: the wire is unchanged
             data["traceparent"] = self.traceparent
+        # Only when set: the in-process caller and older edges send neither.
+        if self.operation_id:
+            data["operation_id"] = self.operation_id
+        if self.attempt != 1:
+            data["attempt"] = self.attempt
         return data
 
     @classmethod
@@ -64,4 +75,6 @@ class RequestContext:
             request_id=data.get("request_id") or new_request_id(),
             roles=tuple(data.get("roles") or ()),
             traceparent=str(data.get("traceparent") or ""),
+            operation_id=str(data.get("operation_id") or ""),
+            attempt=int(data.get("attempt") or 1),
         )

@@ -16,6 +16,32 @@ ALL_OPTS = [
         "flight counts from its arrival, and publishing to a broker that is "
         "being reconnected may add up to 2 s. Possible values: a number >= 0.1.",
     ),
+    cfg.FloatOpt(
+        "resend_after",
+        default=0.5,
+        min=0.0,
+        help="Seconds an edge service (api, ws-gateway) waits for a storage "
+        "worker to answer a call before it sends the call again, to whichever "
+        "worker takes it (at most 3 sends per call, the first answer wins). A "
+        "worker that died or stopped with the call in hand then costs its client "
+        "this delay instead of call_timeout and a 503. Only calls that are safe "
+        "to run twice are re-sent: reads, deletes and updates, and posts, which "
+        "the workers recognise by their operation id; claims and pops are not. "
+        "Possible values: a number > 0, well below call_timeout and above the "
+        "slowest normal answer (a re-send costs the workers the call again); 0 "
+        "sends every call once.",
+    ),
+    cfg.FloatOpt(
+        "worker_check_interval",
+        default=0.2,
+        min=0.0,
+        help="Seconds between an edge service's checks, on the message broker, "
+        "of how many storage workers consume the storage topic. When the count "
+        "drops (a worker's broker connection closed: it died or stopped), every "
+        "call in flight is sent again at once instead of after resend_after. "
+        "Possible values: a number > 0 (one passive queue declare per check); 0 "
+        "turns the check off (re-sends then wait for resend_after).",
+    ),
     cfg.IntOpt(
         "call_retry",
         default=1,

@@ -9,6 +9,8 @@
 - ``caller``: how a call crosses: over oslo.messaging (RabbitMQ) or through
   the embedded in-process dispatcher, both off the Tornado event loop.
 - ``coalescer``: batches concurrent calls of an edge into one ``batch`` call.
+- ``resend``: sends a call no worker answers again (a timer, and the
+  broker's count of workers consuming the topic).
 - ``storage_link``: an edge service's storage API with the caller and
   wake-up listener it owns.
 - ``local_bus``: what services of one process share without the broker

@@ -9,6 +9,9 @@ Two callers implement ``Caller.call``:
   broker is down. Concurrent calls are coalesced into one ``batch`` call
   (``herald.common.rpc.coalescer``; ``[rpc] coalesce_max_batch`` and
   ``coalesce_max_delay``), which is where an edge's throughput comes from.
+  Each operation gets an operation id, and a call no worker answers is sent
+  again (``herald.common.rpc.resend``: a worker that died or stopped with
+  it costs its client a fraction of a second, not ``call_timeout``).
 - ``InProcessCaller``: the embedded mode's dispatcher. It invokes the storage
   endpoint in the same process, but still passes the context, the arguments,
   the reply and any error through the JSON serializer and ``json`` itself, so
@@ -33,6 +36,7 @@ import dataclasses
 import json
 import logging
 import threading
+import uuid
 from typing import Any, Protocol
 
 import amqp.exceptions
@@ -47,8 +51,10 @@ from herald.common.rpc import (
     STORAGE_API_VERSION,
     STORAGE_TOPIC,
     bus_auth,
+    operations,
 )
 from herald.common.rpc.coalescer import BATCH_METHOD, Coalescer, error_from_wire, error_to_wire
+from herald.common.rpc.resend import Resender
 from herald.common.rpc.serializer import JsonSerializer
 
 LOG = logging.getLogger(__name__)
@@ -113,6 +119,7 @@ class OsloCaller:
         # has, calls answer 503 at once instead of waiting.
         self._reply_queue_ready = threading.Event()
         self._stopping = threading.Event()
+        self._resender = Resender(conf, conf.rpc.call_timeout + PUBLISH_GRACE)
         self._connector: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -125,6 +132,7 @@ class OsloCaller:
                 self._connector = threading.Thread(
                     target=self._open_reply_queue, name="rpc-connect", daemon=True)
                 self._connector.start()
+                self._resender.start()
 
     def _open_reply_queue(self) -> None:
         ctxt = RequestContext(project_id="", request_id="req-rpc-connect")
@@ -155,6 +163,18 @@ class OsloCaller:
             return self._client.call(ctxt, method, **kwargs)
         except errors.HeraldError:
             raise
+        except Exception as exc:
+            if self._stopping.is_set():
+                # The transport was cleaned up under this call (its client
+                # was answered or given up on already): nothing to report.
+                LOG.debug("storage call %s ended by the stop: %r", method, exc)
+                raise _unavailable("The storage service is stopping.") from exc
+            return self._failed(method, exc)
+
+    def _failed(self, method: str, exc: Exception) -> Any:
+        """Raise the Herald error of an oslo.messaging call's failure."""
+        try:
+            raise exc
         except oslo_messaging.MessagingTimeout as exc:
             LOG.warning("storage call %s timed out: %s", method, exc)
             raise _unavailable("The storage service did not answer in time.") from exc
@@ -174,32 +194,39 @@ class OsloCaller:
     async def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
         if self._connector is None:
             self.start()
+        # One id for every send of this operation (see resend).
+        ctxt = dataclasses.replace(ctxt, operation_id=uuid.uuid4().hex)
         return await self._coalescer.call(ctxt, method, kwargs)
 
-    async def _send_one(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
+    def _submit(self, ctxt: RequestContext, method: str,
+                kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        """One send of a call, on the pool's thread; its outcome."""
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._pool, self._call_blocking, ctxt, method, kwargs)
         # Retrieve a late outcome, so it is not reported as never retrieved.
         call.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return call
+
+    async def _send_one(self, ctxt: RequestContext, method: str, kwargs: dict[str, Any]) -> Any:
         # oslo.messaging's timeout starts once the call is published; the
         # publish itself can block for seconds behind a connection that is
         # being re-established (seen with a broker that vanished silently,
-        # tests/faults/test_broker.py). The client gets its 503 in bounded
-        # time anyway; the thread finishes (and its result is dropped) later.
-        try:
-            return await asyncio.wait_for(asyncio.shield(call),
-                                          self._conf.rpc.call_timeout + PUBLISH_GRACE)
-        except TimeoutError as exc:
-            LOG.warning("storage call %s not answered within %.1f s", method,
-                        self._conf.rpc.call_timeout + PUBLISH_GRACE)
-            raise _unavailable("The storage service did not answer in time.") from exc
+        # tests/faults/test_broker.py). The resender answers the client in
+        # bounded time anyway (call_timeout + PUBLISH_GRACE); a thread still
+        # sending finishes (and its result is dropped) later.
+        def send(attempt: int) -> asyncio.Future[Any]:
+            again = ctxt if attempt == 1 else dataclasses.replace(ctxt, attempt=attempt)
+            return self._submit(again, method, kwargs)
+
+        return await self._resender.send(send, method in operations.RESENDABLE, method)
 
     async def _send_batch(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # The call's own context only names the batch in the worker's log
-        # lines; every operation carries its own (project, client, request id).
+        # lines; every operation carries its own (project, client, request
+        # id, operation id, and which send this is).
         ctxt = RequestContext(project_id="", request_id=f"req-batch-{len(ops)}")
         if not tracing.active():
-            return await self._send_one(ctxt, BATCH_METHOD, {"ops": ops})
+            return await self._send_ops(ctxt, ops)
         # A batch is no operation's child: its span links each operation's.
         with tracing.span(tracing.rpc_span_name(STORAGE_TOPIC, BATCH_METHOD), "client",
                           attributes=tracing.rpc_attributes(STORAGE_TOPIC, BATCH_METHOD,
@@ -207,7 +234,17 @@ class OsloCaller:
                           links=[op["context"].get("traceparent", "") for op in ops]) as span:
             if span is not None:
                 ctxt = dataclasses.replace(ctxt, traceparent=span.traceparent)
-            return await self._send_one(ctxt, BATCH_METHOD, {"ops": ops})
+            return await self._send_ops(ctxt, ops)
+
+    async def _send_ops(self, ctxt: RequestContext, ops: list[dict[str, Any]]) -> Any:
+        """The batch call of ``ops``, sent again (``resend``) if all of them may be."""
+        def send(attempt: int) -> asyncio.Future[Any]:
+            sent = ops if attempt == 1 else [
+                {**op, "context": {**op["context"], "attempt": attempt}} for op in ops]
+            return self._submit(ctxt, BATCH_METHOD, {"ops": sent})
+
+        resendable = all(op["method"] in operations.RESENDABLE for op in ops)
+        return await self._resender.send(send, resendable, BATCH_METHOD)
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker connection is up (for start-up and tests)."""
@@ -216,6 +253,7 @@ class OsloCaller:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._resender.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         # Never connected: the connector thread holds oslo.messaging's
         # reply-queue lock while it retries, and cleanup() would wait for it

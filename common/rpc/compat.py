@@ -16,8 +16,9 @@ The patches, applied once per process by ``apply(conf)`` at start-up (the
 CLI does it before any transport exists), are:
 
 1. ``messaging_defaults()`` -- oslo.messaging's RabbitMQ driver option
-   defaults (``impl_rabbit.rabbit_opts``): a 10 s heartbeat threshold and
-   replies without the ``mandatory`` flag. Also run by
+   defaults (``impl_rabbit.rabbit_opts``): a 10 s heartbeat threshold,
+   replies without the ``mandatory`` flag and a consumer prefetch of
+   ``RABBIT_PREFETCH``. Also run by
    ``herald.common.config.load`` before the configuration is parsed.
 2. ``amqp_first_wait()`` -- the AMQP driver's consumers' first wait after a
    message (``amqpdriver.ACK_REQUEUE_EVERY_SECONDS_MIN``).
@@ -50,7 +51,8 @@ KOMBU_VERSIONS = (">=5.7", "<6")
 
 # -- 1. oslo.messaging RabbitMQ driver defaults ---------------------------------
 # Targets oslo.messaging 18.3.x: ``oslo_messaging._drivers.impl_rabbit.rabbit_opts``
-# (options ``heartbeat_timeout_threshold`` and ``direct_mandatory_flag``).
+# (options ``heartbeat_timeout_threshold``, ``direct_mandatory_flag`` and
+# ``rabbit_qos_prefetch_count``).
 
 #: oslo.messaging notices a RabbitMQ host that vanished without a word (no
 #: FIN, no RST: a dead host, a dropped route) only through AMQP heartbeats.
@@ -59,6 +61,16 @@ KOMBU_VERSIONS = (">=5.7", "<6")
 #: was back (tests/faults/test_broker.py, silent outage). Operators can still
 #: set [oslo_messaging_rabbit] heartbeat_timeout_threshold themselves.
 RABBIT_HEARTBEAT_TIMEOUT = 10
+
+#: Unacknowledged deliveries RabbitMQ hands one consumer (oslo.messaging's
+#: default, 0, is unlimited). A storage worker acknowledges a call when one
+#: of its executor threads takes it, so a running worker is never short of
+#: calls; a worker that stopped running (SIGSTOP, a stalled host) holds at
+#: most this many per consumer instead of a third of every call sent while
+#: it stands still -- the edges re-send those (``herald.common.rpc.resend``),
+#: and the other workers take every other call (issue 26). Operators can
+#: still set [oslo_messaging_rabbit] rabbit_qos_prefetch_count themselves.
+RABBIT_PREFETCH = 4
 
 
 def messaging_defaults() -> None:
@@ -74,7 +86,8 @@ def messaging_defaults() -> None:
     # could lead to anyway.
     cfg.set_defaults(impl_rabbit.rabbit_opts,
                      heartbeat_timeout_threshold=RABBIT_HEARTBEAT_TIMEOUT,
-                     direct_mandatory_flag=False)
+                     direct_mandatory_flag=False,
+                     rabbit_qos_prefetch_count=RABBIT_PREFETCH)
 
 
 # -- 2. AMQP consumers' first wait after a message ------------------------------

@@ -187,7 +187,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("message_post", (_Q, _a("messages", param="items"), _a("body_size", 0),
                                _a("idempotency_key", None, omit_none=True)), _W, _QUEUE,
               "Messages could not be enqueued.", Coalescing.SHARED_POST, "messages.post",
-              context=("client_id", "request_id", "traceparent"),
+              context=("client_id", "request_id", "traceparent", "operation_id", "attempt"),
               doc='Store ``messages`` (each ``{"body", "ttl": int|None[, "group": str]'
                   '[, "delay": raw]}``) '
                   "in one transaction, creating the queue if needed (and running the "
@@ -381,3 +381,21 @@ BY_NAME: Mapping[str, Operation] = index(OPERATIONS)
 
 #: Never coalesced by the edge (``batch`` itself must not nest either).
 UNCOALESCED = frozenset(op.name for op in OPERATIONS if op.coalescing is Coalescing.NEVER)
+
+#: Writes whose second run changes nothing more than the first (deletes,
+#: replacements, renewals), and ``message_post``, which the worker records
+#: under the call's operation id (``herald.storage.idempotency``).
+_SAFE_TWICE = frozenset({
+    "message_post", "message_delete", "message_delete_many", "claim_update", "claim_delete",
+    "queue_set_metadata", "queue_delete", "queue_purge", "subscription_update",
+    "subscription_delete", "subscription_confirm", "subscription_delete_connection",
+    "pool_put", "pool_update", "pool_delete", "flavor_put", "flavor_update", "flavor_delete",
+})
+#: What an edge may send again when no worker answered it
+#: (``herald.common.rpc.resend``): reads, except ``subscription_test``,
+#: which sends a notification, and the writes above. Not: ``queue_create``
+#: and ``subscription_create`` (a second run answers "existed"),
+#: ``claim_create`` and ``message_pop`` (a second run takes other messages).
+RESENDABLE = frozenset(op.name for op in OPERATIONS
+                       if (not op.writes and op.name != "subscription_test")
+                       or op.name in _SAFE_TWICE)

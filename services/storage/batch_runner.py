@@ -48,6 +48,7 @@ from herald.common.rpc.operations import (
     Coalescing,
     Operation,
 )
+from herald.storage import idempotency
 from herald.storage.engine import Database, SharedTransactionFailed
 from herald.storage.messages import MessageController
 from herald.storage.operation_guard import guarded, log_done
@@ -67,11 +68,13 @@ OperationMethod = Callable[..., Any]
 
 def _group_kind(op: dict[str, Any], table: Mapping[str, Operation]) -> Coalescing | None:
     """What a batch may merge ``op`` with, among its neighbours:
-    ``SHARED_POST`` (one INSERT; not an idempotent post, which needs its own
-    key lookup and record), ``SHARED_DELETE`` (one DELETE), or None."""
+    ``SHARED_POST`` (one INSERT; not an idempotent post nor an edge's
+    re-send of a post, which need their own key lookup and record),
+    ``SHARED_DELETE`` (one DELETE), or None."""
     declared = table.get(op.get("method"))  # type: ignore[arg-type]
     kind = declared.coalescing if declared is not None else None
-    if kind is Coalescing.SHARED_POST and not (op.get("args") or {}).get("idempotency_key"):
+    if (kind is Coalescing.SHARED_POST and not (op.get("args") or {}).get("idempotency_key")
+            and (op.get("context") or {}).get("attempt", 1) == 1):
         return kind
     if kind is Coalescing.SHARED_DELETE:
         return kind
@@ -82,7 +85,8 @@ def _post_of(op: dict[str, Any], ctxt: RequestContext) -> dict[str, Any]:
     """A ``message_post`` operation as ``MessageController.post_many`` takes it."""
     args = op.get("args") or {}
     return post_request(args.get("messages") or [], args.get("body_size", 0),
-                        ctxt.client_id, ctxt.request_id, ctxt.traceparent)
+                        ctxt.client_id, ctxt.request_id, ctxt.traceparent,
+                        idempotency.operation_key(ctxt.operation_id))
 
 
 def _queue_key(op: dict[str, Any]) -> tuple[str, str]:

@@ -16,7 +16,17 @@ rolls back with its messages, and ``MessagePoster.post`` (``posting``) retries a
 finds the winner's row.
 
 The same key with different messages is refused (409): returning the
-earlier ids would silently drop the new messages. Must not commit or open
+earlier ids would silently drop the new messages.
+
+Operation keys: every post an edge sends over the bus carries an operation
+id (``RequestContext.operation_id``), and the edge re-sends a call a worker
+did not answer in time to another worker (``herald.common.rpc.resend``). A
+post without an Idempotency-Key is stored with a row of its operation key
+(``operation_key``: a prefix no client key can have, so the two never
+meet), kept ``OPERATION_WINDOW`` seconds; a re-send (``attempt`` > 1) is
+then an idempotent post under that key, and gets the first send's ids if
+that one committed. The messages are the same by construction, so these rows
+carry a constant fingerprint instead of a hash of the bodies. Must not commit or open
 transactions: callers pass the connection of the post.
 """
 
@@ -32,6 +42,46 @@ from sqlalchemy.engine import Connection
 from herald.common import errors
 from herald.common.rpc import serializer
 from herald.storage.schema import idempotency_keys
+
+#: How long an operation key is remembered: far longer than any edge keeps
+#: re-sending ([rpc] call_timeout), far shorter than a client's key.
+OPERATION_WINDOW = 300.0
+#: The fingerprint of every operation key's row (see the module docstring).
+OPERATION_FINGERPRINT = "operation"
+# Clients' keys are printable ASCII (herald.common.edge.headers): a control
+# character keeps the namespaces apart.
+_OPERATION_PREFIX = "\x1fop:"
+
+
+def operation_key(operation_id: str) -> str | None:
+    """The idempotency key of an operation id (None without one)."""
+    return f"{_OPERATION_PREFIX}{operation_id}" if operation_id else None
+
+
+def operation_rows(project: str, queue: str, key: str, message_ids: list[str],
+                   now: float) -> dict[str, Any]:
+    """The row ``remember`` would insert for an operation key (for one
+    multi-row INSERT with a batch's posts)."""
+    return {"project": project, "queue": queue, "key": key,
+            "fingerprint": OPERATION_FINGERPRINT, "message_ids": json.dumps(message_ids),
+            "created": now, "expires": now + OPERATION_WINDOW}
+
+
+def remember_operations(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert ``operation_rows`` (raises IntegrityError when a re-send won)."""
+    if rows:
+        conn.execute(sa.insert(idempotency_keys), rows)
+
+
+def print_of(key: str, items: list[dict[str, Any]]) -> str:
+    """The fingerprint a post under ``key`` is recorded and compared with."""
+    return OPERATION_FINGERPRINT if key.startswith(_OPERATION_PREFIX) else fingerprint(items)
+
+
+def window_of(key: str, client_window: float) -> float:
+    """How long ``key`` is remembered (``[storage] idempotency_window`` for a
+    client's key)."""
+    return OPERATION_WINDOW if key.startswith(_OPERATION_PREFIX) else client_window
 
 
 def fingerprint(items: list[dict[str, Any]]) -> str:

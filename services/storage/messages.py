@@ -101,10 +101,11 @@ class MessageController:
 
     def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
              client_id: str, request_id: str = "-",
-             idempotency_key: str | None = None, traceparent: str = "") -> list[str]:
+             idempotency_key: str | None = None, traceparent: str = "",
+             operation_id: str = "", attempt: int = 1) -> list[str]:
         """See ``MessagePoster.post``."""
         return self._poster.post(project, queue, items, body_size, client_id, request_id,
-                                 idempotency_key, traceparent)
+                                 idempotency_key, traceparent, operation_id, attempt)
 
     def post_many(self, project: str, queue: str,
                   posts: list[dict[str, Any]]) -> list[list[str] | errors.HeraldError]:

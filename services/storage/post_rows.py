@@ -32,11 +32,13 @@ from herald.storage import base
 
 
 def post_request(messages: list[dict[str, Any]], body_size: int, client_id: str | None,
-                 request_id: str | None, traceparent: str = "") -> dict[str, Any]:
+                 request_id: str | None, traceparent: str = "",
+                 operation_key: str | None = None) -> dict[str, Any]:
     """One post as ``MessagePoster.post_many`` and ``post_to_queues`` take it
-    (``traceparent`` only while tracing: the post's span, for its outbox rows)."""
+    (``traceparent`` only while tracing: the post's span, for its outbox rows;
+    ``operation_key``: recorded with the post, ``idempotency``)."""
     post = {"messages": messages, "body_size": body_size, "client_id": client_id,
-            "request_id": request_id}
+            "request_id": request_id, "operation_key": operation_key}
     if traceparent:
         post["traceparent"] = traceparent
     return post

@@ -15,6 +15,8 @@ The paths, all answering ``MessageController``'s post operations:
   ``post_to_queues``, falling back to the lock-first ``_post`` (which
   creates a missing queue and re-checks a post whose queue changed); with a
   key it is ``_post``, retried once if a concurrent duplicate won the race.
+  An edge's re-send of a post (``attempt`` > 1) is an idempotent post under
+  its operation key, which every first send records (``idempotency``).
 - ``post_many``: a coalesced batch's posts to ONE queue, lock first, one
   INSERT; a refused post never fails the others.
 - ``post_to_queues``: a coalesced batch's posts to one or more existing
@@ -74,8 +76,14 @@ class MessagePoster:
 
     def post(self, project: str, queue: str, items: list[dict[str, Any]], body_size: int,
              client_id: str, request_id: str = "-",
-             idempotency_key: str | None = None, traceparent: str = "") -> list[str]:
+             idempotency_key: str | None = None, traceparent: str = "",
+             operation_id: str = "", attempt: int = 1) -> list[str]:
         """``traceparent``: the post's span, kept by its outbox rows (tracing)."""
+        operation_key = idempotency.operation_key(operation_id)
+        if idempotency_key is None and operation_key is not None and attempt > 1:
+            # A re-send: the first send may have committed (its worker died
+            # before answering, or answers late).
+            idempotency_key = operation_key
         if idempotency_key is None:
             # A lone post takes the queue lock last, like a batch's posts: at
             # a few hundred posts/s to one queue most posts travel alone, and
@@ -84,15 +92,22 @@ class MessagePoster:
             # The lock-first path creates a missing queue and re-checks a post
             # whose queue changed meanwhile.
             post = post_rows.post_request(items, body_size, client_id, request_id,
-                                          traceparent)
-            lock_last = self.post_to_queues([(project, queue, [post])])
+                                          traceparent, operation_key)
+            try:
+                lock_last = self.post_to_queues([(project, queue, [post])])
+            except sa_exc.IntegrityError:
+                # A re-send of this very post committed first: its ids.
+                lock_last = None
             if lock_last is not None:
                 outcome = lock_last[0][0]
                 if isinstance(outcome, errors.HeraldError):
                     raise outcome
                 return outcome
-            return self._post(project, queue, items, body_size, client_id, request_id, None,
-                              traceparent)
+            if operation_key is None:
+                return self._post(project, queue, items, body_size, client_id, request_id,
+                                  None, traceparent)
+            # The lock-first path records the operation key as any key.
+            idempotency_key = operation_key
         try:
             return self._post(project, queue, items, body_size, client_id, request_id,
                               idempotency_key, traceparent)
@@ -113,7 +128,7 @@ class MessagePoster:
             post_rows.check_size(self._conf, metadata, body_size or 0)
             if idempotency_key is not None:
                 # After the queue lock: a duplicate that committed first is seen.
-                print_ = idempotency.fingerprint(items)
+                print_ = idempotency.print_of(idempotency_key, items)
                 replayed = idempotency.lookup(conn, project, queue, idempotency_key, print_,
                                               now)
                 if replayed is not None:
@@ -133,7 +148,8 @@ class MessagePoster:
             if idempotency_key is not None:
                 idempotency.remember(conn, project, queue, idempotency_key, print_,
                                      [row["id"] for row in rows], now,
-                                     self._conf.storage.idempotency_window)
+                                     idempotency.window_of(
+                                         idempotency_key, self._conf.storage.idempotency_window))
         self._signal_committed(project, queue, bool(rows), batch)
         return [row["id"] for row in rows]
 
@@ -185,12 +201,14 @@ class MessagePoster:
         batch = None
         with self._db.write() as conn:
             metadata = base.locked_queue_metadata(conn, project, queue, now)
+            key_rows: list[dict[str, Any]] = []
             rows, accepted = self._accept(project, queue, metadata, posts, now,
-                                          with_checksum, outcomes)
+                                          with_checksum, outcomes, key_rows)
             all_rows.extend(rows)
             all_accepted.extend(accepted)
             if all_rows:
                 base.mark_grouped(conn, all_rows)
+                idempotency.remember_operations(conn, key_rows)
                 conn.execute(sa.insert(messages), all_rows)
                 batch = pipeline.PostedBatch(
                     project=project, queue=queue, metadata=metadata, messages=all_accepted,
@@ -251,10 +269,12 @@ class MessagePoster:
                     # a write that raises takes the whole batch back.
                     return None
                 all_rows: list[dict[str, Any]] = []
+                key_rows: list[dict[str, Any]] = []
                 for project, queue, posts in groups:
                     outcomes: list[list[str] | errors.HeraldError] = []
                     rows, accepted = self._accept(project, queue, assumed[(project, queue)],
-                                                  posts, now, with_checksum, outcomes)
+                                                  posts, now, with_checksum, outcomes,
+                                                  key_rows)
                     per_group.append(outcomes)
                     if rows:
                         all_rows.extend(rows)
@@ -265,8 +285,10 @@ class MessagePoster:
                 if guard is None:
                     pipeline.run(self._stages, conn, batches)
                 # Before the locked INSERT (PostgreSQL: the transaction's
-                # last statement): flags a queue's first grouped post.
+                # last statement): flags a queue's first grouped post, and
+                # records the posts' operation keys.
                 base.mark_grouped(conn, all_rows)
+                idempotency.remember_operations(conn, key_rows)
                 if all_rows and self._db.is_postgres:
                     # Lock, check and INSERT in one statement.
                     statement = locked_insert.statement(assumed, all_rows, guard)
@@ -317,9 +339,12 @@ class MessagePoster:
     def _accept(self, project: str, queue: str, metadata: dict[str, Any],
                 posts: list[dict[str, Any]], now: float, with_checksum: bool,
                 outcomes: list[list[str] | errors.HeraldError],
+                key_rows: list[dict[str, Any]],
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The rows of the posts to one queue that pass its checks, in post
-        order; each post's outcome (its ids or its refusal) in ``outcomes``."""
+        order; each post's outcome (its ids or its refusal) in ``outcomes``,
+        and the operation key row of each accepted post that has one in
+        ``key_rows``."""
         all_rows: list[dict[str, Any]] = []
         all_accepted: list[dict[str, Any]] = []
         for post in posts:
@@ -337,6 +362,9 @@ class MessagePoster:
                 if traceparent:
                     message["traceparent"] = traceparent
             outcomes.append([row["id"] for row in rows])
+            if post.get("operation_key"):
+                key_rows.append(idempotency.operation_rows(
+                    project, queue, post["operation_key"], outcomes[-1], now))
             all_rows.extend(rows)
             all_accepted.extend(accepted)
         return all_rows, all_accepted

@@ -24,6 +24,7 @@ from herald.common import errors
 from herald.common.context import RequestContext
 from herald.common.rpc import caller as caller_module
 from herald.common.rpc.caller import OsloCaller
+from herald.common.rpc.resend import Resender
 
 
 class _FailingClient:
@@ -36,7 +37,9 @@ class _FailingClient:
 
 def _caller(exc: BaseException) -> OsloCaller:
     caller = OsloCaller.__new__(OsloCaller)  # no transport: only _call_blocking is used
-    caller._conf = SimpleNamespace(rpc=SimpleNamespace(call_timeout=1.0))
+    caller._conf = SimpleNamespace(rpc=SimpleNamespace(call_timeout=1.0, resend_after=0.0,
+                                                        worker_check_interval=0.0))
+    caller._stopping = threading.Event()
     caller._reply_queue_ready = threading.Event()
     caller._reply_queue_ready.set()
     caller._client = _FailingClient(exc)
@@ -73,6 +76,7 @@ def test_a_call_stuck_in_the_publish_answers_503_in_bounded_time(
     caller._client = _StuckClient()
     caller._conf.rpc.call_timeout = 0.2
     caller._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    caller._resender = Resender(caller._conf, 0.2 + 0.3, watch=False)
     started = time.monotonic()
     try:
         with pytest.raises(errors.ServiceUnavailable, match="did not answer in time"):
