@@ -236,8 +236,7 @@ OPERATIONS: tuple[Operation, ...] = (
     # -- claims (1.0; connection and claim_release_connection 1.5) ----------
     Operation("claim_create", (_Q, _a("ttl"), _a("grace"), _a("limit", 10),
                                _a("connection", None, omit_none=True)), _W, _QUEUE,
-              "Messages could not be claimed.", _SHARED, "claims.create",
-              context=("client_id",),
+              "Messages could not be claimed.", _SHARED, "endpoint.claim_create",
               doc='``{"claim_id": str | None, "messages": [StoredMessage]}``; claim_id is '
                   "None (and messages empty) when nothing was claimable. Recorded in the "
                   "delivery history with ``ctxt.client_id`` (1.3). ``connection`` (1.5; "
@@ -383,10 +382,13 @@ BY_NAME: Mapping[str, Operation] = index(OPERATIONS)
 UNCOALESCED = frozenset(op.name for op in OPERATIONS if op.coalescing is Coalescing.NEVER)
 
 #: Writes whose second run changes nothing more than the first (deletes,
-#: replacements, renewals), and ``message_post``, which the worker records
-#: under the call's operation id (``herald.storage.idempotency``).
+#: replacements, renewals), ``message_post``, which the worker records under
+#: the call's operation id (``herald.storage.idempotency``), and
+#: ``claim_create``, whose claim takes the operation id as its id
+#: (``StorageEndpoint._claim_create``).
 _SAFE_TWICE = frozenset({
-    "message_post", "message_delete", "message_delete_many", "claim_update", "claim_delete",
+    "message_post", "claim_create", "message_delete", "message_delete_many", "claim_update",
+    "claim_delete",
     "queue_set_metadata", "queue_delete", "queue_purge", "subscription_update",
     "subscription_delete", "subscription_confirm", "subscription_delete_connection",
     "pool_put", "pool_update", "pool_delete", "flavor_put", "flavor_update", "flavor_delete",
@@ -395,7 +397,7 @@ _SAFE_TWICE = frozenset({
 #: (``herald.common.rpc.resend``): reads, except ``subscription_test``,
 #: which sends a notification, and the writes above. Not: ``queue_create``
 #: and ``subscription_create`` (a second run answers "existed"),
-#: ``claim_create`` and ``message_pop`` (a second run takes other messages).
+#: ``message_pop`` (a second run takes other messages).
 RESENDABLE = frozenset(op.name for op in OPERATIONS
                        if (not op.writes and op.name != "subscription_test")
                        or op.name in _SAFE_TWICE)

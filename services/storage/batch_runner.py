@@ -19,7 +19,11 @@ order. Contract:
   queue (``post_many``); neighbouring deletes of one queue
   (``SHARED_DELETE``) one DELETE (``delete_each``); each keeps its outcome;
 * a shared transaction that could not commit answers a 503 for everything
-  but the client errors (4xx) it already had.
+  but the client errors (4xx) it already had;
+* an edge's re-send of an operation (``attempt`` > 1 in its context, see
+  ``herald.common.rpc.resend``) runs alone, never merged nor shared: it
+  looks for what its first send did, and a conflict with that send must
+  fail it alone.
 
 Which operation is which class is read from the table of operations, never
 from method names. Thread-safety: one runner serves every RPC thread; a
@@ -79,6 +83,12 @@ def _group_kind(op: dict[str, Any], table: Mapping[str, Operation]) -> Coalescin
     if kind is Coalescing.SHARED_DELETE:
         return kind
     return None
+
+
+def _shares(op: dict[str, Any], shared: frozenset[str]) -> bool:
+    """Whether ``op`` may share its neighbours' transaction: not an edge's
+    re-send, which must find what its first send did and fail alone."""
+    return op.get("method") in shared and (op.get("context") or {}).get("attempt", 1) == 1
 
 
 def _post_of(op: dict[str, Any], ctxt: RequestContext) -> dict[str, Any]:
@@ -180,8 +190,8 @@ class BatchRunner:
         index = 0
         while index < len(ops):
             end = index + 1
-            if ops[index].get("method") in shared:
-                while end < len(ops) and ops[end].get("method") in shared:
+            if _shares(ops[index], shared):
+                while end < len(ops) and _shares(ops[end], shared):
                     end += 1
             if end - index > 1:
                 self._run_shared(ops, list(range(index, end)), outcomes)

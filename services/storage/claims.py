@@ -117,13 +117,13 @@ class ClaimController:
         self._db = db
         self._conf = conf
 
-    def create(self, project: str, queue: str, ttl: int, grace: int,
-               limit: int, client_id: str = "",
-               connection: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Claim up to ``limit`` messages; ``connection`` registers the claim
-        with a websocket connection (``herald.storage.claim_connections``)."""
+    def create(self, project: str, queue: str, ttl: int, grace: int, limit: int,
+               client_id: str = "", connection: dict[str, Any] | None = None,
+               claim_id: str | None = None) -> dict[str, Any]:
+        """Claim up to ``limit`` messages as ``claim_id`` (default: a new id); ``connection``
+        registers the claim with a websocket connection (``herald.storage.claim_connections``)."""
         now = clock.now()
-        claim_id = ids.new_id()
+        claim_id = claim_id or ids.new_id()
         owner = registration(connection)
         with self._db.write() as conn:
             # Fast path, queues without a DLQ or groups (nearly all): one conditional

@@ -29,8 +29,9 @@ from typing import Any
 
 import oslo_messaging
 from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
 
-from herald.common import errors
+from herald.common import errors, ids
 from herald.common.context import RequestContext
 from herald.common.rpc import STORAGE_API_VERSION, operations
 from herald.common.rpc.operations import Operation
@@ -130,6 +131,41 @@ class EndpointBase:
                             message_id: str) -> dict[str, Any]:
         return history.deliveries(self._pools.db_for(ctxt.project_id, queue), ctxt.project_id,
                                   queue, message_id)
+
+    def _claim_create(self, op: Operation, ctxt: RequestContext, queue: str, ttl: int,
+                      grace: int, limit: int, connection: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        """The claim's id is the call's operation id when it has one (an
+        edge's ``RequestContext``): a re-send of the call (``attempt`` > 1,
+        its first send unanswered) finds the claim the first send made, if
+        that committed, and answers it instead of claiming other messages;
+        the claims' primary key lets only one of two concurrent sends commit."""
+        claim_id = ctxt.operation_id if ids.is_valid_id(ctxt.operation_id) else None
+        args = {"queue": queue, "ttl": ttl, "grace": grace, "limit": limit,
+                "client_id": ctxt.client_id, "connection": connection, "claim_id": claim_id}
+        if claim_id is None or ctxt.attempt == 1:
+            return self._pools.run(op.route, ClaimController, ClaimController.create,
+                                   ctxt.project_id, args)
+        made = self._claim_made(op, ctxt, queue, claim_id)
+        if made is not None:
+            return made
+        try:
+            return self._pools.run(op.route, ClaimController, ClaimController.create,
+                                   ctxt.project_id, args)
+        except sa_exc.IntegrityError:
+            # The first send committed meanwhile: its claim.
+            return self._claim_made(op, ctxt, queue, claim_id) or {"claim_id": None,
+                                                                   "messages": []}
+
+    def _claim_made(self, op: Operation, ctxt: RequestContext, queue: str,
+                    claim_id: str) -> dict[str, Any] | None:
+        """The claim an earlier send of a claim_create made, as it answered."""
+        try:
+            claim = self._pools.run(op.route, ClaimController, ClaimController.get,
+                                    ctxt.project_id, {"queue": queue, "claim_id": claim_id})
+        except errors.ClaimDoesNotExist:
+            return None
+        return {"claim_id": claim_id, "messages": claim["messages"]}
 
     def _subscription_create(self, op: Operation, ctxt: RequestContext, queue: str,
                              subscriber: str | None, ttl: int | None,
