@@ -19,6 +19,18 @@ ALL_OPTS = [
         help="TCP port of the REST API. Possible values: 0 (pick a free port) "
         "to 65535.",
     ),
+    cfg.FloatOpt(
+        "drain_timeout",
+        default=None,
+        min=0.0,
+        help="Seconds a stopping REST API (SIGTERM) lets the requests in flight "
+        "finish. From the signal on it accepts no new connection and answers "
+        "every request, on connections already open, with Connection: close; a "
+        "request still running at the deadline is answered 503, then the "
+        "remaining (idle) connections are closed. Possible values: a number >= "
+        "0; unset (the default) waits long enough for any storage call to be "
+        "answered or given up: [rpc] call_timeout plus 3 s.",
+    ),
     cfg.IntOpt(
         "max_body_size",
         default=1048576,

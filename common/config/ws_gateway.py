@@ -89,11 +89,13 @@ ALL_OPTS = [
     ),
     cfg.FloatOpt(
         "shutdown_timeout",
-        default=10.0,
+        default=None,
         min=0.0,
-        help="Seconds a stopping gateway waits for in-flight requests to finish "
-        "before it closes the remaining connections with code 1001 (going away). "
-        "Possible values: a number >= 0.",
+        help="Seconds a stopping gateway waits for in-flight requests to finish; "
+        "a request still running then is answered 503, and the connections are "
+        "closed with code 1001 (going away). Possible values: a number >= 0; "
+        "unset (the default) waits long enough for any storage call to be "
+        "answered or given up: [rpc] call_timeout plus 3 s.",
     ),
     cfg.FloatOpt(
         "ping_interval",

@@ -251,6 +251,11 @@ class OsloCaller:
         self.start()
         return self._reply_queue_ready.wait(timeout)
 
+    def abandon(self) -> None:
+        """Answer the calls in flight, and every later one, with a 503 (the
+        owning service's drain deadline); call on the event loop."""
+        self._resender.abandon()
+
     def stop(self) -> None:
         self._stopping.set()
         self._resender.stop()

@@ -123,6 +123,10 @@ class WorkerWatch:
             self._on_loss()
 
 
+def _stopping() -> errors.ServiceUnavailable:
+    return errors.ServiceUnavailable("The service is stopping. Please try again in a few seconds.")
+
+
 class Resender:
     """Sends a call, and again while it stays unanswered (module docstring)."""
 
@@ -135,6 +139,8 @@ class Resender:
         self.watch = WorkerWatch(conf, self._lost_threadsafe) if watch else None
         #: Re-sends made (for tests and logs).
         self.resent = 0
+        #: Set by ``abandon``: every call answers 503 now.
+        self._abandoned = False
 
     def start(self) -> None:
         if self.watch is not None and self._resend_after > 0:
@@ -143,6 +149,12 @@ class Resender:
     def stop(self) -> None:
         if self.watch is not None:
             self.watch.stop()
+
+    def abandon(self) -> None:
+        """Give up every call in flight and every later one (a stopping
+        service's deadline): they raise ServiceUnavailable. On the loop."""
+        self._abandoned = True
+        self._lost()
 
     def _lost_threadsafe(self) -> None:
         loop = self._loop
@@ -160,6 +172,8 @@ class Resender:
         when none came within the timeout."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        if self._abandoned:
+            raise _stopping()
         deadline = loop.time() + self._timeout
         resend = resendable and self._resend_after > 0
         pending: set[asyncio.Future[Any]] = {send(1)}
@@ -177,9 +191,11 @@ class Resender:
                         "Please try again in a few seconds.")
                 can_resend = resend and sends < MAX_SENDS
                 wait = min(deadline - now, self._resend_after) if can_resend else deadline - now
-                waiting = pending | {lost} if can_resend else pending
+                waiting = pending | {lost} if can_resend or not lost.done() else pending
                 done, _ = await asyncio.wait(waiting, timeout=wait,
                                              return_when=asyncio.FIRST_COMPLETED)
+                if self._abandoned:
+                    raise _stopping()
                 answered = [f for f in done if f is not lost]
                 for future in answered:
                     pending.discard(future)

@@ -8,7 +8,9 @@ owns those two, so each edge service starts and stops them the same way.
 
 Given a ``StorageAPI`` (embedded mode, where ``herald run`` shares one worker
 in process; test harnesses), the link owns nothing: whoever made that
-storage stops it. This module must not know HTTP, websockets or routes.
+storage stops it. A stopping edge asks the link how long to drain
+(``drain_seconds``) and, at the deadline, to answer every storage call still
+waiting with a 503 (``abandon``). This module must not know HTTP, websockets or routes.
 Not thread-safe: its owning service calls ``start`` and ``stop`` from its
 event loop.
 """
@@ -19,7 +21,7 @@ from oslo_config import cfg
 
 from herald.common import lifecycle
 from herald.common.rpc import wakeups
-from herald.common.rpc.caller import OsloCaller
+from herald.common.rpc.caller import PUBLISH_GRACE, OsloCaller
 from herald.common.rpc.storage_api import StorageAPI
 
 
@@ -28,6 +30,7 @@ class StorageLink:
 
     def __init__(self, conf: cfg.ConfigOpts, member_id: str, waiters: wakeups.WaiterHub,
                  storage: StorageAPI | None = None) -> None:
+        self._conf = conf
         self.caller: OsloCaller | None = None
         self._listener: wakeups.WakeupListener | None = None
         if storage is None:
@@ -43,6 +46,21 @@ class StorageLink:
             self.caller.start()
         if self._listener is not None:
             self._listener.start()
+
+    def drain_seconds(self, configured: float | None) -> float:
+        """How long a stopping edge lets its requests finish: ``configured``,
+        else long enough for any storage call to be answered or given up on
+        (``call_timeout`` and the publish grace), plus a second to write the
+        answer."""
+        if configured is not None:
+            return configured
+        return self._conf.rpc.call_timeout + PUBLISH_GRACE + 1.0
+
+    def abandon(self) -> None:
+        """Answer every storage call still waiting, and any sent from now on,
+        with a 503: a stopping edge's deadline has come."""
+        if self.caller is not None:
+            self.caller.abandon()
 
     async def stop(self) -> None:
         """Stop what this link owns: wake-ups first, then the caller."""

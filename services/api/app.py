@@ -25,6 +25,7 @@ from herald.api.handlers import (
     subscriptions,
     topics,
 )
+from herald.api.in_flight import InFlight
 from herald.common import health as probes
 from herald.common.rpc.storage_api import StorageAPI
 
@@ -33,10 +34,10 @@ _QUEUE = rf"/v2/queues/(?P<queue_name>{_SEGMENT})"
 
 
 def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
-             in_flight: base.InFlight | None = None) -> tornado.web.Application:
+             in_flight: InFlight | None = None) -> tornado.web.Application:
     """Build the application; handlers read ``conf`` per request, so overrides
     (admin_mode, limits) take effect without rebuilding it."""
-    deps = {"conf": conf, "storage": storage, "in_flight": in_flight or base.InFlight()}
+    deps = {"conf": conf, "storage": storage, "in_flight": in_flight or InFlight()}
     routes = [
         (r"/", home.VersionsHandler),
         openapi.route(),

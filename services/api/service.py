@@ -3,8 +3,12 @@
 Lifecycle (``herald.common.lifecycle``): ``start()`` binds ``[api]
 bind``/``port`` on the running asyncio loop (port 0 picks a free port,
 exposed as ``.port``); ``stop(grace)`` stops accepting, answers the long
-polls at once with what they have, lets in-flight requests finish for up to
-``grace`` seconds, then closes every connection; ``kill()`` closes the
+polls at once with what they have, answers every request from then on with
+``Connection: close`` (and closes its connection after it), lets in-flight
+requests finish for up to ``grace`` seconds (default ``[api]
+drain_timeout``, which covers a storage call's timeout), answers those still
+running then with 503 (their storage calls are abandoned), then closes the
+remaining idle connections and the storage caller; ``kill()`` closes the
 listeners and every connection at once. Lifecycle only: no request handling
 here.
 
@@ -32,7 +36,7 @@ import tornado.web
 from oslo_config import cfg
 
 from herald.api.app import make_app
-from herald.api.handlers.base import InFlight
+from herald.api.in_flight import InFlight
 from herald.common import coordination, listeners
 from herald.common.rpc import wakeups
 from herald.common.rpc.local_bus import LocalBus
@@ -41,7 +45,9 @@ from herald.common.rpc.storage_link import StorageLink
 
 LOG = logging.getLogger(__name__)
 
-STOP_GRACE_SECONDS = 5.0
+# How long the requests still running at the drain deadline have to write
+# their 503 once their storage calls are abandoned.
+ABANDON_SECONDS = 1.0
 # A connection taken in from the backlog at stop has sent its request (or is
 # about to); this long is left for it to be read and counted in flight
 # before idle connections are closed.
@@ -86,14 +92,16 @@ class APIService:
         started.set_result(None)
         return started
 
-    async def stop(self, grace: float | None = STOP_GRACE_SECONDS) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Drain (see the module docstring); safe to call twice."""
-        grace = STOP_GRACE_SECONDS if grace is None else grace
+        if grace is None:
+            grace = self._link.drain_seconds(self._conf.api.drain_timeout)
         if self._server is None:
             await self._release()
             return
         server, self._server = self._server, None
         listeners.stop_accepting(server)  # no new connections from here on
+        self._in_flight.draining = True  # every answer closes its connection
         # Long polls answer now with what they have, instead of holding the
         # stop up until their deadline.
         self.waiters.release(self._app)
@@ -103,7 +111,14 @@ class APIService:
         while loop.time() < deadline and (self._in_flight.count > 0 or loop.time() < settled):
             await asyncio.sleep(0.02)
         if self._in_flight.count > 0:
-            LOG.warning("stopping with %d request(s) still in flight", self._in_flight.count)
+            LOG.warning("drain deadline (%.1f s): answering the %d request(s) still in "
+                        "flight 503", grace, self._in_flight.count)
+            self._in_flight.abandon()
+            # Their storage calls too, so their coroutines end now.
+            self._link.abandon()
+            answered = loop.time() + ABANDON_SECONDS
+            while self._in_flight.count > 0 and loop.time() < answered:
+                await asyncio.sleep(0.02)
         try:
             await asyncio.wait_for(server.close_all_connections(), timeout=grace)
         except TimeoutError:

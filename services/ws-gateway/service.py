@@ -7,8 +7,10 @@ under its member id with a heartbeat. Its lifecycle is the one of every
 service (``herald.common.lifecycle``); on ``stop(grace)`` it:
 
 1. stops accepting connections; frames arriving afterwards are ignored;
-2. waits up to ``grace`` (default ``shutdown_timeout``) for in-flight
-   requests and lets their replies reach the sockets;
+2. waits up to ``grace`` (default ``shutdown_timeout``, which covers a
+   storage call's timeout) for in-flight requests and lets their replies
+   reach the sockets; those still running then are answered 503 (their
+   storage calls are abandoned);
 3. closes every connection with 1001 (going away), which deletes their
    connection subscriptions and releases their ``release_on_close`` claims;
 4. stops taking pushes, leaves the group and stops the coordinator, its
@@ -164,7 +166,8 @@ class WSGatewayService:
         self.stopping = True
         if self._membership is not None:
             self._membership.cancel()
-        timeout = self.conf.ws_gateway.shutdown_timeout if grace is None else grace
+        timeout = (self._link.drain_seconds(self.conf.ws_gateway.shutdown_timeout)
+                   if grace is None else grace)
         if self._server is not None:
             listeners.stop_accepting(self._server)
         # Long polls answer now with what they have (not at their deadline).
@@ -172,6 +175,11 @@ class WSGatewayService:
         if self.inflight:
             LOG.info("waiting for %d in-flight requests", len(self.inflight))
             await asyncio.wait(set(self.inflight), timeout=timeout or None)
+        if self.inflight:
+            LOG.warning("drain deadline (%.1f s): answering the %d request(s) still in "
+                        "flight 503", timeout, len(self.inflight))
+            self._link.abandon()
+            await asyncio.wait(set(self.inflight), timeout=1.0)
         connections = list(self.connections)
         await asyncio.gather(*(c.drain(min(timeout, 2.0)) for c in connections))
         for connection in connections:

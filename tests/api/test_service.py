@@ -107,7 +107,9 @@ def test_stop_serves_connections_waiting_in_the_backlog(stack: Stack) -> None:
         socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
-def test_stop_gives_up_after_the_grace_period(stack: Stack, api: Client) -> None:
+def test_stop_answers_503_to_what_runs_past_the_grace_period(stack: Stack,
+                                                             api: Client) -> None:
+    # Issue 26: never a reset (nor a logged 500) for a request the stop cut off.
     service = APIService(stack.conf, stack.storage, local=stack.worker.local)
 
     async def start() -> None:
@@ -121,8 +123,32 @@ def test_stop_gives_up_after_the_grace_period(stack: Stack, api: Client) -> None
         started = time.monotonic()
         stack.run(service.stop(grace=0.05))
         assert time.monotonic() - started < SLOW_SECONDS
-        with pytest.raises(requests.RequestException):
-            pending.result(10)
+        resp = pending.result(10)
+    assert_error(resp, 503, "Service temporarily unavailable",
+                 "The service is stopping. Please try again in a few seconds.")
+    assert resp.headers["Connection"] == "close"
+
+
+def test_stop_closes_keep_alive_connections_after_their_next_answer(stack: Stack,
+                                                                    api: Client) -> None:
+    """From the stop on, every answer says Connection: close, and the
+    connection closes after it: the client's next request goes elsewhere."""
+    service = APIService(stack.conf, stack.storage, local=stack.worker.local)
+
+    async def start() -> None:
+        service.start()
+
+    stack.run(start())
+    client = Client(f"http://127.0.0.1:{service.port}", project=api.project)
+    assert client.get("/v2/queues/q/stats").headers.get("Connection") != "close"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(client.get, "/v2/queues/slow-q/stats")
+        time.sleep(SLOW_SECONDS / 3)  # in flight when the stop begins
+        stopping = pool.submit(stack.run, service.stop(grace=5.0))
+        resp = slow.result(10)
+        stopping.result(10)
+    assert resp.status_code == 200
+    assert resp.headers["Connection"] == "close"
 
 
 def test_stop_twice_is_harmless(stack: Stack) -> None:

@@ -46,10 +46,11 @@ K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 SERVICES = ("api", "ws-gateway", "storage")
 # The pause before SIGTERM, then what each service may still take after it:
-# the api lets in-flight requests finish for up to 5 s (fixed in the code);
-# a storage worker finishes the calls in flight, at most [rpc] call_timeout;
-# the gateway waits [ws_gateway] shutdown_timeout (read below). Plus closing
-# the broker connections and leaving the tooz group.
+# the api lets in-flight requests finish for up to [api] drain_timeout; a
+# storage worker finishes the calls in flight, at most [rpc] call_timeout;
+# the gateway waits [ws_gateway] shutdown_timeout (both unset: call_timeout
+# + 3 s; read below). Plus closing the broker connections and leaving the
+# tooz group.
 CLOSE_MARGIN = 5
 
 
@@ -102,6 +103,14 @@ def _option(settings: dict[str, str], group: str, option: str) -> str:
     if key in settings:
         return settings[key]
     return str(_conf()[group][option])
+
+
+def _drain(settings: dict[str, str], group: str, option: str) -> float:
+    """An edge's drain deadline: the option, or its default (call_timeout + 3 s)."""
+    value = _option(settings, group, option)
+    if value == "None":
+        return float(_option(settings, "rpc", "call_timeout")) + 3.0
+    return float(value)
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -199,8 +208,8 @@ def test_drain_and_grace_period(overlay) -> None:
     _, objects = overlay
     settings = _settings(objects)
     shutdown = {
-        "api": 5.0,
-        "ws-gateway": float(_option(settings, "ws_gateway", "shutdown_timeout")),
+        "api": _drain(settings, "api", "drain_timeout"),
+        "ws-gateway": _drain(settings, "ws_gateway", "shutdown_timeout"),
         "storage": float(_option(settings, "rpc", "call_timeout")),
     }
     for service in SERVICES:

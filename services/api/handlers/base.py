@@ -27,6 +27,7 @@ from oslo_config import cfg
 
 from herald.api import auth, cors
 from herald.api import errors as api_errors
+from herald.api.in_flight import Draining, InFlight
 from herald.api.query_string import QueryParams
 from herald.common import errors, tracing
 from herald.common.context import RequestContext, new_request_id, set_current_request_id
@@ -62,19 +63,12 @@ def dump_json(document: Any) -> str:
     return json.dumps(document, default=_json_default)
 
 
-class InFlight:
-    """Counts requests being handled, so a stopping service can let them finish."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
 class _AnyMethod(tuple):
     def __contains__(self, item: object) -> bool:
         return True
 
 
-class BaseHandler(tornado.web.RequestHandler):
+class BaseHandler(Draining):
     """Pipeline, JSON replies and error mapping for every route."""
 
     #: HTTP methods the route implements (OPTIONS is always answered).
@@ -138,7 +132,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def _enter(self) -> None:
         if not self._counted:
             self._counted = True
-            self._in_flight.count += 1
+            self._in_flight.handlers.add(self)
             if tracing.active():
                 self._span = tracing.start(
                     f"{self.request.method} {self.route()}", "server",
@@ -147,7 +141,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def _leave(self) -> None:
         if self._counted:
             self._counted = False
-            self._in_flight.count -= 1
+            self._in_flight.handlers.discard(self)
             if self._span is not None:
                 status = self.get_status()
                 self._span.set("http.response.status_code", status)
