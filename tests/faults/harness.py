@@ -111,6 +111,8 @@ class Ledger:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     # (wall clock, seconds) of every answer slower than SLOW_ANSWER
     slow: list[tuple[str, float, float]] = field(default_factory=list)
+    # wall clock of every successful (2xx) answer, in arrival order
+    successes: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def ack(self, ack: Ack) -> None:
@@ -128,6 +130,8 @@ class Ledger:
             self.latencies.setdefault(operation, []).append(seconds)
             if seconds > SLOW_ANSWER:
                 self.slow.append((operation, time.time(), seconds))
+            if status is not None and 200 <= status < 300:
+                self.successes.append(time.time())
 
     def count(self, operation: str, status: str) -> int:
         with self._lock:
@@ -413,6 +417,29 @@ def throughput_recovery(ack_times: list[float], fault_end: float,
         if j < len(after) and after[j] - after[i] <= window:
             return after[j] - fault_end
     return None
+
+
+def longest_stall(ledger: Ledger, start: float, end: float) -> float:
+    """The longest time (s) between two successful answers, of any
+    operation, from ``start`` to ``end`` (wall clock): how long every client
+    waited for nothing."""
+    with ledger._lock:
+        times = sorted(t for t in ledger.successes if start <= t <= end)
+    edges = [start, *times, end]
+    return max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def failed(ledger: Ledger) -> dict[str, int]:
+    """Requests that did not succeed, by kind: 5xx status, or no answer."""
+    out: Counter[str] = Counter()
+    with ledger._lock:
+        for counter in ledger.statuses.values():
+            for status, n in counter.items():
+                if status == "error":
+                    out["no answer (reset)"] += n
+                elif status.startswith("5"):
+                    out[status] += n
+    return dict(out)
 
 
 def rate(ack_times: list[float], start: float, end: float) -> float:
