@@ -145,6 +145,11 @@ class Connection(tornado.websocket.WebSocketHandler):
     async def _serve(self, message: str | bytes) -> None:
         try:
             reply = await self.gateway.dispatcher.handle(message, connection=self)
+        except asyncio.CancelledError:
+            if not self.gateway.stopping:
+                raise
+            # The stopping gateway's drain deadline: an answer, not silence.
+            reply = self.gateway.dispatcher.stopping_reply(message)
         except Exception:  # dispatch turns errors into replies; this is a bug
             LOG.exception("ws connection %s: request crashed", self.connection_id)
             return

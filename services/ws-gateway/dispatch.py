@@ -78,6 +78,20 @@ class Dispatcher:
         reply = await self.handle_payload(frame, connection)
         return codec.encode(reply, isinstance(frame, bytes))
 
+    def stopping_reply(self, frame: str | bytes) -> str | bytes:
+        """The 503 reply to ``frame`` that a stopping gateway gives a request
+        still running at its drain deadline (same frame kind)."""
+        try:
+            payload = codec.decode(frame)
+        except codec.DecodeError:
+            payload = {}
+        payload = payload if isinstance(payload, dict) else {}
+        request = {"action": payload.get("action"), "body": payload.get("body", {}),
+                   "headers": payload.get("headers", {}), "api": "v2"}
+        return codec.encode(envelope(request, 503, {
+            "error": "The service is stopping. Please try again in a few seconds."}),
+            isinstance(frame, bytes))
+
     async def handle_payload(self, frame: str | bytes,
                              connection: Any = None) -> dict[str, Any]:
         try:

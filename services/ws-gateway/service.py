@@ -180,6 +180,10 @@ class WSGatewayService:
                         "flight 503", timeout, len(self.inflight))
             self._link.abandon()
             await asyncio.wait(set(self.inflight), timeout=1.0)
+        for task in list(self.inflight):
+            task.cancel()  # what waits on anything else answers 503 (Connection._serve)
+        if self.inflight:
+            await asyncio.wait(set(self.inflight), timeout=1.0)
         connections = list(self.connections)
         await asyncio.gather(*(c.drain(min(timeout, 2.0)) for c in connections))
         for connection in connections:

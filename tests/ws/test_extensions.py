@@ -231,3 +231,22 @@ def test_test_fire_reaches_a_subscribed_connection(harness: GatewayHarness,
         assert frame["Message_Type"] == "TestNotification"
     finally:
         listener.ws.close()
+
+
+def test_stopping_gateway_answers_503_to_what_runs_past_its_deadline(
+        harness: GatewayHarness, project: str) -> None:
+    """Issue 26: a request still running when the drain deadline comes gets
+    a 503 reply before the connection closes, never silence."""
+    doomed = harness.gateway(shutdown_timeout=0.05)
+    client = WSClient(ws_url(doomed), project)
+    try:
+        client.send("message_list", {"queue_name": "slow-stop"})
+        assert _wait_until(lambda: len(doomed.inflight) == 1)
+        stopping = asyncio.run_coroutine_threadsafe(doomed.stop(), harness.loop)
+        reply, _ = client.recv()
+        assert reply["headers"]["status"] == 503
+        assert reply["body"]["error"].startswith("The service is stopping.")
+        assert reply["request"]["action"] == "message_list"
+        stopping.result(10)
+    finally:
+        client.ws.close()
