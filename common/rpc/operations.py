@@ -397,7 +397,8 @@ _SAFE_TWICE = frozenset({
 #: (``herald.common.rpc.resend``): reads, except ``subscription_test``,
 #: which sends a notification, and the writes above. Not: ``queue_create``
 #: and ``subscription_create`` (a second run answers "existed"),
-#: ``message_pop`` (a second run takes other messages).
+#: ``message_pop`` (a second run takes other messages), ``queue_redrive`` (a
+#: second task, refused while the first runs).
 RESENDABLE = frozenset(op.name for op in OPERATIONS
                        if (not op.writes and op.name != "subscription_test")
                        or op.name in _SAFE_TWICE)
