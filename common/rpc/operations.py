@@ -381,24 +381,16 @@ BY_NAME: Mapping[str, Operation] = index(OPERATIONS)
 #: Never coalesced by the edge (``batch`` itself must not nest either).
 UNCOALESCED = frozenset(op.name for op in OPERATIONS if op.coalescing is Coalescing.NEVER)
 
-#: Writes whose second run changes nothing more than the first (deletes,
-#: replacements, renewals), ``message_post``, which the worker records under
-#: the call's operation id (``herald.storage.idempotency``), and
-#: ``claim_create``, whose claim takes the operation id as its id
-#: (``StorageEndpoint._claim_create``).
-_SAFE_TWICE = frozenset({
+#: What an edge may send again when no worker answered it (``herald.common.rpc.
+#: resend``): reads but ``subscription_test`` (it notifies); writes whose second run
+#: changes nothing more; ``message_post``, recorded under the call's operation id
+#: (``herald.storage.idempotency``); ``claim_create``, whose claim's id is the
+#: operation id (``StorageEndpoint._claim_create``). Not ``queue_create``,
+#: ``subscription_create`` (a second run answers "existed"), ``message_pop`` (it
+#: takes other messages), ``queue_redrive`` (a second task is refused).
+RESENDABLE = frozenset(op.name for op in OPERATIONS if (
+    not op.writes and op.name != "subscription_test") or op.name in {
     "message_post", "claim_create", "message_delete", "message_delete_many", "claim_update",
-    "claim_delete",
-    "queue_set_metadata", "queue_delete", "queue_purge", "subscription_update",
+    "claim_delete", "queue_set_metadata", "queue_delete", "queue_purge", "subscription_update",
     "subscription_delete", "subscription_confirm", "subscription_delete_connection",
-    "pool_put", "pool_update", "pool_delete", "flavor_put", "flavor_update", "flavor_delete",
-})
-#: What an edge may send again when no worker answered it
-#: (``herald.common.rpc.resend``): reads, except ``subscription_test``,
-#: which sends a notification, and the writes above. Not: ``queue_create``
-#: and ``subscription_create`` (a second run answers "existed"),
-#: ``message_pop`` (a second run takes other messages), ``queue_redrive`` (a
-#: second task, refused while the first runs).
-RESENDABLE = frozenset(op.name for op in OPERATIONS
-                       if (not op.writes and op.name != "subscription_test")
-                       or op.name in _SAFE_TWICE)
+    "pool_put", "pool_update", "pool_delete", "flavor_put", "flavor_update", "flavor_delete"})
