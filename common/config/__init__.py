@@ -21,6 +21,7 @@ from herald.common.config import (
     coordination,
     default,
     limits,
+    metrics,
     notification,
     rpc,
     signed_url,
@@ -32,7 +33,7 @@ from herald.common.rpc import compat
 CONF = cfg.CONF
 
 _GROUP_MODULES = (default, api, ws_gateway, storage, coordination, limits, rpc, notification,
-                  signed_url)
+                  signed_url, metrics)
 
 
 def register_opts(conf: cfg.ConfigOpts = CONF) -> None:

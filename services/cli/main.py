@@ -6,8 +6,10 @@ sets up logging, applies the oslo.messaging patches (``compat``) and runs
 one service of ``SERVICES`` the same way (``herald.common.lifecycle``):
 ``start()``; on SIGTERM or SIGINT (Ctrl-C) ``stop()``, which drains; on a
 second signal while it drains, ``kill()``. ``db upgrade`` is a command,
-not a service. Each service creates and owns its callers and listeners;
-this module holds no service logic of its own.
+not a service. Each service creates and owns its callers and listeners,
+except the process's Prometheus listener (``[metrics]``), which this module
+starts before the service and stops after it; this module holds no service
+logic of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from oslo_config import cfg
 
 from herald.common import config, coordination, health, lifecycle, log, tracing
+from herald.common.metrics import listener as metrics_listener
 from herald.common.rpc import bus_auth, compat
 
 LOG = logging.getLogger("herald.cli")
@@ -179,10 +182,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.error("tracing: %s", exc)
         return 2
     _stop_cleanly_while_starting()
+    # One operator listener per process, for whichever service it runs
+    # (herald run: the api, gateway and worker together); off with port 0.
+    try:
+        listener = metrics_listener.start_from_conf(conf)
+    except OSError as exc:
+        LOG.error("cannot serve metrics on %s:%s (%s): give each Herald process on this "
+                  "machine its own [metrics] port, or 0 to turn metrics off",
+                  conf.metrics.bind, conf.metrics.port, exc)
+        return 2
     try:
         asyncio.run(_run(SERVICES[args.command](conf, member_id)))
     finally:
         tracing.shutdown()  # export the spans still buffered
+        if listener is not None:
+            listener.stop()
     return 0
 
 
