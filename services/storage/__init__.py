@@ -57,6 +57,8 @@ Coordination and background jobs
     ``wiring``           a worker's per-process objects, reached by controllers via their database.
     ``redrive_runner``   a worker's thread adopting orphaned redrive tasks and running them.
     ``statistics``       planner statistics of the hot tables, kept fresh.
+    ``backlog``          queue depths and outbox backlog of the owned queues, for /metrics.
+    ``counters``         the claim counters of /metrics, counted once committed.
 
 Schema, engine and migrations
     ``schema``           SQLAlchemy Core tables: the current schema.

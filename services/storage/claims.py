@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from herald.common import errors, ids
-from herald.storage import base, claim_groups, clock, history
+from herald.storage import base, claim_groups, clock, counters, history
 from herald.storage.claim_connections import registration
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
@@ -117,6 +117,7 @@ class ClaimController:
         self._db = db
         self._conf = conf
 
+    @counters.claims
     def create(self, project: str, queue: str, ttl: int, grace: int, limit: int,
                client_id: str = "", connection: dict[str, Any] | None = None,
                claim_id: str | None = None) -> dict[str, Any]:
@@ -164,8 +165,7 @@ class ClaimController:
         a key's name sends the claim down the exact path. The message
         lifetimes are extended (semantics.md §5.1) by the same UPDATE.
         """
-        # b_: a bound value may not be named like a column of the table an
-        # INSERT or UPDATE writes.
+        # b_: a bound value may not be named like a column an INSERT or UPDATE writes.
         params = {"b_project": project, "b_queue": queue, "b_now": now, "b_limit": limit,
                   "b_claim": claim_id, "b_claim_ttl": ttl, "b_claim_grace": grace,
                   "b_claim_expires": now + ttl, "b_lifetime_end": now + ttl + grace,
@@ -213,6 +213,7 @@ class ClaimController:
             to_claim = [row.seq for row in candidates if row.claim_count < max_claims]
             if to_move:
                 self._move_to_dlq(conn, project, dlq, to_move, metadata, now)
+                counters.dead_lettered(self._db, len(to_move))
         else:
             to_claim = [row.seq for row in candidates]
         if not to_claim:
@@ -222,8 +223,7 @@ class ClaimController:
             updated=now, expires=claim_expires, **owner,
         ))
         values: dict[str, Any] = {"claim_id": claim_id, "claim_expires": claim_expires}
-        # The counter only matters (and is only kept) where a DLQ is set up;
-        # elsewhere it stays 0, as the reference shows it.
+        # Kept only where a DLQ is set up; elsewhere 0, as the reference shows it.
         if dlq_enabled:
             values["claim_count"] = messages.c.claim_count + 1
         conn.execute(sa.update(messages).where(messages.c.seq.in_(to_claim)).values(**values))

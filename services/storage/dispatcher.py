@@ -53,6 +53,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from herald.common import metrics
 from herald.common import subscriptions as rules
 from herald.common.context import set_current_request_id
 from herald.common.rpc.ws_push import WSPushClient
@@ -267,6 +268,8 @@ class Dispatcher:
                 outcome = await self._deliverer.attempt(row)
             attempts += 1
             elapsed = time.monotonic() - started
+            if metrics.ENABLED:
+                _count_attempt(row, outcome, attempts > len(delays))
             if outcome.gone:
                 LOG.info("subscriber %s of %s/%s is gone (%s); removing its subscription",
                          row.subscriber, row.project, row.queue, outcome.error)
@@ -342,3 +345,22 @@ class Dispatcher:
         else:
             self._outbox.drop([row.seq])
         self._held.pop(row.seq, None)
+
+
+_DELIVERIES = metrics.ChildCache(metrics.SUBSCRIPTION_DELIVERIES)
+
+
+def _count_attempt(row: Any, outcome: Outcome, last_try: bool) -> None:
+    """``herald_subscription_deliveries_total``: the kind of subscriber and
+    what became of this attempt (retry, or failed once the policy gives up)."""
+    if row.subscriber_kind == "websocket":
+        kind = "websocket"
+    else:
+        kind = "email" if str(row.subscriber).startswith("mailto:") else "webhook"
+    if outcome.gone:
+        result = "gone"
+    elif outcome.delivered:
+        result = "delivered"
+    else:
+        result = "failed" if not outcome.retry or last_try else "retry"
+    _DELIVERIES(kind, result).inc()

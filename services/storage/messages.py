@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from herald.common import errors, ids
+from herald.common import errors, ids, metrics
 from herald.storage import base, clock, pipeline
 from herald.storage.engine import Database
 from herald.storage.posting import MessagePoster
@@ -180,6 +180,7 @@ class MessageController:
                 "b_project": project, "b_queue": queue, "b_now": now, "b_id": message_id,
                 "b_claim": claim_id}).rowcount
             if deleted:
+                metrics.after_commit(self._db, metrics.MESSAGES_DELETED, deleted)
                 return
             row = conn.execute(
                 sa.select(messages.c.claim_id, messages.c.claim_expires)
@@ -224,6 +225,7 @@ class MessageController:
                 deleted = conn.execute(_delete_statement(), [
                     {"b_project": project, "b_queue": queue, "b_now": now, "b_id": mid,
                      "b_claim": cid} for mid, cid in plain]).rowcount
+            metrics.after_commit(self._db, metrics.MESSAGES_DELETED, max(deleted, 0))
             if deleted == len(deletes):
                 return outcomes
         for index, (message_id, claim_id) in enumerate(deletes):
@@ -250,8 +252,9 @@ class MessageController:
                             f"Claim {cid} does not exist in queue {queue} for project "
                             f"{project}")
             if wanted:
-                conn.execute(sa.delete(messages).where(base.in_queue(project, queue),
-                                                       messages.c.id.in_(wanted)))
+                deleted = conn.execute(sa.delete(messages).where(
+                    base.in_queue(project, queue), messages.c.id.in_(wanted))).rowcount
+                metrics.after_commit(self._db, metrics.MESSAGES_DELETED, max(deleted, 0))
 
     def pop(self, project: str, queue: str, limit: int) -> list[dict[str, Any]]:
         now = clock.now()
@@ -272,6 +275,10 @@ class MessageController:
                 .returning(*base.MESSAGE_COLUMNS)
             ).all()
         rows.sort(key=lambda row: row.seq)
+        if rows:
+            metrics.after_commit(self._db, metrics.MESSAGES_DELETED, len(rows))
+        else:
+            metrics.after_commit(self._db, metrics.EMPTY_CLAIMS, 1)
         result = []
         for row in rows:
             item = base.stored_message(row, now)

@@ -48,7 +48,7 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from herald.common import errors
+from herald.common import errors, metrics
 from herald.storage import base, clock, idempotency, locked_insert, pipeline, post_rows
 from herald.storage.engine import Database, StatementCheckFailed
 from herald.storage.post_caches import QueueMetadataCache, StageWorkCache
@@ -168,6 +168,8 @@ class MessagePoster:
         if posted:
             self._db.after_commit(functools.partial(self._db.wiring.wakeups.messages_available,
                                                     project, queue))
+            if batch is not None:
+                metrics.after_commit(self._db, metrics.MESSAGES_POSTED, len(batch.messages))
 
     def post_many(self, project: str, queue: str,
                   posts: list[dict[str, Any]]) -> list[list[str] | errors.HeraldError]:

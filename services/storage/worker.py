@@ -43,7 +43,7 @@ from herald.common.rpc import STORAGE_TOPIC, wakeups
 from herald.common.rpc.local_bus import LocalBus
 from herald.common.rpc.server import RPCServer
 from herald.common.rpc.ws_push import WSPushClient
-from herald.storage import history, migrations, pools, redrive_runner, statistics
+from herald.storage import backlog, history, migrations, pools, redrive_runner, statistics
 from herald.storage.claim_connections import ClaimConnections
 from herald.storage.claims import ClaimController
 from herald.storage.dispatcher import Dispatcher
@@ -97,18 +97,15 @@ class StorageWorker:
             lambda: self._router.databases(), conf, member_id, self.owns, self.wiring.redrive)
         self._pusher = WSPushClient(conf, use_rpc=serve_rpc, local=self.local.gateways)
         self._gateways_cache: tuple[float, set[str]] = (0.0, set())
-        # Available right after construction: the embedded mode builds its
-        # in-process caller from it.
-        # Shared with the endpoint: with [DEFAULT] pooling, background jobs
-        # run on every pool's database as well as the main one.
+        # Shared with the endpoint (which the embedded mode's caller needs right after
+        # construction): with [DEFAULT] pooling, jobs run on every pool's database too.
         self._router = pools.Router(self._db, conf)
         # Outbox dispatchers of the pool databases, by pool database.
         self._pool_dispatchers: dict[int, Dispatcher] = {}
         self._pool_dispatchers_lock = threading.Lock()
-        self.endpoint = StorageEndpoint(self._db, conf, members=self.members,
-                                        pusher=self._pusher,
-                                        gateway_alive=self.gateway_alive,
-                                        router=self._router)
+        self._backlog = backlog.BacklogReporter(conf, member_id, self._router.databases, self.owns)
+        self.endpoint = StorageEndpoint(self._db, conf, members=self.members, pusher=self._pusher,
+                                        gateway_alive=self.gateway_alive, router=self._router)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -186,6 +183,7 @@ class StorageWorker:
             pool_dispatchers, self._pool_dispatchers = self._pool_dispatchers, {}
         for dispatcher in pool_dispatchers.values():
             _quietly("pool outbox dispatcher stop", dispatcher.stop)
+        self._backlog.withdraw()
         if self._partitioner is not None and self._coordinator is not None:
             partitioner, self._partitioner = self._partitioner, None
             _quietly("group leave", self._coordinator.leave_partitioned_group, partitioner)
@@ -321,6 +319,7 @@ class StorageWorker:
                 next_analyze = time.monotonic() + analyze_interval
                 for db in [self._db, *self._pool_databases()]:
                     _quietly("planner statistics", statistics.refresh, db)
+            _quietly("backlog gauges", self._backlog.refresh_if_due)
             if self._router.enabled:
                 # A pool registered through the admin API gets its dispatcher
                 # within a heartbeat (one small catalog read each time).
