@@ -60,9 +60,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from herald.common import errors
+from herald.common import errors, metrics
 from herald.common.context import RequestContext
 from herald.common.rpc import ALLOWED_REMOTE_EXMODS, operations
+
+# herald_rpc_batch_size: operations per message the coalescer sends.
+_BATCH_SIZE = metrics.RPC_BATCH_SIZE.observe
 
 LOG = logging.getLogger(__name__)
 
@@ -183,6 +186,8 @@ class Coalescer:
         task.add_done_callback(self._sent)
 
     async def _send(self, ops: list[_Op]) -> None:
+        if metrics.ENABLED:
+            _BATCH_SIZE(len(ops))
         if len(ops) == 1:
             op = ops[0]
             try:

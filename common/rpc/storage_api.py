@@ -75,10 +75,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from herald.common import errors, tracing
+from herald.common import errors, metrics, tracing
 from herald.common.context import RequestContext
 from herald.common.rpc import STORAGE_TOPIC, operations
 from herald.common.rpc.caller import Caller
@@ -129,6 +130,9 @@ def _method(op: Operation) -> Method:
     # ... or left out when None (optional arguments of a later minor version).
     omitted = tuple(arg.name for arg in op.args if arg.omit_none)
     unavailable = op.unavailable_text
+    # herald_rpc_call_duration_seconds{method=<op>}: bound at the operation's
+    # first call (not at import: an operation never called has no series).
+    duration: list[Any] = []
 
     async def call(self: StorageAPI, ctxt: RequestContext, *args: Any, **kwargs: Any) -> Any:
         if args:
@@ -146,12 +150,18 @@ def _method(op: Operation) -> Method:
         for arg in omitted:
             if kwargs.get(arg, None) is None:
                 kwargs.pop(arg, None)
+        started = time.perf_counter() if metrics.ENABLED else 0.0
         try:
             if ctxt.traceparent:  # tracing on (herald.common.tracing)
                 return await _traced_call(self._caller, ctxt, name, kwargs)
             return await self._caller.call(ctxt, name, **kwargs)
         except errors.ServiceUnavailable as exc:
             raise errors.ServiceUnavailable(unavailable) from exc
+        finally:
+            if started:
+                if not duration:
+                    duration.append(metrics.child(metrics.RPC_DURATION, name))
+                duration[0].observe(time.perf_counter() - started)
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"{op.doc}\n\n503: {op.unavailable_text!r}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tornado.web
 from oslo_config import cfg
 
-from herald.api import access, openapi
+from herald.api import access, openapi, request_metrics
 from herald.api.handlers import (
     base,
     claims,
@@ -71,9 +71,17 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
         # Liveness and readiness for Docker, systemd and load balancers: no
         # Client-ID or project needed, unlike /v2/ping.
         [*probes.routes(probes.storage_probe(storage)),
-         *(tornado.web.url(pattern, handler, deps) for pattern, handler in routes)],
-        log_function=access.log_request,
+         *(tornado.web.url(pattern, handler,
+                           {**deps, "route": request_metrics.template(pattern)})
+           for pattern, handler in routes)],
+        log_function=_finished,
         default_handler_class=base.NotFoundHandler,
         default_handler_args=deps,
         compress_response=False,
     )
+
+
+def _finished(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's ``log_function``: the access line, then the request's metrics."""
+    access.log_request(handler)
+    request_metrics.observe(handler)

@@ -37,12 +37,20 @@ from typing import TYPE_CHECKING, Any
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
+from herald.common import metrics
 from herald.ws_gateway.origin import origin_allowed, refused, splittable
 
 if TYPE_CHECKING:
     from herald.ws_gateway.service import WSGatewayService
 
 LOG = logging.getLogger(__name__)
+
+# Bound once: a frame costs one atomic add (herald.common.metrics).
+_CONNECTIONS = metrics.WS_CONNECTIONS
+_FRAMES_IN_JSON = metrics.child(metrics.WS_FRAMES, "in", "json")
+_FRAMES_IN_MSGPACK = metrics.child(metrics.WS_FRAMES, "in", "msgpack")
+_FRAMES_OUT_JSON = metrics.child(metrics.WS_FRAMES, "out", "json")
+_FRAMES_OUT_MSGPACK = metrics.child(metrics.WS_FRAMES, "out", "msgpack")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
@@ -123,10 +131,13 @@ class Connection(tornado.websocket.WebSocketHandler):
         # nothing an ACK could ride on.
         self.set_nodelay(True)
         self.gateway.connections.add(self)
+        _CONNECTIONS.inc()
         self._writer = asyncio.create_task(self._write_loop())
         LOG.info("ws connection %s opened from %s", self.connection_id, self.request.remote_ip)
 
     async def on_message(self, message: str | bytes) -> None:
+        if metrics.ENABLED:
+            (_FRAMES_IN_MSGPACK if isinstance(message, bytes) else _FRAMES_IN_JSON).inc()
         if self._closing or self.gateway.stopping:
             return  # a stopping gateway finishes what it has, takes nothing new
         # Waiting here stops Tornado from reading further frames (back-pressure).
@@ -158,6 +169,8 @@ class Connection(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         self._closing = True
         self.closed.set()
+        if self in self.gateway.connections:  # opened (not refused while stopping)
+            _CONNECTIONS.dec()
         self.gateway.connections.discard(self)
         self._drop_outbox()
         if self._writer is not None:
@@ -181,6 +194,8 @@ class Connection(tornado.websocket.WebSocketHandler):
                 f"{len(self._outbox)} frames / {self._pending_bytes} bytes waiting")
             return False
         self._outbox.append((frame, binary))
+        if metrics.ENABLED:
+            (_FRAMES_OUT_MSGPACK if binary else _FRAMES_OUT_JSON).inc()
         self._pending_bytes += size
         self._wakeup.set()
         return True

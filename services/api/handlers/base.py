@@ -91,7 +91,9 @@ class BaseHandler(Draining):
     storage: StorageAPI
 
     def initialize(self, conf: cfg.ConfigOpts, storage: StorageAPI,
-                   in_flight: InFlight) -> None:
+                   in_flight: InFlight, route: str = "") -> None:
+        #: The route template, the label of this request's metrics ("" unmatched).
+        self.route = route
         self.conf = conf
         self.storage = storage
         self._in_flight = in_flight
