@@ -56,7 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="trace this share of requests (e.g. 0.1), exported over OTLP/HTTP "
                              "to a sink in this process (herald.testing.otlp_sink); 0: off")
     parser.add_argument("--json", default="bench-results.json", help="where to write results")
-    return parser.parse_args(argv)
+    parser.add_argument("--metrics", choices=("on", "off"),
+                        default=os.environ.get("HERALD_BENCH_METRICS", "on"),
+                        help="Prometheus metrics of the started services (off: [metrics] "
+                        "port = 0, which also skips the request-path hooks); default "
+                        "$HERALD_BENCH_METRICS or on")
+    args = parser.parse_args(argv)
+    if args.metrics == "off":
+        args.env.append(["OS_METRICS__PORT", "0"])
+    return args
 
 
 async def bench_main(args: argparse.Namespace, target: Target) -> dict[str, Any]:
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             loop.close()
     document = {"mode": "external" if args.url else args.mode,
                 "concurrency": args.concurrency, "duration": args.duration,
+                "metrics": args.metrics,
                 "loadavg_before": load, "cpus": machine_cores(), "phases": results}
     if sink is not None:
         document["tracing"] = {"ratio": args.trace_ratio, "exports": sink.requests,
@@ -121,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).write_text(json.dumps(document, indent=2))
     rows = summary_rows({name: PhaseResult(**data) for name, data in results.items()})
     print(f"\nHerald bench, mode {document['mode']}, {args.concurrency} clients, "
-          f"{args.duration:.0f} s/phase, load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          f"{args.duration:.0f} s/phase, metrics {args.metrics}, "
+          f"load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
           + (f", tracing {args.trace_ratio:.0%} sampled" if sink is not None else ""))
     print(format_table(rows))
     print(f"\nfull results: {args.json}")

@@ -84,6 +84,8 @@ class Service:
     cwd: Path
     log_path: Path
     url: str | None = None  # the HTTP root, for services that serve HTTP
+    #: ``http://127.0.0.1:<port>/metrics`` of a ``herald`` process (None: off).
+    metrics_url: str | None = None
     popen: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> Service:

@@ -132,6 +132,11 @@ class Topology:
         assert name not in self.services or not self.services[name].running(), name
         launcher = herald_command()
         environment = self.environment(env)
+        # Every herald process has its own metrics listener ([metrics] port,
+        # default 9464): a free port each, so processes never collide.
+        if "OS_METRICS__PORT" not in environment:
+            environment["OS_METRICS__PORT"] = str(free_port())
+        metrics_port = int(environment["OS_METRICS__PORT"])
         if self.debug_loggers:
             launcher = [sys.executable, "-m", "herald.testing.launch"]
             environment[DEBUG_LOGGERS_ENV] = ",".join(self.debug_loggers)
@@ -142,6 +147,7 @@ class Topology:
             cwd=cwd or self.workdir,
             log_path=self.workdir / f"{name}.log",
             url=url,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None,
         )
         self.services[name] = service
         return service.start()
@@ -255,6 +261,8 @@ class Topology:
         servers = (REPO / "deploy" / "nginx" / "herald-lb.conf").read_text()
         servers = servers.replace("listen 8888;", f"listen 127.0.0.1:{rest_port};")
         servers = servers.replace("listen 9000;", f"listen 127.0.0.1:{ws_port};")
+        # nginx's stub_status listener: a free port too, or parallel runs collide.
+        servers = servers.replace("listen 8889;", f"listen 127.0.0.1:{free_port()};")
         (prefix / "herald-lb.conf").write_text(servers)
 
         def group(label: str, members: list[Service]) -> str:
