@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from herald.testing.topology import nginx_binary
 from tests.deploy.conftest import REPO
@@ -118,10 +119,13 @@ def _gateway(stand_in: StandIn, conn: socket.socket, head: str) -> None:
 class LoadBalancer:
     def __init__(self, nginx: str, tmp_path: Path, api: list[int], gateways: list[int]) -> None:
         self.rest_port, self.ws_port = _free_port(), _free_port()
+        self.status_port = _free_port()
         lb = (NGINX_DIR / "herald-lb.conf").read_text()
         assert lb.count("listen 8888;") == 1 and lb.count("listen 9000;") == 1
+        assert lb.count("listen 8889;") == 1
         lb = lb.replace("listen 8888;", f"listen 127.0.0.1:{self.rest_port};")
         lb = lb.replace("listen 9000;", f"listen 127.0.0.1:{self.ws_port};")
+        lb = lb.replace("listen 8889;", f"listen 127.0.0.1:{self.status_port};")
         backends = (NGINX_DIR / "backends-compose.conf").read_text()
         # The shipped websocket upstream, with the stand-ins as its servers.
         assert "    server ws-gateway:9000;\n" in backends
@@ -288,3 +292,17 @@ def _wait_for(condition, message, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, message()
         time.sleep(0.02)
+
+
+def test_stub_status_for_a_scraper_and_no_metrics_proxying(start) -> None:
+    # nginx's own counters on its operator port, for nginx-prometheus-exporter;
+    # everything else there is 404. /metrics on the REST port goes to an api
+    # replica like any path (the api answers it as an unknown route): nginx
+    # adds no metrics route of its own to the public port.
+    api = StandIn(_answer_200)
+    lb = start([api], [StandIn(_gateway)])
+    status = requests.get(f"http://127.0.0.1:{lb.status_port}/stub_status", timeout=10)
+    assert status.status_code == 200 and "Active connections" in status.text
+    assert requests.get(f"http://127.0.0.1:{lb.status_port}/metrics",
+                        timeout=10).status_code == 404
+    assert lb.request("GET", "/metrics")[0] == 200 and api.requests == 1

@@ -97,6 +97,21 @@ def test_only_the_public_routes_answer_without_a_token(reset: SecuredStack, path
     assert resp.status_code == status, resp.text
 
 
+def test_metrics_is_not_on_the_api_port(reset: SecuredStack, alice: Principal) -> None:
+    # /metrics lives on each process's operator listener ([metrics] port),
+    # never on the API port: here it is an unknown route like any other --
+    # 401 without a token, the route-not-found 404 with one -- with the
+    # very bodies /no-such-route gets, so nothing tells them apart.
+    for path in ("/metrics", "/v2/metrics"):
+        resp = anonymous(reset, alice.project).get(path)
+        unknown = anonymous(reset, alice.project).get("/no-such-route")
+        assert resp.status_code == unknown.status_code == 401
+        assert resp.json() == unknown.json()
+        resp, unknown = alice.rest().get(path), alice.rest().get("/no-such-route")
+        assert resp.status_code == unknown.status_code == 404, resp.text
+        assert resp.json() == unknown.json() and "herald_" not in resp.text
+
+
 def test_a_cors_preflight_answers_only_the_methods(reset: SecuredStack) -> None:
     reset.override("cors_allowed_origins", ["https://app.example"], group="api")
     resp = requests.options(reset.base_url + "/v2/queues/q/messages", timeout=10, headers={
