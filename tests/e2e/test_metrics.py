@@ -28,6 +28,7 @@ import requests
 from herald.testing.polling import wait_until
 from herald.testing.scrape import Scrape
 from herald.testing.topology import REPO, Service, Topology, free_port, ws_url
+from tests.webhook_receiver import WebhookReceiver
 from tests.ws.client import WSClient
 
 DASHBOARD = REPO / "deploy" / "grafana" / "herald-dashboard.json"
@@ -168,6 +169,53 @@ def test_embedded_counts_websocket_frames_connections_and_pushes(
     # Both connections closed: the gauge goes back.
     wait_until(lambda: Scrape.get(service.metrics_url).value("herald_ws_connections")
                == before.value("herald_ws_connections"), what="connections closed")
+
+
+def test_embedded_counts_dead_letters_and_webhook_outcomes(
+        embedded: tuple[Service, int], receiver: WebhookReceiver) -> None:
+    service, _ = embedded
+    assert service.metrics_url and service.url
+    project = f"m-{uuid.uuid4().hex[:8]}"
+    headers = _headers(project)
+    api = f"{service.url}/v2/queues"
+    before = Scrape.get(service.metrics_url)
+    # A message claimed once, released, then claimed again is over its
+    # _max_claim_count: the second claim moves it to the DLQ and gets nothing.
+    assert requests.put(f"{api}/src", headers=headers, timeout=10, json={
+        "_max_claim_count": 1, "_dead_letter_queue": "dead"}).status_code == 201
+    for queue, subscriber in (("src", "/ok"), ("src", "/fail")):
+        response = requests.post(f"{api}/{queue}/subscriptions", headers=headers, timeout=10,
+                                 json={"subscriber": receiver.url + subscriber, "ttl": 300})
+        assert response.status_code == 201, response.text
+    assert requests.post(f"{api}/src/messages", headers=headers, timeout=10,
+                         json={"messages": [{"body": "x", "ttl": 300}]}).status_code == 201
+    claim = requests.post(f"{api}/src/claims", headers=headers, timeout=10,
+                          json={"ttl": 60, "grace": 60})
+    assert claim.status_code == 201, claim.text
+    release = requests.delete(service.url + claim.headers["Location"], headers=headers,
+                              timeout=10)
+    assert release.status_code == 204, release.text
+    again = requests.post(f"{api}/src/claims", headers=headers, timeout=10,
+                          json={"ttl": 60, "grace": 60})
+    assert again.status_code == 204, again.text
+
+    def delta(scrape: Scrape, name: str, **labels: str) -> float:
+        return scrape.value(name, **labels) - before.value(name, **labels)
+
+    def pushed() -> Scrape | None:
+        scrape = Scrape.get(service.metrics_url or "")
+        done = (delta(scrape, "herald_subscription_deliveries_total", kind="webhook",
+                      outcome="delivered") >= 1
+                and delta(scrape, "herald_subscription_deliveries_total", kind="webhook",
+                          outcome="retry") >= 1)
+        return scrape if done else None
+
+    scrape = wait_until(pushed, timeout=20, what="a delivered and a retried webhook push")
+    assert delta(scrape, "herald_messages_dead_lettered_total") == 1
+    assert delta(scrape, "herald_messages_claimed_total") == 1
+    assert delta(scrape, "herald_empty_claims_total") == 1
+    assert delta(scrape, "herald_subscription_deliveries_total", kind="webhook",
+                 outcome="delivered") == 1  # one message, one healthy subscriber
 
 
 def test_public_ports_have_no_metrics(embedded: tuple[Service, int]) -> None:
