@@ -72,7 +72,7 @@ def make_app(conf: cfg.ConfigOpts, storage: StorageAPI,
         # Client-ID or project needed, unlike /v2/ping.
         [*probes.routes(probes.storage_probe(storage)),
          *(tornado.web.url(pattern, handler,
-                           {**deps, "route": request_metrics.template(pattern)})
+                           {**deps, "route_template": request_metrics.template(pattern)})
            for pattern, handler in routes)],
         log_function=_finished,
         default_handler_class=base.NotFoundHandler,

@@ -4,7 +4,7 @@ Every route of the application carries its template (``/v2/queues/{queue_name}/m
 made from its pattern once, by ``template``); ``observe`` runs with the
 access log line once a request has finished and counts it under that
 template, never under the raw path, so queue names and ids never become
-label values. Unknown paths count as ``unmatched``, the probes as their
+label values. Unknown paths count as ``unknown``, the probes as their
 own paths. Label children are cached per (method, route, status): a
 request costs two dict lookups, an add and a histogram observation.
 
@@ -19,8 +19,8 @@ import tornado.web
 
 from herald.common import metrics
 
-#: The route label of a request no route matched (the 404 handler).
-UNMATCHED = "unmatched"
+#: The route label of a request no route matched (the 404 handler), as in spans.
+UNMATCHED = "unknown"
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 _PROBES = {"/healthz": "/healthz", "/readyz": "/readyz"}
@@ -41,7 +41,7 @@ def observe(handler: tornado.web.RequestHandler) -> None:
     if not metrics.ENABLED:
         return
     request = handler.request
-    route = getattr(handler, "route", None) or _PROBES.get(request.path, UNMATCHED)
+    route = getattr(handler, "route_template", None) or _PROBES.get(request.path, UNMATCHED)
     method = request.method if request.method in _METHODS else "other"
     _REQUESTS(method, route, str(handler.get_status())).inc()
     _DURATION(method, route).observe(request.request_time())

@@ -91,9 +91,9 @@ class BaseHandler(Draining):
     storage: StorageAPI
 
     def initialize(self, conf: cfg.ConfigOpts, storage: StorageAPI,
-                   in_flight: InFlight, route: str = "") -> None:
-        #: The route template, the label of this request's metrics ("" unmatched).
-        self.route = route
+                   in_flight: InFlight, route_template: str = "") -> None:
+        #: The route's template, the label of its metrics ("": no route matched).
+        self.route_template = route_template
         self.conf = conf
         self.storage = storage
         self._in_flight = in_flight
