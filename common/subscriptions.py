@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import urllib.parse
 from typing import Any
 
+from herald.common import webhook_signing
 from herald.common.errors import BadRequest, HeraldError
 
 MIN_SUBSCRIPTION_TTL = 60
@@ -31,6 +33,11 @@ LINEAR_INTERVAL = 5
 BACKOFF_FUNCTIONS = ("linear", "arithmetic", "geometric", "exponential")
 _INT_KEYS = ("retries_with_no_delay", "minimum_delay_retries", "minimum_delay",
              "maximum_delay", "maximum_delay_retries")
+
+#: The ``options`` keys Herald reads (docs/api-extensions.md); any other key
+#: is stored and returned as given, and changes nothing.
+OPTION_KEYS = ("post_data", "post_headers", "_retry_policy", "from", "subject",
+               webhook_signing.OPTION)
 
 #: Host of websocket connection subscribers: ``.invalid`` never resolves, so
 #: such a URI can never reach a real web server by accident.
@@ -55,11 +62,32 @@ def validate_subscriber(subscriber: Any, subscriber_types: list[str]) -> None:
                          f"list {list(subscriber_types)}.")
 
 
+def _spelling(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
+_SPELLINGS = {_spelling(key): key for key in OPTION_KEYS}
+
+
 def validate_options(options: Any, error: type[HeraldError] = BadRequest) -> None:
+    """``options`` is a dict whose keys Herald reads are valid.
+
+    Other keys are the subscriber's (Zaqar stores any), except a near miss of
+    a key Herald reads (``signingSecret``, ``retry_policy``, ``Post-Headers``):
+    stored and ignored, it would silently drop what its sender asked for, so
+    it is refused, naming the key meant. ``signing_secret`` null means
+    "generate one" (a create) or "rotate to a generated one" (a PATCH)."""
     if options and not isinstance(options, dict):
         raise error("Options must be a dict.")
-    if isinstance(options, dict):
-        validate_retry_policy(options.get("_retry_policy"), error)
+    if not isinstance(options, dict):
+        return
+    for key in options:
+        meant = _SPELLINGS.get(_spelling(str(key)))
+        if meant is not None and key != meant:
+            raise error(f"Unknown option {key!r}: the option Herald reads is {meant!r}.")
+    validate_retry_policy(options.get("_retry_policy"), error)
+    if options.get(webhook_signing.OPTION) is not None:
+        webhook_signing.validate_secret(options[webhook_signing.OPTION], error)
 
 
 def validate_ttl(ttl: Any, now: dt.datetime | None = None) -> None:

@@ -11,14 +11,21 @@ persistent connections (else HTTP/1.0, one connection per request);
 answers 200 on ``/ok`` and 500 on any other path, so one receiver serves a
 healthy and a failing subscriber. ``bodies`` holds ``(path, parsed JSON)``,
 ``headers`` each POST's headers.
+
+``RawWebhookReceiver`` keeps each POST exactly as it arrived (path, raw body
+bytes, headers), what a receiver verifying signed webhooks needs; a path
+``/fail-N/...`` answers 500 to its first N POSTs, then 200.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from herald.testing.polling import wait_until
 
 
 class LocalWebhookServer:
@@ -76,3 +83,26 @@ class WebhookReceiver(LocalWebhookServer):
         self.headers.append(dict(request.headers.items()))
         self.bodies.append((path, json.loads(body)))
         return 200 if path == "/ok" else 500
+
+
+class RawWebhookReceiver(LocalWebhookServer):
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        super().__init__()
+
+    def answer(self, path: str, body: bytes, request: BaseHTTPRequestHandler) -> int:
+        with self.lock:
+            self.received.append({"path": path, "body": body,
+                                  "headers": {k.lower(): v for k, v in request.headers.items()}})
+            seen = sum(1 for r in self.received if r["path"] == path)
+        failing = re.match(r"/fail-(\d+)/", path)
+        return 500 if failing and seen <= int(failing.group(1)) else 200
+
+    def at(self, path: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The POSTs to ``path`` once there are ``count`` of them, in arrival order."""
+        def arrived() -> list[dict[str, Any]]:
+            with self.lock:
+                return [r for r in self.received if r["path"] == path]
+        wait_until(lambda: len(arrived()) >= count, timeout, what=f"{count} POSTs to {path}")
+        return arrived()

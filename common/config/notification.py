@@ -3,7 +3,8 @@
 What a storage worker's outbox dispatcher needs to deliver notifications
 (notifications.md): whether subscriptions must be confirmed, the SMTP server
 for ``mailto:`` subscribers, how often and how concurrently the outbox is
-drained, and how long one delivery attempt may take. The notifier stage
+drained, how long one delivery attempt may take, and how long a rotated
+webhook signing secret keeps signing. The notifier stage
 itself is switched on by ``[storage] message_pipeline``.
 """
 
@@ -138,6 +139,18 @@ ALL_OPTS = [
         help="Seconds delivered outbox rows are kept (for inspection) before the "
         "garbage collector deletes them; failed rows are kept as long as their "
         "subscription. Possible values: a number >= 0.",
+    ),
+    cfg.FloatOpt(
+        "signing_secret_overlap",
+        default=86400.0,
+        min=0.0,
+        help="Seconds a subscription's replaced webhook signing secret keeps "
+        "signing after a PATCH rotated it (options.signing_secret): meanwhile "
+        "each delivery carries two signatures, the new secret's and the old "
+        "one's, space-separated in webhook-signature, so receivers can switch "
+        "secrets without refusing a delivery; afterwards only the new secret "
+        "signs. The value in force at the PATCH applies. Possible values: a "
+        "number >= 0 (0: the old secret stops signing at once; 86400: one day).",
     ),
     cfg.StrOpt(
         "public_endpoint",

@@ -28,6 +28,8 @@ OPENAPI_PATH = "/openapi.json"
 
 _QUEUE_NAME = {"type": "string", "pattern": r"^[a-zA-Z0-9_.-]{1,64}$"}
 _ID = {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,64}$"}
+#: A webhook signing secret (herald.common.webhook_signing): 24 to 64 bytes.
+_SECRET = {"type": "string", "pattern": r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -174,7 +176,8 @@ _SCHEMAS: dict[str, Any] = {
     "NewSubscription": {"type": "object", "properties": {
         "subscriber": {"type": "string", "pattern": "^(https?://|mailto:)[^ ]+$"},
         "ttl": {"type": "integer", "minimum": 60, "maximum": 2**31 - 1},
-        "options": {"type": "object"}}},
+        "options": {"type": "object", "properties": {"signing_secret": {
+            "oneOf": [_SECRET, {"type": "null"}]}}}}},
     "JsonPatch": {"type": "array", "items": {
         "type": "object", "required": ["op", "path"],
         "properties": {"op": {"enum": ["add", "remove", "replace"]},
@@ -283,7 +286,8 @@ def _paths() -> dict[str, Any]:
                        {"200": _json(_ref("SubscriptionList"), "Page")},
                        [_QUEUE, _MARKER, _LIMIT]),
             "post": _op("Subscribe", {"201": _json({"type": "object", "required": [
-                "subscription_id"], "properties": {"subscription_id": {"type": "string"}}},
+                "subscription_id"], "properties": {"subscription_id": {"type": "string"},
+                                                   "signing_secret": _SECRET}},
                 "Created (or the unconfirmed duplicate)"),
                 "409": _error("Confirmed duplicate")},
                 [_QUEUE], body=_ref("NewSubscription")),

@@ -6,7 +6,11 @@ dispatcher decides what happens next):
 
 * ``http(s)://`` and ``trust+http(s)://``: POST of the payload (or of
   ``options.post_data`` with ``"$zaqar_message$"`` replaced by it), headers
-  ``Content-Type: application/json`` + ``options.post_headers``, through one
+  ``Content-Type: application/json`` + ``options.post_headers``, then the
+  Standard Webhooks headers ``webhook-id`` / ``webhook-timestamp`` /
+  ``webhook-signature`` (``herald.common.webhook_signing``; the row's id,
+  the attempt's time, the secrets of the row's ``signing`` record that sign
+  now; ``post_headers`` cannot replace them), through one
   aiohttp session whose connections to a subscriber are kept open between
   deliveries (``[notification] webhook_idle_timeout``): a busy subscriber
   costs no TCP handshake and no name lookup per notification. Each attempt
@@ -40,9 +44,10 @@ import aiohttp
 from oslo_config import cfg
 
 from herald.common import subscriptions as rules
-from herald.common import tracing
+from herald.common import tracing, webhook_signing
 from herald.common.rpc.serializer import decode
 from herald.common.rpc.ws_push import WSPushClient
+from herald.storage import clock
 from herald.storage.push_batches import PushBatches
 
 MESSAGE_TOKEN = '"$zaqar_message$"'
@@ -192,8 +197,16 @@ class Deliverer:
         # The receiver's trace continues ours (W3C Trace Context).
         body, headers = webhook_request(url, row.payload, options,
                                         {"traceparent": traceparent} if traceparent else None)
+        now = clock.now()
+        data = body.encode()
+        for name in [n for n in headers if n.lower() in webhook_signing.HEADERS]:
+            del headers[name]  # a post_headers entry would be a second, wrong one
+        # The row's identity, not the attempt's: every retry carries the same id.
+        headers.update(webhook_signing.headers(
+            webhook_signing.signing_secrets(getattr(row, "signing", None), now),
+            webhook_signing.webhook_id(row.subscription_id, row.seq), int(now), data))
         # Connection errors and timeouts raise: ``attempt`` makes them retries.
-        async with self._http.post(url, data=body.encode(), headers=headers,
+        async with self._http.post(url, data=data, headers=headers,
                                    allow_redirects=False) as response:
             code = response.status
             length = response.content_length

@@ -84,8 +84,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=pool_size,
-            max_overflow=8,
+            pool_size=pool_size, max_overflow=8, hide_parameters=True,  # see below
         )
         _install_sqlite_transactions(engine)
         return engine
@@ -93,8 +92,9 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         parsed,
         pool_size=pool_size,
         # Room for the worker's own threads (outbox dispatcher, expiry GC,
-        # health checks) next to the RPC executor's.
-        max_overflow=max(4, pool_size // 4),
+        # health checks) next to the RPC executor's. Errors (they are logged)
+        # show no statement parameters: no message bodies, no signing secrets.
+        max_overflow=max(4, pool_size // 4), hide_parameters=True,
     )
     _install_idle_ping(engine)
     return engine

@@ -50,7 +50,8 @@ def _recipients_statement(one_key: bool, confirmed_only: bool) -> sa.Select[Any]
     """The subscriptions of the posted queues that get notifications, built
     once (``base.one_of_params`` and ``b_now`` bound at execution)."""
     stmt = (sa.select(subscriptions.c.project, subscriptions.c.queue, subscriptions.c.id,
-                      subscriptions.c.subscriber, subscriptions.c.kind, subscriptions.c.options)
+                      subscriptions.c.subscriber, subscriptions.c.kind, subscriptions.c.options,
+                      subscriptions.c.signing)
             .where(base.bound_one_of(subscriptions.c.project, subscriptions.c.queue, one_key),
                    subscriptions.c.expires > sa.bindparam("b_now"))
             .order_by(subscriptions.c.id))
@@ -105,6 +106,9 @@ class NotifierStage:
             outbox.insert_rows(conn, rows)
             return
         leased = outbox.insert_leased_rows(conn, rows)
+        signing = {sub.id: sub.signing for subs in recipients.values() for sub in subs}
+        for row in leased:  # as a lease statement would return it
+            row.signing = signing[row.subscription_id]
         start = 0
         for batch, count in written:
             batch.handed.extend(leased[start:start + count])

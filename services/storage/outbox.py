@@ -90,12 +90,13 @@ def _insert_returning_statement() -> sa.Insert:
 def insert_leased_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
     """``insert_rows`` for rows leased to a dispatcher of this process: each
     comes back as ``OutboxController.lease`` would have returned it (its
-    ``seq``; ``alive``, the subscription was read in this transaction), for
+    ``seq``; ``alive``, the subscription was read in this transaction;
+    ``signing``, the caller sets it from that read), for
     ``outbox_signal.DispatchSignal.hand_over`` once the transaction commits."""
     if not rows:
         return []
     seqs = conn.execute(_insert_returning_statement(), rows).scalars().all()
-    return [types.SimpleNamespace(**row, seq=seq, alive=True)
+    return [types.SimpleNamespace(**row, seq=seq, alive=True, signing=None)
             for row, seq in zip(rows, seqs, strict=True)]
 
 
@@ -109,8 +110,11 @@ def _lease_statement(one_key: bool) -> sa.Update:
     """``OutboxController.lease``'s one statement, built once: due rows of
     the queues (``base.one_of_params``), oldest first, up to ``b_limit``,
     leased to ``b_owner`` until ``b_until``; each returned with ``alive``,
-    whether its subscription still exists unexpired. Built per call, the
-    lease spent more CPU in SQLAlchemy than in PostgreSQL."""
+    whether its subscription still exists unexpired, and ``signing``, its
+    subscription's signing record as it is now (a rotation since the row was
+    written applies to the row's next attempt; the secret is never copied
+    into outbox rows). Built per call, the lease spent more CPU in
+    SQLAlchemy than in PostgreSQL."""
     now = sa.bindparam("b_now")
     chosen = (sa.select(outbox.c.seq)
               .where(_due(now), base.bound_one_of(outbox.c.project, outbox.c.queue, one_key))
@@ -119,10 +123,12 @@ def _lease_statement(one_key: bool) -> sa.Update:
               .with_for_update(skip_locked=True))
     alive = sa.exists().where(subscriptions.c.id == outbox.c.subscription_id,
                               subscriptions.c.expires > now)
+    signing = (sa.select(subscriptions.c.signing)
+               .where(subscriptions.c.id == outbox.c.subscription_id).scalar_subquery())
     return (sa.update(outbox)
             .where(outbox.c.seq.in_(chosen.scalar_subquery()))
             .values(leased_until=sa.bindparam("b_until"), lease_owner=sa.bindparam("b_owner"))
-            .returning(*outbox.c, alive.label("alive")))
+            .returning(*outbox.c, alive.label("alive"), signing.label("signing")))
 
 
 @functools.cache

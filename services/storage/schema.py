@@ -121,6 +121,11 @@ subscriptions = sa.Table(
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0,
               server_default="0"),
     sa.Column("last_failure", sa.Float(precision=53), nullable=True),
+    # Webhook signing (herald.common.webhook_signing): the current secret and
+    # the replaced ones still in their overlap, JSON, in clear (an HMAC needs
+    # the key). NULL for websocket connection subscribers, which get pushes,
+    # not webhooks.
+    sa.Column("signing", sa.Text, nullable=True),
     sa.UniqueConstraint("project", "queue", "subscriber", name="uq_subscriptions_subscriber"),
     sa.Index("ix_subscriptions_project_queue_id", "project", "queue", "id"),
     sa.Index("ix_subscriptions_expires", "expires"),

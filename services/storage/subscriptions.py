@@ -36,7 +36,7 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
 
-from herald.common import errors, ids, signing, timeutils
+from herald.common import errors, ids, signing, timeutils, webhook_signing
 from herald.common import subscriptions as rules
 from herald.storage import base, clock, outbox
 from herald.storage.engine import Database
@@ -65,7 +65,12 @@ def new_subscription_id() -> str:
     return f"{stamp:016x}{os.urandom(8).hex()}"
 
 
-def _subscription_object(row: Any, now: float, with_delivery: bool) -> dict[str, Any]:
+def _subscription_object(row: Any, now: float, detail: bool) -> dict[str, Any]:
+    """A Subscription; ``detail`` (the GET of one, never a listing) adds the
+    ``delivery`` statistics and the webhook signing secret
+    (``options.signing_secret``): a listing, which dashboards print, does not
+    spread secrets, and its options round-trip through a PATCH unchanged
+    (a PATCH without ``signing_secret`` keeps the secret)."""
     item: dict[str, Any] = {
         "id": row.id,
         "source": row.queue,
@@ -75,7 +80,10 @@ def _subscription_object(row: Any, now: float, with_delivery: bool) -> dict[str,
         "options": base.load_metadata(row.options),
         "confirmed": bool(row.confirmed),
     }
-    if with_delivery:
+    secret = webhook_signing.current_secret(row.signing)
+    if detail and secret is not None:
+        item["options"][webhook_signing.OPTION] = secret
+    if detail:
         item["delivery"] = {
             "attempts": int(row.delivery_attempts or 0),
             "delivered": int(row.deliveries or 0),
@@ -174,12 +182,16 @@ class SubscriptionController:
     def create(self, project: str, queue: str, subscriber: str, ttl: int | None,
                options: dict[str, Any] | None, kind: str, send_confirmation: bool,
                request_id: str) -> dict[str, Any]:
-        """``{"subscription_id", "created": bool, "confirmed": bool}``.
+        """``{"subscription_id", "created": bool, "confirmed": bool,
+        "signing_secret": str | None}``.
 
         An existing live subscription of the same subscriber is returned with
-        ``created`` False (the edge answers 201 or 409); its ttl and options
-        are left alone. A confirmation is queued for a new subscription, or an
-        unconfirmed existing one, when ``send_confirmation`` and enabled."""
+        ``created`` False (the edge answers 201 or 409); its ttl, options and
+        secret are left alone, and its secret is the one returned. A new
+        ``uri`` subscription signs with ``options.signing_secret`` (taken out
+        of the stored options) or a generated secret. A confirmation is queued
+        for a new subscription, or an unconfirmed existing one, when
+        ``send_confirmation`` and enabled."""
         ttl = int(ttl or self._conf.limits.default_subscription_ttl)
         for attempt in range(2):
             try:
@@ -208,9 +220,12 @@ class SubscriptionController:
                 if send_confirmation and not existing["confirmed"]:
                     self._queue_confirmation(conn, dict(existing), True, now, request_id)
                 return {"subscription_id": existing["id"], "created": False,
-                        "confirmed": bool(existing["confirmed"])}
+                        "confirmed": bool(existing["confirmed"]),
+                        "signing_secret": webhook_signing.current_secret(existing["signing"])}
             if existing is not None:  # expired: as if deleted
                 _delete_rows(conn, sa.and_(subscriptions.c.id == existing["id"]))
+            options = dict(options)
+            secret = options.pop(webhook_signing.OPTION, None)
             row = {
                 "id": new_subscription_id(),
                 "project": project,
@@ -225,13 +240,15 @@ class SubscriptionController:
                 "delivery_attempts": 0,
                 "deliveries": 0,
                 "delivery_failures": 0,
+                "signing": (webhook_signing.new_record(secret) if kind == KIND_URI else None),
             }
             conn.execute(sa.insert(subscriptions).values(**row))
             if send_confirmation:
                 self._queue_confirmation(conn, row, True, now, request_id)
         if send_confirmation and self._confirmation_enabled():
             self._db.wiring.outbox.set(project, queue)
-        return {"subscription_id": row["id"], "created": True, "confirmed": False}
+        return {"subscription_id": row["id"], "created": True, "confirmed": False,
+                "signing_secret": webhook_signing.current_secret(row["signing"])}
 
     # -- reads ----------------------------------------------------------------
 
@@ -276,14 +293,24 @@ class SubscriptionController:
         values: dict[str, Any] = {}
         if "subscriber" in changes:
             values["subscriber"] = changes["subscriber"]
+        rotate = False
         if "options" in changes:
-            values["options"] = json.dumps(changes["options"] or {})
+            options = dict(changes["options"] or {})
+            # Present (even null: "generate one"), it rotates the secret;
+            # absent, the secret stays: signing is never switched off.
+            rotate = webhook_signing.OPTION in options
+            new_secret = options.pop(webhook_signing.OPTION, None)
+            values["options"] = json.dumps(options)
         if "ttl" in changes:
             ttl = int(changes["ttl"] or self._conf.limits.default_subscription_ttl)
             values["ttl"] = ttl
             values["expires"] = now + ttl
         with self._db.write() as conn:
-            _live_row(conn, project, queue, subscription_id, now, lock=True)
+            row = _live_row(conn, project, queue, subscription_id, now, lock=True)
+            if rotate:
+                values["signing"] = webhook_signing.rotated_record(
+                    row.signing, new_secret, now,
+                    self._conf.notification.signing_secret_overlap)
             if "subscriber" in values:
                 clash = conn.execute(
                     sa.select(subscriptions.c.id, subscriptions.c.expires)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import types
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,7 @@ def fire(db: Database, conf: cfg.ConfigOpts, pusher: WSPushClient,
     with db.write() as conn:
         sub = conn.execute(
             sa.select(subscriptions.c.id, subscriptions.c.subscriber, subscriptions.c.kind,
-                      subscriptions.c.options)
+                      subscriptions.c.options, subscriptions.c.signing)
             .where(subscriptions.c.id == subscription_id,
                    subscriptions.c.project == project, subscriptions.c.queue == queue,
                    subscriptions.c.expires > now)
@@ -63,8 +64,11 @@ def fire(db: Database, conf: cfg.ConfigOpts, pusher: WSPushClient,
         # Leased to this call from the start: the dispatchers never see it.
         values.update(lease_owner=owner,
                       leased_until=now + conf.notification.delivery_timeout + 30)
-        row = conn.execute(sa.insert(outbox_table).values(**values)
-                           .returning(*outbox_table.c)).one()
+        inserted = conn.execute(sa.insert(outbox_table).values(**values)
+                                .returning(*outbox_table.c)).one()
+    # Signed like every webhook delivery (``OutboxController.lease`` adds the
+    # same attribute to the rows it leases).
+    row = types.SimpleNamespace(**inserted._mapping, signing=sub.signing)
     started = time.monotonic()
     outcome = asyncio.run(_attempt(conf, pusher, gateway_alive, row))
     latency_ms = (time.monotonic() - started) * 1000.0

@@ -9,7 +9,8 @@ connection, the connection remembers the frame kind of that request for its
 pushes (``push_binary``) and that it must clean up on close
 (``has_ws_subscriptions``).
 
-Replies use the websocket shapes: no links, no ``delivery`` statistics.
+Replies use the websocket shapes: no links, no ``delivery`` statistics; a
+create reply carries a webhook subscriber's ``signing_secret`` as REST's does.
 Handlers only validate and call storage; frames and pushes are elsewhere.
 """
 
@@ -71,8 +72,12 @@ class SubscriptionActions:
             req.connection.push_binary = req.binary
             if connection is not None:
                 req.connection.has_ws_subscriptions = True
-        return 201, {"subscription_id": result["subscription_id"],
-                     "message": f"Subscription {queue} created."}
+        reply = {"subscription_id": result["subscription_id"],
+                 "message": f"Subscription {queue} created."}
+        if result.get("signing_secret"):
+            # A webhook subscriber's signing secret (none for the connection).
+            reply["signing_secret"] = result["signing_secret"]
+        return 201, reply
 
     async def subscription_list(self, req: ActionRequest) -> Reply:
         limit = req.body.get("limit", limits.DEFAULT_PAGE)

@@ -72,12 +72,14 @@ def test_create_201_get_and_list(api):
     assert resp.status_code == 201
     assert resp.headers["Location"] == "/v2/queues/q/subscriptions"
     sid = resp.json()["subscription_id"]
+    secret = resp.json()["signing_secret"]  # generated (tests/api/test_signed_webhooks.py)
     got = api.get(f"{subs()}/{sid}")
     assert got.status_code == 200
     body = got.json()
     delivery = body.pop("delivery")
     assert body == {"id": sid, "source": "q", "subscriber": HOOK, "ttl": 600,
-                    "age": body["age"], "options": {"a": 1}, "confirmed": False}
+                    "age": body["age"], "options": {"a": 1, "signing_secret": secret},
+                    "confirmed": False}
     assert delivery["attempts"] == 0
     listed = api.get(subs()).json()
     assert [s["id"] for s in listed["subscriptions"]] == [sid]
@@ -187,7 +189,8 @@ def test_patch(api, clock):
     assert resp.headers["Location"] == f"/v2/queues/q/subscriptions/{sid}"
     clock.advance(90)
     got = api.get(f"{subs()}/{sid}").json()
-    assert got["subscriber"] == "http://h/new" and got["options"] == {"z": 1}
+    assert got["subscriber"] == "http://h/new"
+    assert got["options"] == {"z": 1, "signing_secret": got["options"]["signing_secret"]}
     create(api, "http://h/other")
     assert_error(api.patch(f"{subs()}/{sid}", json_body={"subscriber": "http://h/other"}),
                  409)

@@ -67,20 +67,22 @@ def test_create_get_list_and_defaults(endpoint, ctxt, clock):
     got = endpoint.subscription_get(ctxt, queue="q", subscription_id=sid)
     delivery = got.pop("delivery")
     assert got == {"id": sid, "source": "q", "subscriber": HOOK, "ttl": 3600, "age": 5,
-                   "options": {"a": 1}, "confirmed": False}
+                   "options": {"a": 1, "signing_secret": result["signing_secret"]},
+                   "confirmed": False}
     assert delivery["attempts"] == 0 and delivery["pending"] == 0
     listed = endpoint.subscription_list(ctxt, queue="q", marker=None, limit=10)
     assert [s["id"] for s in listed["subscriptions"]] == [sid]
     assert "delivery" not in listed["subscriptions"][0]
+    assert listed["subscriptions"][0]["options"] == {"a": 1}  # no secret in a listing
 
 
 def test_duplicate_returns_existing_unchanged(endpoint, ctxt):
     first = create(endpoint, ctxt, ttl=120)
     again = create(endpoint, ctxt, ttl=999, options={"x": 1})
     assert again == {"subscription_id": first["subscription_id"], "created": False,
-                     "confirmed": False}
+                     "confirmed": False, "signing_secret": first["signing_secret"]}
     got = endpoint.subscription_get(ctxt, queue="q", subscription_id=first["subscription_id"])
-    assert got["ttl"] == 120 and got["options"] == {}
+    assert got["ttl"] == 120 and got["options"] == {"signing_secret": first["signing_secret"]}
     endpoint.subscription_confirm(ctxt, queue="q", subscription_id=first["subscription_id"],
                                   confirmed=True)
     assert create(endpoint, ctxt)["confirmed"] is True
@@ -125,7 +127,8 @@ def test_get_is_scoped_and_tolerates_garbage_ids(endpoint, ctxt):
 
 
 def test_update_fields_ttl_restart_and_conflict(endpoint, ctxt, clock):
-    sid = create(endpoint, ctxt, ttl=100)["subscription_id"]
+    created = create(endpoint, ctxt, ttl=100)
+    sid = created["subscription_id"]
     other = create(endpoint, ctxt, subscriber="http://h/other")["subscription_id"]
     clock.advance(90)
     endpoint.subscription_update(ctxt, queue="q", subscription_id=sid,
@@ -133,7 +136,9 @@ def test_update_fields_ttl_restart_and_conflict(endpoint, ctxt, clock):
                                           "subscriber": "http://h/new"})
     clock.advance(90)  # alive: expiry restarted at the PATCH
     got = endpoint.subscription_get(ctxt, queue="q", subscription_id=sid)
-    assert got["subscriber"] == "http://h/new" and got["options"] == {"b": 2}
+    # Options without signing_secret keep the secret.
+    assert got["subscriber"] == "http://h/new"
+    assert got["options"] == {"b": 2, "signing_secret": created["signing_secret"]}
     assert got["ttl"] == 100
     with pytest.raises(errors.Conflict):
         endpoint.subscription_update(ctxt, queue="q", subscription_id=sid,

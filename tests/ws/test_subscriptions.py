@@ -40,7 +40,7 @@ def test_create_list_get_delete(client: WSClient) -> None:
     status, body = client.status_body("subscription_create", {
         "queue_name": "q", "subscriber": "http://h/x", "options": {"a": 1}, "ttl": 600})
     assert status == 201 and body["message"] == "Subscription q created."
-    sid = body["subscription_id"]
+    sid, secret = body["subscription_id"], body["signing_secret"]
     assert client.status_body("subscription_create", {
         "queue_name": "q", "subscriber": "http://h/x"}) == (409, "Subscription q not created.")
     status, listed = client.status_body("subscription_list", {"queue_name": "q"})
@@ -49,7 +49,8 @@ def test_create_list_get_delete(client: WSClient) -> None:
                                                           "subscription_id": sid})
     assert status == 200
     assert got == {"id": sid, "source": "q", "subscriber": "http://h/x", "ttl": 600,
-                   "age": got["age"], "options": {"a": 1}, "confirmed": False}
+                   "age": got["age"], "options": {"a": 1, "signing_secret": secret},
+                   "confirmed": False}
     assert client.status_body("subscription_delete", {
         "queue_name": "q", "subscription_id": sid}) == (204, f"Subscription {sid} removed.")
     status, body = client.status_body("subscription_get", {"queue_name": "q",

@@ -4,8 +4,10 @@ confirm.
 Handlers check the request in the spec's order with the reference's wording
 (``herald.common.edge.subscriptions``), then call storage once; whether a create
 answers 201 or 409, and whether a confirmation message is sent, follows from
-storage's reply. Delivery statistics (``delivery``) appear only on the GET of
-one subscription: python-zaqarclient ignores unknown keys there.
+storage's reply. Delivery statistics (``delivery``) and the webhook signing
+secret (``options.signing_secret``) appear only on the GET of one
+subscription, the secret also in the create reply (``signing_secret``):
+python-zaqarclient ignores unknown keys there.
 
 Tenancy: storage looks every subscription up by the caller's (project,
 queue, id), confirmation included (the reference checks the project only),
@@ -63,7 +65,11 @@ class SubscriptionCollectionHandler(BaseHandler):
             raise api_errors.APIError(409, errors.Conflict.title, DUPLICATE,
                                       headers={"Location": location})
         self.set_header("Location", location)
-        self.reply_json({"subscription_id": result["subscription_id"]}, status=201)
+        reply = {"subscription_id": result["subscription_id"]}
+        if result.get("signing_secret"):
+            # Herald extension: the webhook signing secret, supplied or generated.
+            reply["signing_secret"] = result["signing_secret"]
+        self.reply_json(reply, status=201)
 
 
 class SubscriptionHandler(BaseHandler):
