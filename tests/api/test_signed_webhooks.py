@@ -9,6 +9,7 @@ not. ``webhook-id`` stays the same across the retries of one delivery.
 Rotation by PATCH signs with both secrets during
 ``[notification] signing_secret_overlap`` (moved through with the storage
 clock), then with the new one only. Secrets never reach the logs.
+python-zaqarclient reads the secret from ``options`` and rotates it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import standardwebhooks.webhooks
 from standardwebhooks import Webhook, WebhookVerificationError
+from zaqarclient.queues.v2 import client as zclient
 
 from tests.webhook_receiver import RawWebhookReceiver
 
@@ -192,3 +195,21 @@ def test_unknown_options_disable_nothing_and_near_misses_are_refused(api, hook):
         assert body["description"] == (f"Unknown option {key!r}: the option Herald reads "
                                        f"is {meant!r}.")
 
+
+
+def test_python_zaqarclient_reads_and_rotates_the_secret(stack, hook):
+    """The client's own create-then-GET finds the secret in ``options``;
+    its ``update`` rotates it."""
+    zaqar = zclient.Client(stack.base_url, version=2, conf={
+        "auth_opts": {"backend": "noauth",
+                      "options": {"os_project_id": f"zc-{uuid.uuid4().hex[:12]}"}}})
+    sub = zaqar.subscription("zq", subscriber=hook.url + "/zc", ttl=3600)
+    secret = sub.options["signing_secret"]
+    zaqar.queue("zq").post([{"body": "via zaqarclient", "ttl": 120}])
+    assert verify(secret, hook.at("/zc", 1)[0])["body"] == "via zaqarclient"
+    sub.update({"options": {"signing_secret": SUPPLIED}})
+    again = zaqar.subscription("zq", id=sub.id, auto_create=False)
+    again.ensure_exists()
+    assert again.options == {"signing_secret": SUPPLIED}
+    [listed] = zaqar.subscriptions("zq")
+    assert listed.options == {}
