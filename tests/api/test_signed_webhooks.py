@@ -103,11 +103,17 @@ def test_a_generated_secret_signs_and_only_untouched_deliveries_verify(api, hook
 
 
 def test_retries_of_one_delivery_carry_one_webhook_id(api, hook, stack):
-    stack.override("retry_delay_scale", 0.0, group="notification")
-    secret = subscribe(api, hook.url + "/fail-2/x")["signing_secret"]
+    """Four failures: three immediate retries by the dispatcher holding the
+    row, then (the policy's first delay) the row goes back to the outbox and
+    is leased again, as another worker would take it over: the id is the
+    row's, the same for all five attempts, each signed afresh."""
+    stack.override("retry_delay_scale", 0.01, group="notification")
+    secret = subscribe(api, hook.url + "/fail-4/x")["signing_secret"]
     api.post_messages("q", 1)
-    attempts = hook.at("/fail-2/x", 3)
+    attempts = hook.at("/fail-4/x", 5)
     assert len({a["headers"]["webhook-id"] for a in attempts}) == 1
+    stamps = [int(a["headers"]["webhook-timestamp"]) for a in attempts]
+    assert stamps == sorted(stamps)
     for attempt in attempts:
         verify(secret, attempt)
 
