@@ -1,6 +1,6 @@
-"""Migration 0009 on SQLite and PostgreSQL: existing webhook subscriptions get a secret.
+"""Migration 0010 on SQLite and PostgreSQL: existing webhook subscriptions get a secret.
 
-A database at 0008 holding a webhook subscription and a websocket connection
+A database at 0009 holding a webhook subscription and a websocket connection
 subscription is upgraded: the webhook one now has a well-formed signing
 record of its own (so its deliveries are signed from the upgrade on), the
 connection one none (its pushes are no webhooks); the downgrade drops the
@@ -24,8 +24,8 @@ _INSERT = sa.text(
     "VALUES (:id, 'p', 'q', :subscriber, :kind, 600, '{}', false, 1.0, 9e9, 0, 0, 0)")
 
 
-def test_migration_0009_gives_webhook_subscriptions_a_secret(database_url: str) -> None:
-    migrations.upgrade(database_url, "0008")
+def test_migration_0010_gives_webhook_subscriptions_a_secret(database_url: str) -> None:
+    migrations.upgrade(database_url, "0009")
     engine = make_engine(database_url, pool_size=1)
     try:
         with engine.begin() as conn:
@@ -42,7 +42,7 @@ def test_migration_0009_gives_webhook_subscriptions_a_secret(database_url: str) 
         assert len(set(secrets)) == 2
         for secret in secrets:
             assert len(webhook_signing.key_bytes(secret)) == 32
-        migrations_downgrade(database_url, "0008")
+        migrations_downgrade(database_url, "0009")
         with engine.begin() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("subscriptions")}
         assert "signing" not in columns

@@ -11,8 +11,8 @@ with GET (``options.signing_secret``). Websocket connection subscriptions
 get none: their pushes are no webhooks. The secret is generated inline,
 not by the module, so this record of the upgrade never changes.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -25,8 +25,8 @@ import os
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
