@@ -1,10 +1,9 @@
 """The OpenAPI 3.1 document of the REST API, built in code, served at ``GET /openapi.json``.
 
-Built here rather than kept as a YAML file so that it ships inside the package and
-shares its limits with the code (queue name pattern, page sizes).
-``tests/unit/test_openapi.py`` holds it against the route table of ``herald.api.app``:
-a route added there without a path here (or the other way round) fails that test with
-the route's name.
+Built here rather than kept as a YAML file so that it ships inside the package and shares
+its limits with the code (queue name pattern, page sizes). ``tests/unit/test_openapi.py``
+holds it against the route table of ``herald.api.app``: a route added there without a path
+here (or the other way round) fails that test with the route's name.
 
 The document describes what Herald answers (rest-v2.md), not a wish list: every
 operation lists its success statuses, the client errors it can give and 503 (storage
@@ -28,8 +27,7 @@ OPENAPI_PATH = "/openapi.json"
 
 _QUEUE_NAME = {"type": "string", "pattern": r"^[a-zA-Z0-9_.-]{1,64}$"}
 _ID = {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,64}$"}
-#: A webhook signing secret (herald.common.webhook_signing): 24 to 64 bytes.
-_SECRET = {"type": "string", "pattern": r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"}
+_SECRET = {"type": ["string", "null"], "pattern": r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -176,8 +174,7 @@ _SCHEMAS: dict[str, Any] = {
     "NewSubscription": {"type": "object", "properties": {
         "subscriber": {"type": "string", "pattern": "^(https?://|mailto:)[^ ]+$"},
         "ttl": {"type": "integer", "minimum": 60, "maximum": 2**31 - 1},
-        "options": {"type": "object", "properties": {"signing_secret": {
-            "oneOf": [_SECRET, {"type": "null"}]}}}}},
+        "options": {"type": "object", "properties": {"signing_secret": _SECRET}}}},
     "JsonPatch": {"type": "array", "items": {
         "type": "object", "required": ["op", "path"],
         "properties": {"op": {"enum": ["add", "remove", "replace"]},
@@ -286,8 +283,7 @@ def _paths() -> dict[str, Any]:
                        {"200": _json(_ref("SubscriptionList"), "Page")},
                        [_QUEUE, _MARKER, _LIMIT]),
             "post": _op("Subscribe", {"201": _json({"type": "object", "required": [
-                "subscription_id"], "properties": {"subscription_id": {"type": "string"},
-                                                   "signing_secret": _SECRET}},
+                "subscription_id"], "properties": {"subscription_id": {"type": "string"}}},
                 "Created (or the unconfirmed duplicate)"),
                 "409": _error("Confirmed duplicate")},
                 [_QUEUE], body=_ref("NewSubscription")),
