@@ -48,12 +48,12 @@ ALL_OPTS = [
     cfg.FloatOpt(
         "redrive_stale_after",
         default=10.0,
-        min=0.5,
+        min=2.0,
         help="Seconds after which a dead-letter redrive task whose worker "
         "stopped refreshing it (the worker was killed or hangs) is adopted by "
         "another storage worker, which carries on where it stopped; a running "
         "task is refreshed with every batch it moves, at least once a second. "
-        "Possible values: a number >= 0.5.",
+        "Possible values: a number >= 2.",
     ),
     cfg.BoolOpt(
         "migrate_on_start",

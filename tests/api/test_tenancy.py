@@ -444,6 +444,17 @@ def topic_subscriptions(w: World) -> None:
     assert b.delete(sub).status_code == 204
 
 
+def redrive(w: World) -> None:
+    # A's redrive of its queue (nothing dead-lettered in it: it ends at once).
+    started = w.a.member.post(f"/v2/queues/{QUEUE}/redrive", json_body={})
+    assert started.status_code == 202, started.text
+    assert_error(w.b.member.get(started.json()["href"]), 404)
+    # B's queue of the same name is B's own: no 409 for A's task, nothing of A's moved.
+    mine = w.b.member.post(f"/v2/queues/{QUEUE}/redrive", json_body={"destination": "x"})
+    assert mine.status_code == 202 and mine.json()["total"] == 0, mine.text
+    assert_error(w.a.member.get(mine.json()["href"]), 404)
+
+
 CASES: dict[str, Callable[[World], None]] = {
     case.__name__.replace("_", "-"): case for case in (
         flavor_get, flavor_list, flavor_patch, flavor_put_same_name, flavor_delete,
@@ -454,7 +465,7 @@ CASES: dict[str, Callable[[World], None]] = {
         claim_get, claim_renew, claim_release, claimed_message_delete,
         subscription_get, subscription_patch, subscription_delete, subscription_confirm,
         subscription_test, subscription_same_subscriber,
-        delivery_history, topic_reads, topic_writes, topic_subscriptions,
+        delivery_history, topic_reads, topic_writes, topic_subscriptions, redrive,
     )
 }
 
