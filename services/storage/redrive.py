@@ -67,7 +67,10 @@ class RedriveController:
             raise _conflict(queue) from None
         # This process's runner looks for work now, not at its next round.
         self._db.wiring.redrive.set()
-        return self.get(project, queue, task_id)
+        # As inserted, not read back: a runner may already have moved some.
+        return _shown({"id": task_id, "status": RUNNING, "moved": 0, "total": total,
+                       "destination": destination, "max_per_second": max_per_second,
+                       "max_messages": limit, "created": now, "updated": now})
 
     def get(self, project: str, queue: str, task_id: str) -> dict[str, Any]:
         """The task as the edges show it; raises NotFound."""
@@ -79,10 +82,7 @@ class RedriveController:
                 redrive_tasks.c.queue == queue)).first()
         if row is None:
             raise _not_found(task_id, queue)
-        return {"id": row.id, "status": row.status, "moved": row.moved, "total": row.total,
-                "destination": row.destination, "max_per_second": row.max_per_second,
-                "limit": row.max_messages, "created": timeutils.isotime(row.created),
-                "updated": timeutils.isotime(row.updated)}
+        return _shown(row._mapping)
 
     @staticmethod
     def _refuse_running(conn: sa.Connection, project: str, queue: str) -> None:
@@ -191,6 +191,15 @@ def _movable(project: str, queue: str, by_source: bool,
     if by_source:
         conditions.append(messages.c.source_queue.is_not(None))
     return conditions
+
+
+def _shown(task: Any) -> dict[str, Any]:
+    """A task row (or its values) as the operations return it."""
+    return {"id": task["id"], "status": task["status"], "moved": task["moved"],
+            "total": task["total"], "destination": task["destination"],
+            "max_per_second": task["max_per_second"], "limit": task["max_messages"],
+            "created": timeutils.isotime(task["created"]),
+            "updated": timeutils.isotime(task["updated"])}
 
 
 def _conflict(queue: str) -> errors.Conflict:
