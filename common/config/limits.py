@@ -41,6 +41,16 @@ ALL_OPTS = [
     _int("max_message_delay", 900, "Largest message delay, in seconds.", minimum=0),
     _int("max_claim_ttl", 43200, "Largest claim ttl, in seconds."),
     _int("max_claim_grace", 43200, "Largest claim grace, in seconds."),
+    _int("max_filter_policy_keys", 10,
+         "Most keys with conditions one subscription filter policy (options.filter) "
+         "may test; a nested key counts once, the objects above it do not."),
+    _int("max_filter_policy_conditions", 150,
+         "Most conditions in one subscription filter policy, summed over its keys."),
+    _int("max_filter_policy_depth", 5,
+         "Deepest nesting of a subscription filter policy: 1 means only top-level "
+         "keys of the message body, 2 one level of nested objects, and so on."),
+    _int("max_filter_policy_size", 8192,
+         "Largest subscription filter policy, in bytes of its compact JSON."),
     cfg.StrOpt(
         "client_id_uuid_safe",
         default="strict",

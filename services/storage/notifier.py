@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy.engine import Connection
 
+from herald.common import filter_policy
 from herald.common import subscriptions as rules
 from herald.common.rpc import serializer
 from herald.storage import base, outbox
@@ -118,15 +119,20 @@ class NotifierStage:
               lessee: str | None) -> list[dict[str, Any]]:
         payloads = [(m["id"], m.get("request_id") or batch.request_id,
                      notification_payload(m, batch.queue, batch.metadata),
-                     m.get("traceparent") or batch.traceparent)
+                     m.get("traceparent") or batch.traceparent, m["body"])
                     for m in batch.messages]
         rows = []
         for sub in recipients:
+            policy = filter_policy.of_options(sub.options)
+            wanted = (payloads if policy is None
+                      else [p for p in payloads if policy.matches(p[4])])
+            if not wanted:
+                continue
             options = base.load_metadata(sub.options)
             # The policy is resolved now, with the queue metadata at hand, so
             # a delivery needs nothing but its row.
             options["_retry_policy"] = rules.effective_policy(options, batch.metadata)
-            for message_id, request_id, payload, traceparent in payloads:
+            for message_id, request_id, payload, traceparent, _ in wanted:
                 rows.append(outbox.row_for(
                     project=batch.project, queue=batch.queue, subscription=sub,
                     kind=outbox.KIND_NOTIFICATION, payload=payload, options=options,

@@ -60,7 +60,7 @@ class SubscriptionActions:
             connection = {"gateway_id": req.connection.gateway.member_id,
                           "connection_id": req.connection.connection_id}
         rules.check_fields(subscriber, options, ttl, self._conf.notification.subscriber_types,
-                           zero_ttl_is_default=False)
+                           self._conf.limits, zero_ttl_is_default=False)
         result = await self._storage.subscription_create(
             req.ctxt, queue, subscriber, ttl or None, options or {},
             send_confirmation=False, connection=connection)

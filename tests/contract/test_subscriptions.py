@@ -495,3 +495,43 @@ def test_delivered_rows_are_collected_after_retention(endpoint, ctxt, database, 
     clock.advance(10)
     assert box.collect_garbage(5) == 1
     assert [r.state for r in box.rows()] == ["failed"]
+
+
+def test_filter_policies_write_rows_only_for_matching_messages(endpoint, ctxt, database,
+                                                               monkeypatch):
+    """Issue 23 §1: the notifier applies each subscription's ``options.filter``
+    (webhook and websocket connection subscribers alike), alone and in a
+    coalesced batch; a filtered-out message costs no outbox row, and each
+    stored policy is compiled once, not per message or post."""
+    from herald.common import filter_policy
+
+    compiles: list[Any] = []
+    real = filter_policy.compile_policy
+    monkeypatch.setattr(filter_policy, "compile_policy",
+                        lambda policy, limits=None: compiles.append(policy) or real(policy))
+    filter_policy.of_options.cache_clear()
+    example = {"kind": ["order"], "amount": [{"numeric": [">=", 100]}]}
+    create(endpoint, ctxt, subscriber="http://h/orders", options={"filter": example})
+    endpoint.subscription_create(ctxt, queue="q", subscriber=None, ttl=None,
+                                 options={"filter": {"kind": ["refund"]}},
+                                 connection={"gateway_id": "gw.1.abc", "connection_id": "c" * 32})
+    create(endpoint, ctxt, subscriber="http://h/all")
+    post(endpoint, ctxt, [{"kind": "order", "amount": 150}, {"kind": "order", "amount": 5},
+                          {"kind": "refund", "amount": 500}, "plain text"])
+    ops = [op_to_wire(ctxt, "message_post", {
+        "queue": "q", "body_size": 10, "messages": [{"body": body, "ttl": 300}]})
+        for body in ({"kind": "order", "amount": 100}, {"kind": "other"})]
+    assert all("result" in reply for reply in endpoint.batch(make_ctxt(""), ops=ops))
+    written = [(r.subscriber_kind, r.subscriber.rsplit("/", 1)[-1], json.loads(r.payload)["body"])
+               for r in rows(database)]
+    by_subscriber: dict[str, list[Any]] = {}
+    for kind, who, body in written:
+        by_subscriber.setdefault("websocket" if kind == "websocket" else who, []).append(body)
+    assert by_subscriber == {
+        "orders": [{"kind": "order", "amount": 150}, {"kind": "order", "amount": 100}],
+        "websocket": [{"kind": "refund", "amount": 500}],
+        "all": [{"kind": "order", "amount": 150}, {"kind": "order", "amount": 5},
+                {"kind": "refund", "amount": 500}, "plain text",
+                {"kind": "order", "amount": 100}, {"kind": "other"}],
+    }
+    assert len(compiles) == 2  # one per stored policy, for six messages in three posts

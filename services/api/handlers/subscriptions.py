@@ -57,7 +57,7 @@ class SubscriptionCollectionHandler(BaseHandler):
                                   self.storage.queue_create(self.ctx, queue_name, {}))
         document: Any = parse_json(self.request.body) if self.has_body() else {}
         subscriber, options, ttl = rules.rest_create(
-            document, self.conf.notification.subscriber_types)
+            document, self.conf.notification.subscriber_types, self.conf.limits)
         result = await self.storage.subscription_create(
             self.ctx, queue_name, subscriber, ttl or None, options or {}, send_confirmation=True)
         location = _collection_href(queue_name)
@@ -81,7 +81,8 @@ class SubscriptionHandler(BaseHandler):
 
     async def patch(self, queue_name: str, subscription_id: str) -> None:
         document: Any = parse_json(self.request.body) if self.has_body() else None
-        changes = rules.rest_update(document, self.conf.notification.subscriber_types)
+        changes = rules.rest_update(document, self.conf.notification.subscriber_types,
+                                    self.conf.limits)
         if not changes:
             raise api_errors.APIError(
                 400, "Unable to update subscription",
