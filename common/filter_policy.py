@@ -56,17 +56,14 @@ class FilterPolicyError(BadRequest):
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
+    if isinstance(value, bool):
+        return False
+    # isfinite would convert a huge int to float and overflow.
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _show(condition: Any) -> str:
     return json.dumps(condition, sort_keys=True)
-
-
-def _values(value: Any) -> list[Any]:
-    """The values a condition is tested on: a list's elements, else the value."""
-    return value if isinstance(value, list) else [value]
 
 
 def _exact(expected: Any) -> Predicate:
@@ -154,7 +151,12 @@ def _key_matcher(key: str, conditions: list[Any]) -> Predicate:
     def matches(value: Any) -> bool:
         if value is _ABSENT:
             return match_absent
-        return any(test(v) for v in _values(value) for test in present_tests)
+        if isinstance(value, list):
+            return any(test(v) for v in value for test in present_tests)
+        for test in present_tests:
+            if test(value):
+                return True
+        return False
 
     return matches
 

@@ -187,3 +187,33 @@ def test_a_push_batch_reaches_each_connection_in_order(gateway, project: str) ->
         assert delivered == [True, True, True, False, True, True, True]
         assert [first.recv()[0]["n"] for _ in range(3)] == [0, 2, 4]
         assert [second.recv()[0]["n"] for _ in range(3)] == [1, 3, 5]
+
+
+def test_a_filter_policy_selects_the_pushes_of_a_connection(harness, gateway,
+                                                            project: str) -> None:
+    """Issue 23 §1 over the websocket: a connection subscriber's
+    ``options.filter`` is applied by the same notifier stage, so only the
+    first of the issue's three messages is pushed; the next push is the
+    next matching message."""
+    example = {"kind": ["order"], "amount": [{"numeric": [">=", 100]}]}
+    with WSClient(ws_url(gateway), project) as listener, \
+            WSClient(ws_url(gateway), project) as poster:
+        assert listener.status_body("subscription_create", {
+            "queue_name": "q", "options": {"filter": example}})[0] == 201
+        post(poster, "q", {"kind": "order", "amount": 150}, {"kind": "order", "amount": 5},
+             {"kind": "refund", "amount": 500})
+        assert len(harness.outbox_rows(project, "q")) == 1
+        post(poster, "q", {"kind": "order", "amount": 999})
+        assert [_recv_push(listener)[0]["body"] for _ in range(2)] == [
+            {"kind": "order", "amount": 150}, {"kind": "order", "amount": 999}]
+
+
+@pytest.mark.parametrize("policy, words", [
+    ({"amount": [{"numeric": [">=", "x"]}]}, ['key "amount"', '{"numeric": [">=", "x"]}']),
+    ({"a": {"b": [{"nope": 1}]}}, ['key "a.b"', "unknown operator 'nope'"]),
+])
+def test_an_invalid_filter_policy_is_400(client: WSClient, policy, words) -> None:
+    for subscriber in ({"subscriber": "http://h/x"}, {}):
+        status, reply = client.status_body("subscription_create", {
+            "queue_name": "q", "options": {"filter": policy}, **subscriber})
+        assert status == 400 and all(w in reply["exception"] for w in words), reply
