@@ -60,6 +60,13 @@ class MessageIsClaimed(HeraldError):
     title = "Unable to delete"
 
 
+class ReleaseRefused(HeraldError):
+    """A message release named a claim while another live claim holds the message."""
+
+    status = 403
+    title = "Unable to release"
+
+
 class Forbidden(HeraldError):
     status = 403
     title = "Not authorized"

@@ -15,7 +15,7 @@ Map:
 * ``headers``  -- Client-ID, project header, queue identification,
   ``Accept``, idempotency key;
 * ``queues``   -- reserved queue metadata, its defaults, JSON patch, purge;
-* ``messages`` -- posts, listings by ids, bulk delete and pop;
+* ``messages`` -- posts, listings by ids, bulk delete and pop, release;
 * ``claims``   -- claim create and renew;
 * ``subscriptions`` -- subscription bodies (field rules: ``herald.common.subscriptions``);
 * ``origins``  -- the browser-origin allow-list of REST CORS and the

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from herald.common.edge.bodies import checked_int
-from herald.common.edge.limits import MIN_MESSAGE_TTL
+from herald.common.edge.bodies import checked_int, require_object
+from herald.common.edge.limits import MIN_MESSAGE_DELAY, MIN_MESSAGE_TTL
 from herald.common.errors import BadRequest, InvalidBody
 
 NO_MESSAGES = "No messages to enqueu."  # sic: the reference's spelling
@@ -105,6 +105,29 @@ def rest_post(document: Any, limits: Any) -> list[dict[str, Any]]:
     messages = clean_messages(raw_messages)
     check_messages(messages, limits)
     return messages
+
+
+def release_delay(document: Any, limits: Any) -> int:
+    """The ``delay`` of a release (Herald extension, docs/release.md): the
+    parsed REST body or the websocket's ``body``; no body or no ``delay`` is
+    0 (claimable at once); else an integer within the message delay range."""
+    if document is None:
+        return 0
+    if isinstance(document, dict) and isinstance(document.get("delay"), bool):
+        raise InvalidBody('The value of the "delay" field must be a int.')
+    delay = checked_int(require_object(document), "delay", 0, null_is_default=True)
+    maximum = limits.max_message_delay
+    if not MIN_MESSAGE_DELAY <= delay <= maximum:
+        raise BadRequest(f"The delay of a released message may not exceed {maximum} seconds, "
+                         f"and must be at least {MIN_MESSAGE_DELAY} seconds long.")
+    return delay
+
+
+def release_claim_id(claim_id: Any) -> str:
+    """The claim a release names (``?claim_id=`` / ``claim_id``): required."""
+    if not isinstance(claim_id, str) or not claim_id:
+        raise BadRequest("A release needs the claim_id of the claim holding the message.")
+    return claim_id
 
 
 def bulk_delete(ids: list[Any] | None, pop: int | None, claim_ids: list[Any] | None,

@@ -30,6 +30,7 @@ WEBSOCKET_SUMMARIES: dict[str, str] = {
     "message_post": "Messages could not be enqueued.",
     "message_delete": "Message could not be deleted.",
     "message_delete_many": "Messages could not be deleted.",
+    "message_release": "Message could not be released.",
     "claim_create": "Claim could not be created.",
     "claim_get": "Claim could not be queried.",
     "claim_update": "Claim could not be updated.",

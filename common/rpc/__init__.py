@@ -27,9 +27,10 @@
 STORAGE_TOPIC = "herald-storage"
 # 1.1 added the subscription methods, 1.2 ``batch`` (coalesced calls), 1.3
 # idempotent posts and delivery history, 1.4 pools and flavors, 1.5 claims
-# released with their websocket connection, 1.6 dead-letter redrive. Edges
+# released with their websocket connection, 1.6 dead-letter redrive, 1.7
+# ``message_release``. Edges
 # and workers of one deployment must run the same version (workers first
 # when upgrading).
-STORAGE_API_VERSION = "1.6"
+STORAGE_API_VERSION = "1.7"
 # Modules whose exceptions are rebuilt as the same class on the caller's side.
 ALLOWED_REMOTE_EXMODS = ["herald.common.errors"]

@@ -233,6 +233,13 @@ OPERATIONS: tuple[Operation, ...] = (
               "messages.pop",
               doc="Atomically remove and return up to ``limit`` unclaimed, visible "
                   "messages, oldest first (StoredMessages)."),
+    Operation("message_release", (_Q, _a("message_id"), _a("claim_id"), _a("delay", 0)), _W,
+              _QUEUE, "Message could not be released.", _ALONE, "messages.release",
+              doc="(1.7) Take one message out of its live claim ``claim_id``, claimable "
+                  "again ``delay`` seconds from now (the edge bounds it), its claim count "
+                  "kept. Raises MessageDoesNotExist, ReleaseRefused (another live claim "
+                  "holds it) or ClaimDoesNotExist (the claim is unknown, expired or does "
+                  "not hold it)."),
     # -- claims (1.0; connection and claim_release_connection 1.5) ----------
     Operation("claim_create", (_Q, _a("ttl"), _a("grace"), _a("limit", 10),
                                _a("connection", None, omit_none=True)), _W, _QUEUE,

@@ -1,4 +1,4 @@
-"""The storage RPC API, version 1.5: the contract between edges and workers.
+"""The storage RPC API, version 1.7: the contract between edges and workers.
 
 The api and ws-gateway services call these coroutines; the storage worker's
 endpoint (``herald.storage.endpoint.StorageEndpoint``) implements a method of
@@ -60,6 +60,11 @@ method runs on the queue's pool, with no signature change.
 1.5 claims released with their websocket connection (docs/api-extensions.md):
 ``claim_create`` and ``claim_update`` take an optional ``connection``
 (``{"gateway_id", "connection_id"}``); ``claim_release_connection``.
+
+1.6 dead-letter redrive (``queue_redrive``, ``queue_redrive_get``).
+
+1.7 ``message_release``: one claimed message back to the queue, after a
+delay (docs/release.md).
 
 Failures: every ``ServiceUnavailable`` (broker down, timeout, a worker that
 cannot reach its database) reaches the caller as ``ServiceUnavailable("<the

@@ -352,7 +352,8 @@ def _operator_paths() -> dict[str, Any]:
 
 
 def _extension_paths() -> dict[str, Any]:
-    """Herald's own endpoints: probes, delivery history (docs/api-extensions.md)."""
+    """Herald's own endpoints: probes, delivery history (docs/api-extensions.md),
+    message release (docs/release.md)."""
     probe = {"type": "object", "properties": {"ready": _BOOL, "detail": {"type": "string"}}}
     probe_op = _op("Probe", {"200": _json(probe, "Up / ready"),
                              "503": _json(probe, "Not ready")}, v2=False)
@@ -365,6 +366,15 @@ def _extension_paths() -> dict[str, Any]:
             {"200": _json({"type": "object"}, "Claims and push attempts"),
              "404": _error("Nothing known about the message")},
             [_QUEUE, _path_param("message_id", _ID)])},
+        f"{q}/messages/{{message_id}}/release": {"post": _op(
+            "Release a claimed message, claimable again after a delay",
+            {"204": _empty("Released"),
+             "403": _error("Held by another live claim"),
+             "404": _error("No such message, or the claim is unknown or expired")},
+            [_QUEUE, _path_param("message_id", _ID), {**_query("claim_id", _ID),
+                                                      "required": True}],
+            body={"type": "object", "properties": {
+                "delay": {"type": "integer", "minimum": 0, "maximum": 900}}})},
         f"{q}/subscriptions/{{subscription_id}}/test": {"post": _op(
             "Send one test notification now",
             {"200": _json({"type": "object"}, "The subscriber's answer"),

@@ -23,7 +23,7 @@ Batch runner
 
 Controllers (one instance per database; each operation one short transaction)
     ``queues``           queues: lazy creation, metadata, listing, stats, purge.
-    ``messages``         messages: list, get, delete, pop; posts handed to ``posting``.
+    ``messages``         messages: list, get, delete, pop, release; posts handed to ``posting``.
     ``claims``           claims: create, read, renew, release; dead-letter moves.
     ``claim_connections`` claims registered with a websocket connection: released on close.
     ``claim_groups``     claims of queues with message groups: what a claim may take.

@@ -2,9 +2,10 @@
 
 ``MessageController`` is what the endpoint calls (through the pool router,
 one instance per database): it reads (``list``, ``get``, ``get_many``),
-deletes (``delete``, ``delete_each``, ``delete_many``) and pops messages
-here, and hands posts to ``posting.MessagePoster`` (the post paths, their
-caches in ``post_caches``, the rows in ``post_rows``).
+deletes (``delete``, ``delete_each``, ``delete_many``), pops and releases
+(``release``: one message out of its claim, after a delay) messages here,
+and hands posts to ``posting.MessagePoster`` (the post paths, their caches
+in ``post_caches``, the rows in ``post_rows``).
 
 Everything a message read returns is filtered by expiry in SQL at the time
 of the call, so an expired message is invisible at once, whatever the
@@ -85,6 +86,20 @@ def _delete_statement() -> sa.Delete:
                    messages.c.id == sa.bindparam("b_id"),
                    sa.or_(messages.c.claim_id == claim,
                           sa.and_(claim.is_(None), base.unclaimed(now)))))
+
+
+@functools.cache
+def _release_statement() -> sa.Update:
+    """``MessageController.release``'s conditional UPDATE, built once: message
+    ``b_id`` leaves its live claim ``b_claim`` and becomes visible at
+    ``b_visible``. ``claim_count`` is left alone: the claim was counted."""
+    project, queue, now = sa.bindparam("b_project"), sa.bindparam("b_queue"), sa.bindparam("b_now")
+    return (sa.update(messages)
+            .where(base.in_queue(project, queue), base.live(now),
+                   messages.c.id == sa.bindparam("b_id"),
+                   messages.c.claim_id == sa.bindparam("b_claim"),
+                   messages.c.claim_expires > now)
+            .values(claim_id=None, claim_expires=None, visible_at=sa.bindparam("b_visible")))
 
 
 #: Queues whose metadata a worker remembers for ``post_to_queues``; past
@@ -255,6 +270,40 @@ class MessageController:
                 deleted = conn.execute(sa.delete(messages).where(
                     base.in_queue(project, queue), messages.c.id.in_(wanted))).rowcount
                 metrics.after_commit(self._db, metrics.MESSAGES_DELETED, max(deleted, 0))
+
+    def release(self, project: str, queue: str, message_id: str, claim_id: str,
+                delay: int) -> None:
+        """Take the message out of its live claim ``claim_id``; it is claimable
+        (and listed) again ``delay`` seconds from now, and not before. Its
+        claim count stays as the claim left it, so ``_max_claim_count`` still
+        dead-letters a message released over and over. One UPDATE on the hot
+        path; only a refusal reads the row, to tell the three apart."""
+        if not ids.is_valid_id(claim_id):
+            raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
+        if not ids.is_valid_id(message_id):
+            raise errors.MessageDoesNotExist.of(message_id, queue, project)
+        now = clock.now()
+        with self._db.write() as conn:
+            released = conn.execute(_release_statement(), {
+                "b_project": project, "b_queue": queue, "b_now": now, "b_id": message_id,
+                "b_claim": claim_id, "b_visible": now + delay}).rowcount
+            row = None if released else conn.execute(
+                sa.select(messages.c.claim_id, messages.c.claim_expires)
+                .where(base.in_queue(project, queue), base.live(now),
+                       messages.c.id == message_id)
+            ).one_or_none()
+        if released:
+            if delay <= 0:
+                # Claimable now: long polls on the queue may take it.
+                self._db.wiring.wakeups.messages_available(project, queue)
+            return
+        if row is None:
+            raise errors.MessageDoesNotExist.of(message_id, queue, project)
+        if row.claim_id is not None and (row.claim_expires or 0) > now:
+            raise errors.ReleaseRefused(
+                "This message is claimed by another claim; it cannot be released with "
+                f"claim {claim_id}.")
+        raise errors.ClaimDoesNotExist.of(claim_id, queue, project)
 
     def pop(self, project: str, queue: str, limit: int) -> list[dict[str, Any]]:
         now = clock.now()

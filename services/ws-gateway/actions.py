@@ -95,6 +95,7 @@ class Actions:
             "message_post": self.message_post,
             "message_delete": self.message_delete,
             "message_delete_many": self.message_delete_many,
+            "message_release": self.message_release,
             "claim_create": self.claim_create,
             "claim_get": self.claim_get,
             "claim_update": self.claim_update,
@@ -251,6 +252,17 @@ class Actions:
         wanted = [i for i in ids if isinstance(i, str)]
         claim_filter = None if claim_ids is None else [c for c in claim_ids if isinstance(c, str)]
         await self._storage.message_delete_many(req.ctxt, name, wanted, claim_filter)
+        return 204, {}
+
+    async def message_release(self, req: ActionRequest) -> Reply:
+        """Herald extension (docs/release.md): the message leaves its claim,
+        claimable again after ``delay`` seconds. Refusals are REST's: 403
+        (another live claim holds it), 404 (no such message, or the claim
+        is unknown, expired or not the message's)."""
+        claim_id = messages.release_claim_id(req.body["claim_id"])
+        delay = messages.release_delay({"delay": req.body.get("delay")}, self._limits)
+        await self._storage.message_release(req.ctxt, req.body["queue_name"],
+                                            req.body["message_id"], claim_id, delay)
         return 204, {}
 
     # -- claims -----------------------------------------------------------

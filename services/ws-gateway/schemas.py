@@ -1,4 +1,5 @@
-"""The websocket request schemas: the 34 actions the reference's schema knows.
+"""The websocket request schemas: the 34 actions the reference's schema knows,
+and Herald's own (``message_release``).
 
 ``validate(payload)`` is the first check every decoded request goes through
 (websocket.md §2): unknown action -> ``InvalidAction``; schema violation ->
@@ -101,6 +102,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {**_Q, "message_ids": _ARRAY, "claim_ids": _ARRAY, "pop": _INT},
         ["queue_name"],
     ),
+    # Herald extension: release one claimed message (docs/release.md).
+    "message_release": _client("message_release",
+                               {**_Q, "message_id": _STR, "claim_id": _STR, "delay": _INT},
+                               ["queue_name", "message_id", "claim_id"]),
     # Claims
     # wait: Herald's long poll; release_on_close: Herald's claims released
     # with their connection (docs/api-extensions.md).

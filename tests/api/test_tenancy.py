@@ -376,6 +376,13 @@ def claimed_message_delete(w: World) -> None:
     assert resp.status_code in (204, 400), resp.text
 
 
+def claimed_message_release(w: World) -> None:
+    # A's message id and claim id do not exist in B's project: 404, A's claim intact.
+    assert_error(w.b.member.post(
+        f"/v2/queues/{QUEUE}/messages/{w.claimed_id}/release?claim_id={w.claim_id}",
+        json_body={"delay": 0}), 404)
+
+
 def subscription_get(w: World) -> None:
     assert_error(w.b.member.get(f"/v2/queues/{QUEUE}/subscriptions/{w.subscription_id}"),
                  404)
@@ -462,7 +469,7 @@ CASES: dict[str, Callable[[World], None]] = {
         pool_calls_need_admin, pool_get, pool_list, pool_patch_flavor, pool_put_overwrite,
         pool_delete,
         queue_on_a_flavor, topic_on_a_flavor, queue_by_name, messages_by_id,
-        claim_get, claim_renew, claim_release, claimed_message_delete,
+        claim_get, claim_renew, claim_release, claimed_message_delete, claimed_message_release,
         subscription_get, subscription_patch, subscription_delete, subscription_confirm,
         subscription_test, subscription_same_subscriber,
         delivery_history, topic_reads, topic_writes, topic_subscriptions, redrive,

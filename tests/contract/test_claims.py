@@ -263,3 +263,93 @@ def test_migration_0007_adds_and_removes_the_registration(database_url):
         migrations.upgrade(database_url)
     finally:
         engine.dispose()
+
+
+# -- releasing one claimed message (issue 23 §4, docs/release.md) ------------------
+
+
+def release(endpoint, ctxt, message_id, claim_id, delay=0, queue="q"):
+    return endpoint.message_release(ctxt, queue=queue, message_id=message_id,
+                                    claim_id=claim_id, delay=delay)
+
+
+def test_release_one_message_with_a_delay(endpoint, ctxt, clock):
+    ids = post(endpoint, ctxt, ["a", "b", "c"])
+    cid = claim(endpoint, ctxt, limit=2)["claim_id"]
+    release(endpoint, ctxt, ids[0], cid, delay=30)
+    # Out of the claim at once; the claim keeps its other message.
+    assert [m["id"] for m in endpoint.claim_get(ctxt, queue="q", claim_id=cid)["messages"]] \
+        == [ids[1]]
+    assert endpoint.message_get(ctxt, queue="q", message_id=ids[0])["claim_id"] is None
+    # Not claimable before the delay ...
+    assert [m["id"] for m in claim(endpoint, ctxt)["messages"]] == [ids[2]]
+    clock.advance(29.5)
+    assert claim(endpoint, ctxt)["claim_id"] is None
+    # ... and claimable once it is over.
+    clock.advance(0.5)
+    assert [m["id"] for m in claim(endpoint, ctxt)["messages"]] == [ids[0]]
+
+
+def test_release_without_delay_is_claimable_at_once(endpoint, ctxt):
+    ids = post(endpoint, ctxt, ["a", "b"])
+    cid = claim(endpoint, ctxt)["claim_id"]
+    release(endpoint, ctxt, ids[1], cid)
+    assert [m["id"] for m in claim(endpoint, ctxt)["messages"]] == [ids[1]]
+    assert stats_claimed(endpoint, ctxt) == 2
+
+
+def stats_claimed(endpoint, ctxt):
+    return endpoint.queue_stats(ctxt, queue="q")["claimed"]
+
+
+def test_release_refusals(endpoint, ctxt, clock):
+    ids = post(endpoint, ctxt, ["a", "b"])
+    mine = claim(endpoint, ctxt, limit=1)["claim_id"]
+    theirs = claim(endpoint, ctxt, limit=1)["claim_id"]
+    # another live claim holds the message (as for delete): 403
+    for claim_id in (mine, uuid.uuid4().hex):
+        with pytest.raises(errors.ReleaseRefused):
+            release(endpoint, ctxt, ids[1], claim_id)
+    # a malformed claim id; no such message here (other id, queue or project): 404
+    with pytest.raises(errors.ClaimDoesNotExist):
+        release(endpoint, ctxt, ids[0], "nonsense")
+    for queue, message_id, ctx in (("q", uuid.uuid4().hex, ctxt), ("other", ids[0], ctxt),
+                                   ("q", ids[0], _other_project(ctxt))):
+        with pytest.raises(errors.MessageDoesNotExist):
+            release(endpoint, ctx, message_id, mine, queue=queue)
+    # nothing was changed by the refusals
+    assert endpoint.message_get(ctxt, queue="q", message_id=ids[0])["claim_id"] == mine
+    assert endpoint.message_get(ctxt, queue="q", message_id=ids[1])["claim_id"] == theirs
+    # an expired claim is gone: 404, as for a claim read
+    clock.advance(61)
+    with pytest.raises(errors.ClaimDoesNotExist):
+        release(endpoint, ctxt, ids[0], mine)
+    # a released message is no longer the claim's: a second release is 404
+    fresh = claim(endpoint, ctxt, limit=1)
+    release(endpoint, ctxt, fresh["messages"][0]["id"], fresh["claim_id"])
+    with pytest.raises(errors.ClaimDoesNotExist):
+        release(endpoint, ctxt, fresh["messages"][0]["id"], fresh["claim_id"])
+
+
+def _other_project(ctxt):
+    from .conftest import make_ctxt
+
+    return make_ctxt("p2")
+
+
+def test_released_messages_keep_their_claim_count_and_dead_letter(endpoint, ctxt, clock):
+    endpoint.queue_create(ctxt, queue="q", metadata={"_max_claim_count": 2,
+                                                     "_dead_letter_queue": "dlq"})
+    ids = post(endpoint, ctxt, ["poison"])
+    for expected_count in (1, 2):
+        result = claim(endpoint, ctxt, limit=1)
+        assert result["messages"][0]["claim_count"] == expected_count
+        release(endpoint, ctxt, ids[0], result["claim_id"], delay=5)
+        assert endpoint.message_get(ctxt, queue="q",
+                                    message_id=ids[0])["claim_count"] == expected_count
+        clock.advance(5)
+    # Claimed twice and released twice: the next claim dead-letters it.
+    assert claim(endpoint, ctxt, limit=1)["claim_id"] is None
+    moved = endpoint.message_list(ctxt, queue="dlq", marker=None, limit=10, echo=True,
+                                  include_claimed=False, include_delayed=False)["messages"]
+    assert [(m["id"], m["body"]) for m in moved] == [(ids[0], "poison")]

@@ -204,6 +204,10 @@ def claim_delete(w: World) -> None:
     assert _b(w, "claim_create", limit=10)[0] == 204
 
 
+def message_release(w: World) -> None:
+    assert _b(w, "message_release", message_id=w.claimed_id, claim_id=w.claim_id)[0] == 404
+
+
 def subscription_get(w: World) -> None:
     assert _b(w, "subscription_get", subscription_id=w.subscription_id)[0] == 404
     assert _ok(_b(w, "subscription_list"))["subscriptions"] == []
@@ -221,7 +225,7 @@ def subscription_same_subscriber(w: World) -> None:
 CASES: dict[str, Callable[[World], None]] = {
     case.__name__.replace("_", "-"): case for case in (
         queue_on_a_flavor, queue_reads, queue_writes, messages_by_id,
-        claim_get, claim_update, claim_delete,
+        claim_get, claim_update, claim_delete, message_release,
         subscription_get, subscription_delete, subscription_same_subscriber,
     )
 }

@@ -1,5 +1,6 @@
 """Message resources (rest-v2.md §4): post, list, get by ids, bulk delete, pop,
-get one, delete one.
+get one, delete one; and release one claimed message (Herald extension,
+docs/release.md).
 
 Per-queue rules that need the queue's metadata (post size cap, default ttl,
 delays) are applied by the storage worker; everything that depends only on
@@ -130,4 +131,18 @@ class MessageHandler(BaseHandler):
             # Decided before any lookup: 400 even when the message does not exist.
             raise errors.ClaimMismatch("The specified claim does not exist or has expired.")
         await self.storage.message_delete(self.ctx, queue_name, message_id, claim_id)
+        self.reply_empty(204)
+
+
+class MessageReleaseHandler(BaseHandler):
+    """``POST .../messages/{id}/release?claim_id=<claim>``, body ``{"delay": s}``:
+    the message leaves its claim and is claimable again after the delay."""
+
+    ALLOWED = ("POST",)
+
+    async def post(self, queue_name: str, message_id: str) -> None:
+        claim_id = rules.release_claim_id(self.query.get_str("claim_id"))
+        delay = rules.release_delay(self.json_body() if self.has_body() else None,
+                                    self.conf.limits)
+        await self.storage.message_release(self.ctx, queue_name, message_id, claim_id, delay)
         self.reply_empty(204)
