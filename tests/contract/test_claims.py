@@ -353,3 +353,17 @@ def test_released_messages_keep_their_claim_count_and_dead_letter(endpoint, ctxt
     moved = endpoint.message_list(ctxt, queue="dlq", marker=None, limit=10, echo=True,
                                   include_claimed=False, include_delayed=False)["messages"]
     assert [(m["id"], m["body"]) for m in moved] == [(ids[0], "poison")]
+
+
+def test_a_released_grouped_message_keeps_its_place_in_the_group(endpoint, ctxt, clock):
+    """Issue 23 §2 with §4: the released head of a group, delayed, still
+    comes first; the rest of its group waits for it, other groups do not."""
+    ids = endpoint.message_post(ctxt, queue="q", body_size=1, messages=[
+        {"body": body, "ttl": 600, "group": group}
+        for body, group in (("g1-a", "g1"), ("g1-b", "g1"), ("g2-a", "g2"))])
+    first = claim(endpoint, ctxt, limit=1)
+    assert [m["id"] for m in first["messages"]] == ids[:1]
+    release(endpoint, ctxt, ids[0], first["claim_id"], delay=10)
+    assert [m["body"] for m in claim(endpoint, ctxt)["messages"]] == ["g2-a"]
+    clock.advance(10)
+    assert [m["body"] for m in claim(endpoint, ctxt)["messages"]] == ["g1-a", "g1-b"]
