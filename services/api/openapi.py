@@ -368,11 +368,9 @@ def _extension_paths() -> dict[str, Any]:
             [_QUEUE, _path_param("message_id", _ID)])},
         f"{q}/messages/{{message_id}}/release": {"post": _op(
             "Release a claimed message, claimable again after a delay",
-            {"204": _empty("Released"),
-             "403": _error("Held by another live claim"),
+            {"204": _empty("Released"), "403": _error("Held by another live claim"),
              "404": _error("No such message, or the claim is unknown or expired")},
-            [_QUEUE, _path_param("message_id", _ID), {**_query("claim_id", _ID),
-                                                      "required": True}],
+            [_QUEUE, _path_param("message_id", _ID), {**_query("claim_id", _ID), "required": True}],
             body={"type": "object", "properties": {
                 "delay": {"type": "integer", "minimum": 0, "maximum": 900}}})},
         f"{q}/subscriptions/{{subscription_id}}/test": {"post": _op(
