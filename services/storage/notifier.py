@@ -7,10 +7,14 @@ subscriptions always count as confirmed, websocket.md §6). All rows of a
 post go in with one INSERT, leased to this process's dispatcher when one
 listens on the same database (``outbox_signal.DispatchSignal.lessee``: the
 signal of the process's ``StorageWiring``, given at construction): the
-poster hands them over once committed (``PostedBatch.handed``). The
-payload is notifications.md §3's exact dict, serialized once here with
-``json.dumps`` default separators, so every subscriber gets the same
-bytes. Delivery is the dispatchers' job; nothing here touches the network.
+poster hands them over once committed (``PostedBatch.handed``). A
+subscription with a filter policy (``options.filter``,
+``herald.common.filter_policy``) gets rows only for the messages whose body
+matches it: a filtered-out message costs no row. Each stored policy is
+compiled once per worker, not per message. The payload is notifications.md
+§3's exact dict, serialized once here with ``json.dumps`` default
+separators, so every subscriber gets the same bytes. Delivery is the
+dispatchers' job; nothing here touches the network.
 """
 
 from __future__ import annotations
