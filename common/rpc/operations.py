@@ -235,11 +235,9 @@ OPERATIONS: tuple[Operation, ...] = (
                   "messages, oldest first (StoredMessages)."),
     Operation("message_release", (_Q, _a("message_id"), _a("claim_id"), _a("delay", 0)), _W,
               _QUEUE, "Message could not be released.", _ALONE, "messages.release",
-              doc="(1.7) Take one message out of its live claim ``claim_id``, claimable "
-                  "again ``delay`` seconds from now (the edge bounds it), its claim count "
-                  "kept. Raises MessageDoesNotExist, ReleaseRefused (another live claim "
-                  "holds it) or ClaimDoesNotExist (the claim is unknown, expired or does "
-                  "not hold it)."),
+              doc="(1.7) Take it out of its live claim, claimable again in ``delay`` s, "
+                  "its claim count kept (docs/release.md). Raises MessageDoesNotExist, "
+                  "ReleaseRefused (another live claim holds it) or ClaimDoesNotExist."),
     # -- claims (1.0; connection and claim_release_connection 1.5) ----------
     Operation("claim_create", (_Q, _a("ttl"), _a("grace"), _a("limit", 10),
                                _a("connection", None, omit_none=True)), _W, _QUEUE,
@@ -388,13 +386,12 @@ BY_NAME: Mapping[str, Operation] = index(OPERATIONS)
 #: Never coalesced by the edge (``batch`` itself must not nest either).
 UNCOALESCED = frozenset(op.name for op in OPERATIONS if op.coalescing is Coalescing.NEVER)
 
-#: What an edge may send again when no worker answered it (``herald.common.rpc.
-#: resend``): reads but ``subscription_test`` (it notifies); writes whose second run
-#: changes nothing more; ``message_post``, recorded under the call's operation id
-#: (``herald.storage.idempotency``); ``claim_create``, whose claim's id is the
-#: operation id (``StorageEndpoint._claim_create``). Not ``queue_create``,
-#: ``subscription_create`` (a second run answers "existed"), ``message_pop`` (it
-#: takes other messages), ``queue_redrive`` (a second task is refused).
+#: What an edge may send again when no worker answered it (``herald.common.rpc.resend``): reads
+#: but ``subscription_test`` (it notifies); writes whose second run changes nothing more;
+#: ``message_post``, recorded under the call's operation id (``herald.storage.idempotency``);
+#: ``claim_create``, whose claim's id is the operation id (``StorageEndpoint._claim_create``).
+#: Not ``queue_create``, ``subscription_create`` (a second run answers "existed"), ``message_pop``
+#: (it takes other messages), ``queue_redrive`` (a second task is refused), ``message_release``.
 RESENDABLE = frozenset(op.name for op in OPERATIONS if (
     not op.writes and op.name != "subscription_test") or op.name in {
     "message_post", "claim_create", "message_delete", "message_delete_many", "claim_update",

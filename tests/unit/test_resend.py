@@ -131,5 +131,5 @@ def test_which_operations_may_be_sent_twice() -> None:
     assert {"message_post", "claim_create", "message_delete", "claim_delete"} \
         <= operations.RESENDABLE
     for name in ("subscription_test", "message_pop", "queue_create", "subscription_create",
-                 "queue_redrive"):
+                 "queue_redrive", "message_release"):
         assert name not in operations.RESENDABLE, name
