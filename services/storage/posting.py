@@ -296,8 +296,10 @@ class MessagePoster:
                     statement = locked_insert.statement(assumed, all_rows, guard)
                     # Not with the COMMIT of a transaction that wrote before
                     # when inserting nothing is possible: it would commit the
-                    # batch's other writes without these posts.
-                    commit = guard is None or self._db.first_write()
+                    # batch's other writes, or these posts' operation keys,
+                    # without these posts (the start-over would then find the
+                    # keys and answer ids of messages never stored).
+                    commit = guard is None or (self._db.first_write() and not key_rows)
                     try:
                         inserted = self._db.execute_last(conn, *statement, commit=commit)
                     except StatementCheckFailed:

@@ -8,7 +8,9 @@ back), confirmation rows, and outbox leases between dispatchers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -535,3 +537,20 @@ def test_filter_policies_write_rows_only_for_matching_messages(endpoint, ctxt, d
                 {"kind": "order", "amount": 100}, {"kind": "other"}],
     }
     assert len(compiles) == 2  # one per stored policy, for six messages in three posts
+
+
+def test_a_first_send_to_a_newly_subscribed_queue_stores_its_message(endpoint, database, conf):
+    """Found by tests/e2e/test_filter_release.py: on PostgreSQL, a worker that
+    knew the queue without subscribers skips the stages; once one exists its
+    locked INSERT inserts nothing and the post starts over with them. The
+    post's operation key, written before that INSERT, must not commit
+    without the messages: the start-over would find it and answer ids of
+    messages that were never stored."""
+    ctxt = make_ctxt()
+    for n in range(2):  # the worker remembers the queue (and that it had nobody to notify)
+        post(endpoint, ctxt, [f"before {n}"])
+    create(endpoint, ctxt)
+    sent = dataclasses.replace(ctxt, operation_id=uuid.uuid4().hex, attempt=1)
+    [message_id] = post(endpoint, sent, ["acknowledged"])
+    assert endpoint.message_get(ctxt, queue="q", message_id=message_id)["body"] == "acknowledged"
+    assert [json.loads(r.payload)["body"] for r in rows(database)] == ["acknowledged"]
