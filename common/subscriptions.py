@@ -18,7 +18,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from herald.common import webhook_signing
+from herald.common import filter_policy, webhook_signing
 from herald.common.errors import BadRequest, HeraldError
 
 MIN_SUBSCRIPTION_TTL = 60
@@ -37,7 +37,7 @@ _INT_KEYS = ("retries_with_no_delay", "minimum_delay_retries", "minimum_delay",
 #: The ``options`` keys Herald reads (docs/api-extensions.md); any other key
 #: is stored and returned as given, and changes nothing.
 OPTION_KEYS = ("post_data", "post_headers", "_retry_policy", "from", "subject",
-               webhook_signing.OPTION)
+               webhook_signing.OPTION, filter_policy.OPTION)
 
 #: Host of websocket connection subscribers: ``.invalid`` never resolves, so
 #: such a URI can never reach a real web server by accident.

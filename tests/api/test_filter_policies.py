@@ -110,3 +110,9 @@ def test_limits_are_configurable(api, stack):
         assert_error(api.post(subs(), json_body={"subscriber": HOOK,
                                                  "options": {"filter": policy}}),
                      400, description=text)
+
+
+def test_a_near_miss_of_the_filter_key_is_refused(api):
+    assert_error(api.post(subs(), json_body={"subscriber": HOOK,
+                                             "options": {"Filter": {"kind": ["order"]}}}),
+                 400, description="the option Herald reads is 'filter'")
