@@ -52,6 +52,9 @@ LOG = logging.getLogger(__name__)
 _TRACER: Any = None
 #: The provider to flush at ``shutdown``.
 _PROVIDER: Any = None
+#: Whether the sampler never samples below a parent that was not sampled
+#: (the parent-based samplers, the default): such a span is then not made.
+_FOLLOWS_PARENT = False
 
 #: Span kinds by name (``opentelemetry.trace.SpanKind`` members, once loaded).
 KINDS = ("server", "client", "consumer", "producer", "internal")
@@ -99,7 +102,7 @@ def setup(service: str, sql: bool = False) -> bool:
     ``sql``: also trace SQLAlchemy statements (storage processes). Returns
     whether tracing is on. Idempotent; raises ``RuntimeError`` for a setting
     it cannot honour (the process should not start half-observable)."""
-    global _TRACER, _PROVIDER
+    global _TRACER, _PROVIDER, _FOLLOWS_PARENT
     # The SDK and the exporter read their own variables (endpoint, sampler,
     # batching) from os.environ too: one source for every setting.
     environ = os.environ
@@ -133,6 +136,11 @@ def setup(service: str, sql: bool = False) -> bool:
         # event hooks work on 2.1 (tests/e2e/test_tracing.py checks the spans).
         SQLAlchemyInstrumentor().instrument(tracer_provider=_ChildrenOnly(provider),
                                             skip_dep_check=True)
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    _FOLLOWS_PARENT = (isinstance(provider.sampler, ParentBased)
+                       and getattr(provider.sampler, "_remote_parent_not_sampled",
+                                   None) is ALWAYS_OFF)
     _PROVIDER = provider
     _TRACER = provider.get_tracer("herald")
     LOG.info("tracing on: service %s, exporters %s, sampler %s",
@@ -183,10 +191,11 @@ class _ChildTracer:
 
 def shutdown() -> None:
     """Export what is buffered and stop (the CLI, when the service stopped)."""
-    global _TRACER, _PROVIDER
+    global _TRACER, _PROVIDER, _FOLLOWS_PARENT
     if _PROVIDER is not None:
         _PROVIDER.shutdown()
     _TRACER = _PROVIDER = None
+    _FOLLOWS_PARENT = False
 
 
 def _context_of(traceparent: str) -> Any:
@@ -257,12 +266,50 @@ class Span:
             yield self
 
 
+class _Unsampled(Span):
+    """The span below a parent that was not sampled, with a parent-based
+    sampler: nothing would record it, here or downstream, so none is made
+    and the parent's context travels on. At 10 % sampling, nine requests in
+    ten cost a string test per span instead of the SDK's ~20-40 us."""
+
+    __slots__ = ()
+
+    def __init__(self, traceparent: str) -> None:  # noqa: D107 (no SDK span)
+        self._span = None
+        self.traceparent = traceparent
+
+    def set(self, key: str, value: Any) -> None:
+        pass
+
+    def fail(self, error: BaseException | str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[Span]:
+        yield self
+
+
+def _not_sampled(traceparent: str) -> bool:
+    """A W3C traceparent whose flags say "not sampled"."""
+    if len(traceparent) != 55 or traceparent[52] != "-":
+        return False
+    try:
+        return not int(traceparent[53:], 16) & 1
+    except ValueError:
+        return False
+
+
 def start(name: str, kind: str, parent: str = "", attributes: Mapping[str, Any] | None = None,
           links: Iterable[str] = ()) -> Span | None:
     """A started span (None while tracing is off): child of the span
     ``parent`` (a traceparent) if valid, else a root; linked to ``links``."""
     if _TRACER is None:
         return None
+    if parent and _FOLLOWS_PARENT and _not_sampled(parent):
+        return _Unsampled(parent)
     from opentelemetry.trace import SpanKind
 
     made = [link for link in (_link(tp) for tp in links if tp) if link is not None]

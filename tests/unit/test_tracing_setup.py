@@ -50,3 +50,26 @@ def test_a_setting_it_cannot_honour_is_refused(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(RuntimeError, match=words):
         tracing.setup("api")
     assert not tracing.active()
+
+
+@pytest.mark.parametrize("sampler, follows", [("parentbased_traceidratio", True),
+                                              ("traceidratio", False)])
+def test_below_an_unsampled_parent_no_span_is_made_with_a_parent_based_sampler(
+        monkeypatch: pytest.MonkeyPatch, sampler: str, follows: bool) -> None:
+    """Nothing records it anywhere: the parent's context travels on as is."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    assert tracing.setup("api")
+    try:
+        unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        child = tracing.start("call", "client", unsampled)
+        assert child is not None
+        assert (child.traceparent == unsampled) is follows
+        sampled = tracing.start("call", "client", unsampled[:-2] + "01")
+        assert sampled is not None and sampled.traceparent.split("-")[1:3] != [
+            "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"]
+        for span in (child, sampled):
+            span.end()
+    finally:
+        tracing.shutdown()
