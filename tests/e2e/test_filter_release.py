@@ -1,4 +1,4 @@
-"""Filter policies and message release with several storage workers (issue 23 §1, §4).
+"""Filter policies, message groups and release with several storage workers (issue 23 §1, §2, §4).
 
 Two storage workers behind one REST API over RabbitMQ, on PostgreSQL:
 posts, claims and releases go to either worker.
@@ -8,6 +8,9 @@ posts, claims and releases go to either worker.
   subscription's statistics count exactly those deliveries, none pending.
 * A message released with a delay is claimable by no claim, on either
   worker, before the delay is over, and is claimed again after it.
+* The issue's message-group example holds with claims spread over both
+  workers: a claimed group is held from every other claim, whichever worker
+  runs it, until its message is deleted.
 """
 
 from __future__ import annotations
@@ -47,6 +50,32 @@ def test_filter_policies_and_releases_on_two_storage_workers(topology: Topology)
     rest = Rest(services[2].url)
     a_filter_policy_holds_on_every_worker(rest)
     a_released_message_waits_its_delay_on_every_worker(rest)
+    a_held_group_is_held_on_every_worker(rest)
+
+
+def a_held_group_is_held_on_every_worker(rest: Rest) -> None:
+    posted = rest.request("POST", "/v2/queues/ordered/messages", json={"messages": [
+        {"body": "g1-a", "ttl": 300, "group": "g1"}, {"body": "g1-b", "ttl": 300, "group": "g1"},
+        {"body": "g2-a", "ttl": 300, "group": "g2"}]})
+    assert posted.status_code == 201, posted.text
+
+    def claim(limit: int) -> list[Any]:
+        resp = rest.request("POST", f"/v2/queues/ordered/claims?limit={limit}",
+                            json={"ttl": 60, "grace": 60})
+        if resp.status_code == 204:
+            return []
+        assert resp.status_code == 201, resp.text
+        return resp.json()["messages"]
+
+    first = claim(1)
+    assert [m["body"] for m in first] == ["g1-a"]
+    # Several claims in a row, spread over both workers: g1 stays held.
+    assert [m["body"] for m in claim(10)] == ["g2-a"]
+    for _ in range(4):
+        assert claim(10) == []
+    deleted = rest.request("DELETE", first[0]["href"])
+    assert deleted.status_code == 204, deleted.text
+    assert [m["body"] for m in claim(10)] == ["g1-b"]
 
 
 def a_filter_policy_holds_on_every_worker(rest: Rest) -> None:
