@@ -386,15 +386,15 @@ BY_NAME: Mapping[str, Operation] = index(OPERATIONS)
 #: Never coalesced by the edge (``batch`` itself must not nest either).
 UNCOALESCED = frozenset(op.name for op in OPERATIONS if op.coalescing is Coalescing.NEVER)
 
-#: What an edge may send again when no worker answered it (``herald.common.rpc.resend``): reads
-#: but ``subscription_test`` (it notifies); writes whose second run changes nothing more;
-#: ``message_post``, recorded under the call's operation id (``herald.storage.idempotency``);
-#: ``claim_create``, whose claim's id is the operation id (``StorageEndpoint._claim_create``).
-#: Not ``queue_create``, ``subscription_create`` (a second run answers "existed"), ``message_pop``
-#: (it takes other messages), ``queue_redrive`` (a second task is refused), ``message_release``.
-RESENDABLE = frozenset(op.name for op in OPERATIONS if (
-    not op.writes and op.name != "subscription_test") or op.name in {
+#: Whose second run would answer otherwise (a create "existed", a pop, a release 404, a redrive 409,
+#: a test): the worker records the reply under the operation id (``herald.storage.idempotency``).
+REPLAYED = frozenset({"queue_create", "subscription_create", "subscription_test", "message_pop",
+                      "message_release", "queue_redrive"})
+#: What an edge may send again when no worker answered it (``herald.common.rpc.resend``): reads,
+#: writes whose second run changes nothing more, ``REPLAYED``, ``message_post`` (recorded under
+#: its operation id) and ``claim_create`` (the claim's id is the operation id).
+RESENDABLE = REPLAYED | frozenset(op.name for op in OPERATIONS if not op.writes) | {
     "message_post", "claim_create", "message_delete", "message_delete_many", "claim_update",
     "claim_delete", "queue_set_metadata", "queue_delete", "queue_purge", "subscription_update",
     "subscription_delete", "subscription_confirm", "subscription_delete_connection",
-    "pool_put", "pool_update", "pool_delete", "flavor_put", "flavor_update", "flavor_delete"})
+    "pool_put", "pool_update", "pool_delete", "flavor_put", "flavor_update", "flavor_delete"}

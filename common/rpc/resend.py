@@ -22,7 +22,10 @@ are dropped. Only calls the table of operations declares re-sendable
 changes nothing, and ``message_post``, which the worker records under the
 call's operation id (``RequestContext.operation_id``, the same on every
 send, with ``attempt`` counting them) so a second send gets the first
-one's ids (``herald.storage.idempotency``). Others wait for their one send.
+one's ids (``herald.storage.idempotency``), ``claim_create`` (its claim's
+id is the operation id), and ``operations.REPLAYED`` (a pop, a create...),
+whose reply the worker records under the operation id for a re-send to
+answer. Others wait for their one send.
 
 An answer, even an error, ends the call: only silence is re-sent.
 

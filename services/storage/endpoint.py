@@ -10,6 +10,9 @@ on the database its ``route`` names, inside ``operation_guard.guarded``
 (request id, deadlock retries, 503 with the table's sentence, audit line of
 a write). Operations whose arguments need adapting first (``endpoint.<name>``
 targets) have a private adapter ``_<name>(op, ctxt, **kwargs)`` here.
+Operations whose second run would answer differently (``operations.REPLAYED``)
+record their reply under the call's operation id (``_replayed``), so an
+edge's re-send answers the first send's reply.
 
 ``batch`` (1.2) runs an edge's coalesced operations through
 ``herald.storage.batch_runner.BatchRunner``.
@@ -34,14 +37,14 @@ from sqlalchemy import exc as sa_exc
 from herald.common import errors, ids
 from herald.common.context import RequestContext
 from herald.common.rpc import STORAGE_API_VERSION, operations
-from herald.common.rpc.operations import Operation
+from herald.common.rpc.operations import Operation, Route
 from herald.common.rpc.ws_push import WSPushClient
 from herald.common.subscriptions import ws_subscriber_uri
-from herald.storage import history, operation_status, pools, testfire
+from herald.storage import clock, history, idempotency, operation_status, pools, testfire
 from herald.storage.batch_runner import BatchRunner
 from herald.storage.claim_connections import ClaimConnections
 from herald.storage.claims import ClaimController
-from herald.storage.engine import Database
+from herald.storage.engine import Database, SharedTransactionFailed
 from herald.storage.messages import MessageController
 from herald.storage.operation_guard import guarded
 from herald.storage.pool_catalog import PoolCatalog
@@ -167,6 +170,62 @@ class EndpointBase:
             return None
         return {"claim_id": claim_id, "messages": claim["messages"]}
 
+    def _replayed(self, op: Operation, ctxt: RequestContext, queue: str,
+                  run: Callable[[], Any]) -> Any:
+        """Run a ``REPLAYED`` operation and record its reply under the call's
+        operation id, in the transaction of its effect (the writes of ``run``
+        join it: ``Database.shared_write``). A re-send (``attempt`` > 1) whose
+        first send committed answers that send's reply. Of two sends running
+        at once only one can record (the key's primary key): the other rolls
+        back with its effect and answers the winner's reply, whichever came first."""
+        # Where the queue's rows are (queue_create: the main database, where
+        # it is placed; the one database without pooling).
+        db = (self._pools.main if op.route is Route.QUEUE_CREATE
+              else self._pools.db_for(ctxt.project_id, queue))
+        project, operation_id = ctxt.project_id, ctxt.operation_id
+        if ctxt.attempt > 1:
+            recorded = self._reply_of(db, project, queue, operation_id)
+            if recorded is not None:
+                return recorded[0]
+        if not op.writes:
+            # subscription_test: its effect, a notification, is no
+            # transaction's; two sends at once may both notify (a test).
+            reply = run()
+            try:
+                with db.write() as conn:
+                    idempotency.remember_reply(conn, project, queue, operation_id, reply,
+                                               clock.now())
+            except sa_exc.IntegrityError:
+                pass  # the other send's reply is as good
+            return reply
+        for last in (False, True):
+            try:
+                # One transaction, no savepoints: whatever fails rolls it all back.
+                with db.shared_write(savepoints=False) as shared:
+                    reply = run()
+                    if shared.failed:  # a write failed and its error was handled
+                        raise SharedTransactionFailed("a write of this operation failed")
+                    with db.write() as conn:
+                        idempotency.remember_reply(conn, project, queue, operation_id, reply,
+                                                   clock.now())
+                return reply
+            except Exception as exc:
+                # Another send recorded first (a first send late behind its
+                # re-send fails on the re-send's effect, or on the key): its
+                # reply. A concurrent write that won a unique index: once more.
+                recorded = self._reply_of(db, project, queue, operation_id)
+                if recorded is not None:
+                    return recorded[0]
+                if last or not isinstance(exc, sa_exc.IntegrityError | SharedTransactionFailed):
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _reply_of(db: Database, project: str, queue: str,
+                  operation_id: str) -> tuple[Any] | None:
+        with db.read() as conn:
+            return idempotency.recorded_reply(conn, project, queue, operation_id, clock.now())
+
     def _subscription_create(self, op: Operation, ctxt: RequestContext, queue: str,
                              subscriber: str | None, ttl: int | None,
                              options: dict[str, Any] | None, send_confirmation: bool,
@@ -224,6 +283,16 @@ def _operation_method(cls: type[EndpointBase], op: Operation) -> Callable[..., A
                 kwargs[attr] = getattr(ctxt, attr)
             return self._pools.run(route, controller, target, ctxt.project_id, kwargs)
 
+    if op.name in operations.REPLAYED:
+        inner = run
+
+        def replay(self: EndpointBase, ctxt: RequestContext, **kwargs: Any) -> Any:
+            if not ctxt.operation_id:  # not an edge's call: no re-send to answer
+                return inner(self, ctxt, **kwargs)
+            return self._replayed(op, ctxt, kwargs["queue"],
+                                  lambda: inner(self, ctxt, **kwargs))
+
+        run = replay
     run.__name__ = run.__qualname__ = op.name
     run.__doc__ = op.doc
     return guarded(op.unavailable, audit=op.writes)(run)

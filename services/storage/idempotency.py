@@ -26,8 +26,17 @@ post without an Idempotency-Key is stored with a row of its operation key
 meet), kept ``OPERATION_WINDOW`` seconds; a re-send (``attempt`` > 1) is
 then an idempotent post under that key, and gets the first send's ids if
 that one committed. The messages are the same by construction, so these rows
-carry a constant fingerprint instead of a hash of the bodies. Must not commit or open
-transactions: callers pass the connection of the post.
+carry a constant fingerprint instead of a hash of the bodies.
+
+Recorded replies: an operation whose second run would answer differently
+(``operations.REPLAYED``: a pop takes other messages, a create answers
+"existed"...) records its reply under its operation key
+(``remember_reply``, fingerprint ``REPLY_FINGERPRINT``, same window), in
+the transaction of its effect; a re-send reads it back (``recorded_reply``)
+instead of running again, and of two sends only one can insert the row
+(the primary key), so the other rolls back with its effect
+(``StorageEndpoint._replayed``). Must not commit or open transactions:
+callers pass the connection of the operation.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from herald.storage.schema import idempotency_keys
 OPERATION_WINDOW = 300.0
 #: The fingerprint of every operation key's row (see the module docstring).
 OPERATION_FINGERPRINT = "operation"
+#: The fingerprint of a recorded reply's row (``remember_reply``).
+REPLY_FINGERPRINT = "reply"
 # Clients' keys are printable ASCII (herald.common.edge.headers): a control
 # character keeps the namespaces apart.
 _OPERATION_PREFIX = "\x1fop:"
@@ -71,6 +82,30 @@ def remember_operations(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert ``operation_rows`` (raises IntegrityError when a re-send won)."""
     if rows:
         conn.execute(sa.insert(idempotency_keys), rows)
+
+
+def remember_reply(conn: Connection, project: str, queue: str, operation_id: str,
+                   reply: Any, now: float) -> None:
+    """Record ``reply`` under the operation key (raises IntegrityError when
+    another send of the operation recorded its own first)."""
+    conn.execute(sa.insert(idempotency_keys).values(
+        project=project, queue=queue, key=operation_key(operation_id),
+        fingerprint=REPLY_FINGERPRINT, message_ids="[]",
+        reply=json.dumps(serializer.encode(reply)), created=now,
+        expires=now + OPERATION_WINDOW))
+
+
+def recorded_reply(conn: Connection, project: str, queue: str, operation_id: str,
+                   now: float) -> tuple[Any] | None:
+    """``(reply,)`` as an earlier send recorded it, or None (none, or expired)."""
+    row = conn.execute(
+        sa.select(idempotency_keys.c.reply, idempotency_keys.c.expires)
+        .where(_where(project, queue, operation_key(operation_id) or ""),
+               idempotency_keys.c.fingerprint == REPLY_FINGERPRINT)
+    ).one_or_none()
+    if row is None or row.expires <= now or row.reply is None:
+        return None
+    return (serializer.decode(json.loads(row.reply)),)
 
 
 def print_of(key: str, items: list[dict[str, Any]]) -> str:

@@ -295,7 +295,8 @@ class MessageController:
         if released:
             if delay <= 0:
                 # Claimable now: long polls on the queue may take it.
-                self._db.wiring.wakeups.messages_available(project, queue)
+                self._db.after_commit(
+                    lambda: self._db.wiring.wakeups.messages_available(project, queue))
             return
         if row is None:
             raise errors.MessageDoesNotExist.of(message_id, queue, project)

@@ -66,7 +66,7 @@ class RedriveController:
             # A concurrent start won the race for the unique running row.
             raise _conflict(queue) from None
         # This process's runner looks for work now, not at its next round.
-        self._db.wiring.redrive.set()
+        self._db.after_commit(self._db.wiring.redrive.set)
         # As inserted, not read back: a runner may already have moved some.
         return _shown({"id": task_id, "status": RUNNING, "moved": 0, "total": total,
                        "destination": destination, "max_per_second": max_per_second,

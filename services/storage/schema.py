@@ -181,6 +181,8 @@ idempotency_keys = sa.Table(
     # sha256 of the accepted messages: a key reused for another post is refused.
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("message_ids", sa.Text, nullable=False),  # JSON list, post order
+    # An operation's recorded reply, JSON (idempotency.remember_reply), else null.
+    sa.Column("reply", sa.Text, nullable=True),
     sa.Column("created", sa.Float(precision=53), nullable=False),
     sa.Column("expires", sa.Float(precision=53), nullable=False),
     sa.Index("ix_idempotency_keys_expires", "expires"),

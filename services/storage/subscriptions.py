@@ -246,7 +246,7 @@ class SubscriptionController:
             if send_confirmation:
                 self._queue_confirmation(conn, row, True, now, request_id)
         if send_confirmation and self._confirmation_enabled():
-            self._db.wiring.outbox.set(project, queue)
+            self._db.after_commit(lambda: self._db.wiring.outbox.set(project, queue))
         return {"subscription_id": row["id"], "created": True, "confirmed": False,
                 "signing_secret": webhook_signing.current_secret(row["signing"])}
 

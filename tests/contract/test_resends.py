@@ -101,3 +101,84 @@ def test_a_resent_claim_in_a_batch_answers_the_first_sends_claim(endpoint: Any) 
         {**op, "context": {**op["context"], "attempt": 3}} for op in ops])
     assert [r["result"]["claim_id"] for r in again] == [r["result"]["claim_id"] for r in first]
     assert [m["body"] for r in again for m in r["result"]["messages"]] == [0, 1]
+
+
+# -- operations whose reply is recorded (operations.REPLAYED) --------------------------
+
+
+def sent_twice(call: Any, ctxt: RequestContext, late_first: bool = False,
+               **kwargs: Any) -> tuple[Any, Any]:
+    """The replies of a first send and its re-send (``late_first``: the
+    re-send committed before the first send ran, on another worker)."""
+    first = with_operation(ctxt)
+    again = dataclasses.replace(first, attempt=2)
+    if late_first:
+        resent = call(again, **kwargs)
+        return call(first, **kwargs), resent
+    return call(first, **kwargs), call(again, **kwargs)
+
+
+def test_a_resent_queue_create_answers_created(endpoint: Any) -> None:
+    ctxt = make_ctxt()
+    assert sent_twice(endpoint.queue_create, ctxt, queue="made", metadata={"a": 1}) \
+        == (True, True)
+    assert sent_twice(endpoint.queue_create, ctxt, late_first=True, queue="late") \
+        == (True, True)
+    assert endpoint.queue_create(with_operation(ctxt), queue="made") is False  # another call
+    assert endpoint.queue_get_metadata(ctxt, queue="made") == {"a": 1}
+
+
+def test_a_resent_subscription_create_answers_the_subscription_once(endpoint: Any) -> None:
+    ctxt = make_ctxt()
+    for late_first in (False, True):
+        first, resent = sent_twice(endpoint.subscription_create, ctxt, late_first,
+                                   queue=f"s{late_first}", subscriber="http://127.0.0.1:9/x",
+                                   ttl=3600, options={})
+        assert resent == first and first["created"] is True
+        listed = endpoint.subscription_list(ctxt, queue=f"s{late_first}")["subscriptions"]
+        assert [s["id"] for s in listed] == [first["subscription_id"]]
+
+
+def test_a_resent_pop_answers_the_first_sends_messages_and_takes_no_more(
+        endpoint: Any) -> None:
+    ctxt = make_ctxt()
+    endpoint.message_post(ctxt, queue="p", messages=[{"body": i, "ttl": 300} for i in range(5)],
+                          body_size=10)
+    first, resent = sent_twice(endpoint.message_pop, ctxt, queue="p", limit=2)
+    assert [m["body"] for m in first] == [0, 1] and resent == first
+    first, resent = sent_twice(endpoint.message_pop, ctxt, late_first=True, queue="p", limit=1)
+    assert [m["body"] for m in resent] == [2] and first == resent
+    assert stored(endpoint, ctxt, "p") == [3, 4]
+
+
+def test_a_resent_release_answers_as_the_first_send(endpoint: Any) -> None:
+    ctxt = make_ctxt()
+    endpoint.message_post(ctxt, queue="l", messages=[{"body": "r", "ttl": 300}], body_size=10)
+    claim = endpoint.claim_create(ctxt, queue="l", ttl=60, grace=60, limit=1)
+    message_id = claim["messages"][0]["id"]
+    first, resent = sent_twice(endpoint.message_release, ctxt, queue="l",
+                               message_id=message_id, claim_id=claim["claim_id"], delay=0)
+    assert resent == first  # no 404 for the release that happened
+    again = endpoint.claim_create(ctxt, queue="l", ttl=60, grace=60, limit=5)
+    assert [m["id"] for m in again["messages"]] == [message_id]
+
+
+def test_a_resent_redrive_answers_the_first_sends_task(endpoint: Any) -> None:
+    from tests.contract.test_redrive import dead_letter  # its dead-letter set-up
+
+    for late_first in (False, True):
+        ctxt = make_ctxt(f"redrive-{late_first}")
+        dead_letter(endpoint, ctxt, "src", ["a"])
+        first, resent = sent_twice(endpoint.queue_redrive, ctxt, late_first, queue="dlq")
+        assert resent == first and first["status"] == "running"  # no second task, no 409
+
+
+def test_a_resent_subscription_test_answers_the_first_notification(endpoint: Any,
+                                                                   receiver: Any) -> None:
+    ctxt = make_ctxt()
+    sid = endpoint.subscription_create(ctxt, queue="t", subscriber=f"{receiver.url}/ok",
+                                       ttl=3600, options={})["subscription_id"]
+    first, resent = sent_twice(endpoint.subscription_test, ctxt, queue="t",
+                               subscription_id=sid)
+    assert resent == first and first["delivered"] is True
+    assert len(receiver.bodies) == 1  # notified once
