@@ -16,6 +16,9 @@ the posts stored although their client got no 201 (target 0).
 * ``test_a_paused_worker_stalls_nobody``: one worker SIGSTOPped for 6 s; it
   holds at most the consumer prefetch of calls, which are re-sent after
   ``[rpc] resend_after``.
+* ``test_a_killed_worker_costs_a_pop_or_a_queue_create_no_error``: a
+  stopped, then killed worker holds pops and queue creates; each is re-sent
+  and answers its one run's reply (``operations.REPLAYED``).
 * ``test_a_stopping_api_drains_without_resets``: the api SIGTERMed mid-load
   while its clients fail over to a second one when a connection is refused
   (the request was never sent): every request is answered, none is reset,
@@ -229,6 +232,47 @@ def test_a_paused_worker_stalls_nobody(cluster: Cluster, topology: Topology,
     assert result["longest_answer_s"] <= usual + EXTRA, result
     assert result["longest_stall_s"] <= usual + EXTRA, result
     assert paused.running()
+
+
+def test_a_killed_worker_costs_a_pop_or_a_queue_create_no_error(
+        cluster: Cluster, topology: Topology) -> None:
+    """Pops and queue creates, whose second run would answer otherwise, sent
+    while a worker holds its share of them stopped, then is SIGKILLed: each
+    is re-sent and answers as a single run would (201, the messages it took)."""
+    workers, api = cluster.workers, cluster.apis[1]
+    client = Client(api.url, f"faults-{uuid.uuid4().hex[:8]}")
+    posted = client.request("POST", "/v2/queues/pops/messages", json={
+        "messages": [{"body": n, "ttl": 300} for n in range(12)]})
+    assert posted.status_code == 201
+    log_at = len(api.log())
+    victim = workers[2]
+    victim.send(signal.SIGSTOP)  # takes its share of the calls and answers none
+    popped: list[str] = []
+    longest = 0.0
+    try:
+        for n in range(12):
+            if n == 6:
+                victim.send(signal.SIGKILL)
+            started = time.monotonic()
+            if n % 2:
+                answer = client.request("PUT", f"/v2/queues/made-{n}")
+                assert answer.status_code == 201, (n, answer.status_code, answer.text)
+            else:
+                answer = client.request("DELETE", "/v2/queues/pops/messages",
+                                        params={"pop": 2})
+                assert answer.status_code == 200, (n, answer.status_code, answer.text)
+                popped += [m["id"] for m in answer.json()["messages"]]
+            longest = max(longest, time.monotonic() - started)
+    finally:
+        victim.send(signal.SIGKILL)
+        victim.wait(10)
+        workers[2] = topology.storage(victim.name, {"OS_STORAGE__MIGRATE_ON_START": "false"},
+                                      wait=False)
+    # Every message popped once, none lost to a pop that ran twice.
+    assert sorted(popped) == sorted(r.rsplit("/", 1)[1] for r in posted.json()["resources"])
+    assert longest < 3.0, longest  # far from the 10 s call_timeout
+    assert "re-sending storage call" in api.log()[log_at:], "no call was held by the victim"
+    workers[2].wait_for_log("RPC server listening on topic")
 
 
 def test_a_stopping_api_drains_without_resets(cluster: Cluster, topology: Topology,
