@@ -42,8 +42,7 @@ def standin(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         found = shutil.which(program)
         if found:
             (bin_dir / program).symlink_to(found)
-    env = {"PATH": str(bin_dir), "STANDIN": str(tmp_path), "HOME": str(tmp_path),
-           "TMPDIR": str(tmp_path)}
+    env = {"PATH": str(bin_dir), "STANDIN": str(tmp_path), "TMPDIR": str(tmp_path)}
     return tmp_path, env
 
 
