@@ -226,25 +226,23 @@ class StorageWorker:
         """Whether a websocket gateway is in ``herald.ws`` (None: cannot tell)."""
         if self._pusher.is_local(gateway_id):
             return True
-        coordinator = self._coordinator
-        if coordinator is None:
-            return None
         stamp, members = self._gateways_cache
         if time.monotonic() - stamp > 1.0:
-            try:
-                raw = coordinator.get_members(coordination.WS_GROUP.encode()).get()
-            except tooz_coordination.GroupNotCreated:
-                raw = set()
-            except Exception:
-                LOG.warning("could not list the websocket gateways", exc_info=True)
+            listed = self._listed_gateways()
+            if listed is None:
                 return None
-            members = {m.decode() if isinstance(m, bytes) else str(m) for m in raw}
+            members = listed
             self._gateways_cache = (time.monotonic(), members)
         return gateway_id in members
 
     def live_gateways(self) -> set[str] | None:
         """The members of ``herald.ws`` listed now (no cache), with this
         process's own gateways; None when tooz cannot tell."""
+        members = self._listed_gateways()
+        return None if members is None else members | self._pusher.local_gateways()
+
+    def _listed_gateways(self) -> set[str] | None:
+        """The members of ``herald.ws`` as tooz lists them (None: it cannot)."""
         coordinator = self._coordinator
         if coordinator is None:
             return None
@@ -255,8 +253,7 @@ class StorageWorker:
         except Exception:
             LOG.warning("could not list the websocket gateways", exc_info=True)
             return None
-        members = {m.decode() if isinstance(m, bytes) else str(m) for m in raw}
-        return members | self._pusher.local_gateways()
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in raw}
 
     def release_dead_gateways_claims(self) -> int:
         """Release the ``release_on_close`` claims of gateways that left
