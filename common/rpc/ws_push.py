@@ -16,6 +16,13 @@ reaches it through ``WSPushClient.push(gateway_id, connection_id, payload)``:
   cast (push API 1.1), delivered in their order; a single push is the
   plain ``push`` cast every gateway version takes.
 
+``broadcast(gateway_id, connection_ids, payloads)`` (push API 1.2) is how
+websocket subscribers are notified (``herald.storage.broadcasts``): one
+cast per post and gateway carries the post's notification payloads once
+and the ids of that gateway's subscribed connections; the gateway writes
+each payload to each connection, serializing it once per frame format.
+Like a push it is fire-and-forget: nothing comes back.
+
 Nothing here knows about connections or frames. Thread-safety:
 ``LocalGateways`` and ``WSPushClient`` may be used from any thread.
 """
@@ -37,11 +44,15 @@ from herald.common.rpc.serializer import JsonSerializer, decode, encode
 
 LOG = logging.getLogger(__name__)
 
-#: What a gateway serves: 1.1 added ``push_batch``. A plain ``push`` is
-#: sent as 1.0, so a gateway of the previous release still takes it.
-PUSH_API_VERSION = "1.1"
+#: What a gateway serves: 1.1 added ``push_batch``, 1.2 ``broadcast``. A
+#: plain ``push`` is sent as 1.0, so a gateway of an earlier release still
+#: takes it.
+PUSH_API_VERSION = "1.2"
 
 Handler = Callable[[str, Any], bool]
+#: ``broadcaster(connection_ids, payloads)``: queue every payload for every
+#: connection of the gateway; returns at once.
+Broadcaster = Callable[[list[str], list[Any]], None]
 
 
 class LocalGateways:
@@ -52,14 +63,22 @@ class LocalGateways:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
+        self._broadcasters: dict[str, Broadcaster] = {}
 
-    def register(self, gateway_id: str, handler: Handler) -> None:
+    def register(self, gateway_id: str, handler: Handler,
+                 broadcaster: Broadcaster | None = None) -> None:
         with self._lock:
             self._handlers[gateway_id] = handler
+            if broadcaster is not None:
+                self._broadcasters[gateway_id] = broadcaster
 
     def unregister(self, gateway_id: str) -> None:
         with self._lock:
             self._handlers.pop(gateway_id, None)
+            self._broadcasters.pop(gateway_id, None)
+
+    def broadcaster(self, gateway_id: str) -> Broadcaster | None:
+        return self._broadcasters.get(gateway_id)
 
     def get(self, gateway_id: str) -> Handler | None:
         # A dict read is atomic: no lock on the push path.
@@ -134,6 +153,23 @@ class WSPushClient:
                 {"connection_id": connection_id, "payload": payload, "request_id": request_id}
                 for connection_id, payload, request_id in pushes])
         return [None] * len(pushes)
+
+    def broadcast(self, gateway_id: str, connection_ids: list[str], payloads: list[Any],
+                  request_id: str = "-") -> bool:
+        """Every payload, in order, to each of the gateway's connections
+        (push API 1.2): False when it is not reachable (neither in this
+        process nor over RPC). Raises when the broker cannot take the cast."""
+        broadcaster = self._local.broadcaster(gateway_id)
+        if broadcaster is not None:
+            # Same serialization as the cast, so embedded mode hides nothing.
+            broadcaster(connection_ids, decode(json.loads(json.dumps(encode(payloads)))))
+            return True
+        if not self._use_rpc:
+            return False
+        ctxt = RequestContext(project_id="", request_id=request_id)
+        self._rpc_client().prepare(server=gateway_id, version="1.2").cast(
+            ctxt, "broadcast", connection_ids=connection_ids, payloads=payloads)
+        return True
 
     def stop(self) -> None:
         if self._transport is not None:

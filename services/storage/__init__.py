@@ -45,7 +45,8 @@ Routing and pools
 
 Pipeline, notifier, outbox, delivery
     ``pipeline``         the stages run in every post's transaction (``message_pipeline``).
-    ``notifier``         the notifier stage: one outbox row per message and subscriber.
+    ``notifier``         the notifier stage: outbox rows (webhook, mail), broadcasts (websocket).
+    ``broadcasts``       websocket pushes, one per gateway and post, sent once it commits.
     ``outbox``           the outbox rows, in SQL: write, lease, record attempts, collect.
     ``outbox_signal``    the in-process wake-up of dispatchers when outbox rows commit.
     ``dispatcher``       a worker's outbox dispatcher: lease, deliver, retry, record.

@@ -59,6 +59,9 @@ class PostedBatch:
     #: Those of them leased to this process's dispatcher, which the poster
     #: hands over once committed (``outbox_signal.DispatchSignal.hand_over``).
     handed: list[Any] = dataclasses.field(default_factory=list)
+    #: Websocket pushes, one per gateway (``herald.storage.broadcasts``),
+    #: which the poster hands to the process's sender once committed.
+    broadcasts: list[Any] = dataclasses.field(default_factory=list)
 
 
 class Stage(Protocol):

@@ -156,15 +156,22 @@ class MessagePoster:
     def _signal_committed(self, project: str, queue: str, posted: bool,
                           batch: pipeline.PostedBatch | None) -> None:
         """Once the post is committed (at the end of a coalesced batch's shared
-        transaction, or now): this process's dispatcher delivers its outbox
-        rows now rather than at the queue owner's next poll (push latency) --
-        handed over if they were leased to it, else signalled -- and long
-        polls on the queue, on any edge, try again."""
+        transaction, or now): its websocket broadcasts go to the sender,
+        in commit order (``herald.storage.broadcasts``); this process's
+        dispatcher delivers its outbox rows now rather than at the queue
+        owner's next poll (push latency) -- handed over if they were leased
+        to it, else signalled -- and long polls on the queue, on any edge,
+        try again."""
         if batch is not None and batch.handed:
             self._db.after_commit(functools.partial(self._db.wiring.outbox.hand_over,
                                                     self._db.engine, batch.handed))
         if batch is not None and batch.outbox_rows > len(batch.handed):
             self._db.after_commit(functools.partial(self._db.wiring.outbox.set, project, queue))
+        if batch is not None and batch.broadcasts:
+            for broadcast in batch.broadcasts:
+                broadcast.db = self._db  # a dead gateway's subscriptions are deleted here
+            self._db.after_commit(functools.partial(self._db.wiring.broadcasts.send,
+                                                    batch.broadcasts))
         if posted:
             self._db.after_commit(functools.partial(self._db.wiring.wakeups.messages_available,
                                                     project, queue))

@@ -368,6 +368,14 @@ class SubscriptionController:
             return _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET,
                                               subscriptions.c.subscriber == uri))
 
+    def delete_gateway(self, gateway_id: str) -> int:
+        """Delete the subscriptions of every connection of a dead gateway."""
+        prefix = rules.ws_subscriber_uri(gateway_id, "")
+        with self._db.write() as conn:
+            return _delete_rows(conn, sa.and_(
+                subscriptions.c.kind == KIND_WEBSOCKET,
+                subscriptions.c.subscriber.startswith(prefix, autoescape=True)))
+
     def collect_garbage(self, project: str, queue: str) -> int:
         """Delete the queue's expired subscriptions (reads already hide them)."""
         with self._db.write() as conn:

@@ -10,6 +10,9 @@ them instead, and ``Database.wiring`` carries it to every controller:
   outbox dispatchers (``herald.storage.outbox_signal``);
 - ``wakeups``: the ``WakeupSender`` waking long polls (this process's edges
   at once, the others through the worker's fanout publisher);
+- ``broadcasts``: the ``BroadcastSender`` that pushes committed posts to
+  their websocket subscribers' gateways (``herald.storage.broadcasts``;
+  started by the worker);
 - ``redrive``: set when this process starts a redrive task, so its
   ``RedriveRunner`` looks for work at once;
 - ``stages``: pipeline stage factories by name, in addition to the built-in
@@ -29,6 +32,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from herald.common.rpc.wakeups import WakeupSender
+from herald.storage.broadcasts import BroadcastSender
 from herald.storage.outbox_signal import DispatchSignal
 
 if TYPE_CHECKING:
@@ -41,5 +45,6 @@ class StorageWiring:
 
     outbox: DispatchSignal = dataclasses.field(default_factory=DispatchSignal)
     wakeups: WakeupSender = dataclasses.field(default_factory=WakeupSender)
+    broadcasts: BroadcastSender = dataclasses.field(default_factory=BroadcastSender)
     stages: dict[str, StageFactory] = dataclasses.field(default_factory=dict)
     redrive: threading.Event = dataclasses.field(default_factory=threading.Event)

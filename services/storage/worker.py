@@ -138,6 +138,8 @@ class StorageWorker:
         self._dispatcher = Dispatcher(self._db, self._conf, self.member_id, self.owns,
                                       self._pusher, self.gateway_alive)
         self._dispatcher.start()
+        # Websocket subscribers: one push per post and gateway, after commit.
+        self.wiring.broadcasts.start(self._conf, self._pusher, self.gateway_alive)
         self._redrive.start()
         _quietly("pool dispatchers", self._sync_pool_dispatchers)
         if self._serve_rpc:
@@ -173,6 +175,7 @@ class StorageWorker:
             dispatcher, self._dispatcher = self._dispatcher, None
             _quietly("outbox dispatcher stop", dispatcher.stop)
         _quietly("redrive runner stop", self._redrive.stop if drain else self._redrive.abandon)
+        _quietly("ws broadcast sender stop", self.wiring.broadcasts.stop)
         _quietly("ws push client stop", self._pusher.stop)
         self._stopping.set()
         if self._thread is not None:

@@ -131,6 +131,7 @@ class Connection(tornado.websocket.WebSocketHandler):
         # nothing an ACK could ride on.
         self.set_nodelay(True)
         self.gateway.connections.add(self)
+        self.gateway.connections_by_id[self.connection_id] = self
         _CONNECTIONS.inc()
         self._writer = asyncio.create_task(self._write_loop())
         LOG.info("ws connection %s opened from %s", self.connection_id, self.request.remote_ip)
@@ -172,6 +173,7 @@ class Connection(tornado.websocket.WebSocketHandler):
         if self in self.gateway.connections:  # opened (not refused while stopping)
             _CONNECTIONS.dec()
         self.gateway.connections.discard(self)
+        self.gateway.connections_by_id.pop(self.connection_id, None)
         self._drop_outbox()
         if self._writer is not None:
             self._writer.cancel()

@@ -1,14 +1,24 @@
 """Notifications pushed to websocket subscribers (websocket.md §6).
 
-A storage worker's dispatcher reaches the gateway holding a subscribed
-connection either in-process (the ``LocalGateways`` of the ``LocalBus``
-the worker and the gateway share, embedded mode) or by an oslo.messaging
-cast to topic ``[rpc] ws_topic`` with ``server=<gateway member id>``,
-served by ``PushEndpoint`` on the RPC server's threads. Either way
-``Pushes.deliver`` hops onto the gateway's event loop and queues one bare
-frame -- the notification payload itself, no response envelope -- on the
-connection, in the frame kind of the connection's last successful
-``subscription_create``.
+A storage worker reaches the gateway holding subscribed connections either
+in-process (the ``LocalGateways`` of the ``LocalBus`` the worker and the
+gateway share, embedded mode) or by an oslo.messaging cast to topic
+``[rpc] ws_topic`` with ``server=<gateway member id>``, served by
+``PushEndpoint`` on the RPC server's threads. Each frame is bare -- the
+notification payload itself, no response envelope -- in the frame kind of
+the connection's last successful ``subscription_create``.
+
+* ``Pushes.broadcast`` (how posts notify their websocket subscribers, one
+  call per post and gateway): returns at once; on the loop, each payload is
+  serialized once per frame kind (JSON text, msgpack binary) and queued on
+  every named connection, without waiting for any of them: a connection
+  whose outbound queue is full is closed by the connection's back-pressure
+  rule (``Connection.send``: 1008), and the others are not delayed. Ids of
+  connections this gateway does not hold (closed meanwhile) get their
+  subscriptions deleted.
+* ``Pushes.deliver`` / ``deliver_many`` (one payload per connection: the
+  outbox rows of a previous release, test-fire): waits while the
+  connection's queue is full, pacing the pushing thread.
 
 Also: when a connection that created connection subscriptions closes, they
 are deleted in storage. This module does not decode requests or know the
@@ -41,12 +51,44 @@ class Pushes:
         self._gateway = gateway
         self._loop = loop
         self._cleanups: set[asyncio.Task[Any]] = set()
+        #: Connections whose subscriptions are being deleted now.
+        self._forgetting: set[str] = set()
 
     def _find(self, connection_id: str) -> Connection | None:
-        for connection in list(self._gateway.connections):
-            if connection.connection_id == connection_id:
-                return connection
-        return None
+        return self._gateway.connections_by_id.get(connection_id)
+
+    def broadcast(self, connection_ids: list[str], payloads: list[Any]) -> None:
+        """Queue every payload, in order, on each connection (any thread;
+        returns at once, the work is done on the loop)."""
+        try:
+            self._loop.call_soon_threadsafe(self._broadcast, connection_ids, payloads)
+        except RuntimeError:  # the loop is closed: the gateway stopped, its connections too
+            LOG.debug("broadcast to %d connection(s) after the gateway stopped",
+                      len(connection_ids))
+
+    def _broadcast(self, connection_ids: list[str], payloads: list[Any]) -> None:
+        # Frames by kind (binary or not), serialized at first use: once per format.
+        frames: dict[bool, list[str | bytes]] = {}
+        unknown: list[str] = []
+        for connection_id in connection_ids:
+            connection = self._find(connection_id)
+            if connection is None:
+                unknown.append(connection_id)
+                continue
+            binary = bool(getattr(connection, "push_binary", False))
+            encoded = frames.get(binary)
+            if encoded is None:
+                encoded = frames[binary] = [codec.encode(p, binary) for p in payloads]
+            for frame in encoded:
+                # Never waits: a full queue closes this connection (1008)
+                # and the broadcast goes on to the next one.
+                if not connection.send(frame, binary=binary):
+                    break
+        for connection_id in unknown:
+            # Closed before its clean-up reached storage (or the clean-up
+            # failed): its subscriptions go now, as a push to it would fail.
+            if connection_id not in self._forgetting:
+                self._schedule_forget(connection_id)
 
     def deliver(self, connection_id: str, payload: Any) -> bool:
         """Queue ``payload`` for the connection; False if it is not ours (any
@@ -90,9 +132,18 @@ class Pushes:
         """On the loop: delete the subscriptions the connection created."""
         if not getattr(connection, "has_ws_subscriptions", False):
             return
-        task = asyncio.ensure_future(self._forget(connection.connection_id))
+        self._schedule_forget(connection.connection_id)
+
+    def _schedule_forget(self, connection_id: str) -> None:
+        self._forgetting.add(connection_id)
+        task = asyncio.ensure_future(self._forget(connection_id))
         self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._cleanups.discard(task)
+            self._forgetting.discard(connection_id)
+
+        task.add_done_callback(done)
 
     async def _forget(self, connection_id: str) -> None:
         ctxt = RequestContext(project_id="")
@@ -125,6 +176,13 @@ class PushEndpoint:
         if not delivered:
             LOG.info("push for unknown ws connection %s dropped", connection_id)
         return delivered
+
+    def broadcast(self, ctxt: RequestContext, connection_ids: list[str],
+                  payloads: list[Any]) -> None:
+        """Every payload to each connection (push API 1.2; a cast, nothing
+        comes back): ``Pushes.broadcast``."""
+        set_current_request_id(getattr(ctxt, "request_id", "-") or "-")
+        self._pushes.broadcast([str(c) for c in connection_ids], list(payloads))
 
     def push_batch(self, ctxt: RequestContext, pushes: list[dict[str, Any]]) -> list[bool]:
         """Several pushes (``connection_id``, ``payload``, ``request_id``

@@ -80,6 +80,8 @@ class WSGatewayService:
         self.storage = storage = self._link.storage
         self.dispatcher = Dispatcher(storage, conf)
         self.connections: set[Connection] = set()
+        #: The same connections by id: a broadcast names thousands of them.
+        self.connections_by_id: dict[str, Connection] = {}
         self.inflight: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.port: int | None = None
@@ -110,7 +112,8 @@ class WSGatewayService:
         loop = asyncio.get_running_loop()
         self._link.start()
         self.pushes = Pushes(self, loop)
-        self.local.gateways.register(self.member_id, self.pushes.deliver)
+        self.local.gateways.register(self.member_id, self.pushes.deliver,
+                                     self.pushes.broadcast)
         if self._push_rpc:
             self._push_server = RPCServer(self.conf, self.conf.rpc.ws_topic, self.member_id,
                                           [PushEndpoint(self.pushes)],
