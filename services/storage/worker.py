@@ -7,14 +7,12 @@ dispatcher, long-poll wake-up publisher and RPC server when serving RPC);
 ``stop()`` takes them down in reverse, finishing in-flight RPC calls first;
 ``kill()`` does the same without waiting for RPC calls in flight (their
 callers re-send them). The three are coroutines (``herald.common.lifecycle``),
-their blocking work runs on a thread of its own; called with no event loop
-running (older synchronous harnesses) they run at once instead.
+their blocking work runs on a thread of its own (at once without a running loop).
 
-The worker creates its per-process objects and passes them in: its
-``StorageWiring`` (outbox signal, long-poll wake-ups, extra pipeline
-stages), carried to every controller by its ``Database``, and a
-``LocalBus`` (``local=``, shared with the edges of the same process in
-embedded mode) whose hub it wakes and whose gateways it pushes to directly.
+The worker creates and passes in its ``StorageWiring`` (outbox signal, the
+websocket broadcast sender it starts, wake-ups, extra pipeline stages), which
+its ``Database`` carries to every controller, and a ``LocalBus`` (``local=``,
+shared with the edges of one process) whose hub it wakes and gateways it pushes to.
 
 The background thread runs tooz watchers so the partition ring follows
 workers joining and leaving, garbage-collects expired rows (messages, claims,
@@ -138,7 +136,6 @@ class StorageWorker:
         self._dispatcher = Dispatcher(self._db, self._conf, self.member_id, self.owns,
                                       self._pusher, self.gateway_alive)
         self._dispatcher.start()
-        # Websocket subscribers: one push per post and gateway, after commit.
         self.wiring.broadcasts.start(self._conf, self._pusher, self.gateway_alive)
         self._redrive.start()
         _quietly("pool dispatchers", self._sync_pool_dispatchers)
