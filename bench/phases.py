@@ -2,9 +2,11 @@
 
 Phases (each bounded by ``--duration`` seconds and ``--max-requests``):
 post_1, post_10, list, claim_delete, ws_post, e2e_latency, push_webhook,
-push_websocket, deep_queue (claim latency on a small queue, then on a queue
-bulk-loaded with ``--deep-messages`` rows), claim_delete_1_worker
-(distributed only: one storage worker stopped). ``ALL_PHASES`` is their
+push_websocket, the broadcasts to many websocket subscribers of
+``bench.fanout`` (fanout_1k, fanout_10k, fanout_sustained, idle_10k),
+deep_queue (claim latency on a small queue, then on a queue bulk-loaded
+with ``--deep-messages`` rows), claim_delete_1_worker (distributed only:
+one storage worker stopped). ``ALL_PHASES`` is their
 order; ``Bench`` has one method per phase and keeps the results.
 
 The deep queue is filled by a direct ``INSERT ... SELECT`` through the
@@ -31,12 +33,13 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
-from bench import roles
+from bench import fanout, roles
 from bench.harness import PhaseResult, latency_summary, run_phase
 from bench.targets import Target
 
 ALL_PHASES = ["post_1", "post_10", "list", "claim_delete", "ws_post", "e2e_latency",
-              "push_webhook", "push_websocket", "deep_queue", "claim_delete_1_worker"]
+              "push_webhook", "push_websocket", "fanout_1k", "fanout_10k",
+              "fanout_sustained", "idle_10k", "deep_queue", "claim_delete_1_worker"]
 
 
 def bulk_load(database_url: str, queue: str, count: int) -> float:
@@ -256,6 +259,39 @@ class Bench:
         result.latency["push"] = latency_summary(received)
         result.notes["delivered"] = len(received)
         result.notes["posted"] = result.messages
+
+    # -- broadcasts (bench.fanout) -------------------------------------------
+
+    def _record(self, result: PhaseResult) -> None:
+        self.results[result.name] = result
+        print(f"  {result.name}: latency {json.dumps(result.latency)}, "
+              f"notes {json.dumps(result.notes)}", file=sys.stderr, flush=True)
+
+    def scaled(self, count: int) -> int:
+        return max(1, round(count * self.args.fanout_scale))
+
+    async def fanout_1k(self) -> None:
+        self._record(await fanout.broadcast_phase(
+            "fanout_1k", self.session, self.rest(), [self.target.ws_url] * self.scaled(1000),
+            f"fan1k-{self.run_id}", interval=0.5, duration=self.args.duration))
+
+    async def fanout_10k(self) -> None:
+        urls = self.target.ws_urls or [self.target.ws_url]
+        self._record(await fanout.broadcast_phase(
+            "fanout_10k", self.session, self.rest(),
+            [urls[i % len(urls)] for i in range(self.scaled(10_000))], f"fan10k-{self.run_id}",
+            interval=1.0, duration=self.args.duration))
+
+    async def fanout_sustained(self) -> None:
+        self._record(await fanout.broadcast_phase(
+            "fanout_sustained", self.session, self.rest(),
+            [self.target.ws_url] * self.scaled(1000),
+            f"fansus-{self.run_id}", interval=0.0, duration=self.args.duration, posters=4))
+
+    async def idle_10k(self) -> None:
+        pid = self.target.processes.get(self.target.gateway_process)
+        self._record(await fanout.idle_phase(self.session, self.target.ws_url, pid,
+                                             self.scaled(10_000)))
 
     async def deep_queue(self) -> None:
         if not self.target.database_url:

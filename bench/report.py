@@ -65,6 +65,33 @@ def summary_rows(results: dict[str, PhaseResult]) -> list[tuple[str, str, str, s
                          "p99 <= 50 ms", verdict(bool(push.get("samples"))
                                                  and push.get("p99_ms", 1e9) <= 50),
                          cores_cell(r)))
+    for name, label, target_ms in (
+            ("fanout_1k", "broadcast to 1,000, post/0.5 s", 100),
+            ("fanout_10k", "broadcast to 10,000 (2 gateways), 1 post/s", 250)):
+        if (r := get(name)) is not None:
+            push = r.latency.get("push", {})
+            rows.append((label, f"p99 {push.get('p99_ms', 0):.0f} ms "
+                                f"({r.notes.get('delivered')}/{r.notes.get('expected')} "
+                                f"frames to {r.notes.get('subscribers')})",
+                         f"p99 <= {target_ms} ms, all delivered",
+                         verdict(push.get("p99_ms", 1e9) <= target_ms
+                                 and r.notes.get("delivered") == r.notes.get("expected")),
+                         "-"))
+    if (r := get("fanout_sustained")) is not None:
+        rate = r.notes.get("pushes_per_s", 0)
+        rows.append(("sustained websocket pushes", f"{rate:,.0f} pushes/s "
+                     f"({r.notes.get('delivered')}/{r.notes.get('expected')} to "
+                     f"{r.notes.get('subscribers')})", ">= 20,000/s, all delivered",
+                     verdict(rate >= 20000
+                             and r.notes.get("delivered") == r.notes.get("expected")), "-"))
+    if (r := get("idle_10k")) is not None:
+        per = r.notes.get("kib_per_connection")
+        before = r.latency.get("request_before", {}).get("p99_ms", 0)
+        during = r.latency.get("request_idle", {}).get("p99_ms", 0)
+        rows.append((f"{r.notes.get('connections'):,} idle websockets",
+                     f"{per if per is not None else '?'} KiB/connection, request p99 "
+                     f"{during:.0f} ms (vs {before:.0f} ms)", "<= 20 KiB/connection",
+                     verdict(per is not None and per <= 20), "-"))
     if (r := get("e2e_latency")) is not None:
         e2e = r.latency.get("post_to_claim", {})
         rows.append(("end to end, post -> claimed", f"p50 {e2e.get('p50_ms', 0):.0f} ms, "

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import roles
+from bench import fanout, roles
 from bench.harness import PhaseResult, format_table, machine_cores, run_phase
 from bench.phases import ALL_PHASES, Bench, blocked
 from bench.report import summary_rows
@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--consume-target", type=float, default=1000.0,
                         help="messages/s the consumer phases are filled for")
     parser.add_argument("--deep-messages", type=int, default=1_000_000)
+    parser.add_argument("--fanout-scale", type=float, default=1.0,
+                        help="scale of the broadcast phases' connection counts (1,000 and "
+                             "10,000 at 1.0; the bench's own tests run them small)")
     parser.add_argument("--phases", default=",".join(ALL_PHASES),
                         help=f"comma-separated subset of {','.join(ALL_PHASES)}")
     parser.add_argument("--env", action="append", default=[], type=lambda s: s.split("=", 1),
@@ -93,6 +96,10 @@ async def bench_main(args: argparse.Namespace, target: Target) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load = os.getloadavg()
+    # 10,000 websockets (idle_10k, fanout_10k): a descriptor each, here and in
+    # the gateway, which inherits the limit; and room for them on the gateway.
+    print(f"open files: {fanout.raise_open_files()}", file=sys.stderr)
+    args.env.insert(0, ["OS_WS_GATEWAY__MAX_CONNECTIONS", "20000"])
     sink = None
     if args.trace_ratio > 0:
         from herald.testing.otlp_sink import OTLPSink

@@ -2,7 +2,7 @@
 
 ``distributed`` (default) is the production shape as local processes on the
 machine's RabbitMQ, PostgreSQL (a fresh database, dropped afterwards) and
-Redis: ``herald db upgrade``, N storage workers, 1 api, 1 ws-gateway,
+Redis: ``herald db upgrade``, N storage workers, 1 api, 2 ws-gateways,
 started with ``herald.testing.topology`` (the end-to-end tests' launcher).
 ``embedded`` is one ``herald run`` process on SQLite. ``external`` is an
 already running Herald (``--url``): nothing is started.
@@ -37,6 +37,10 @@ class Target:
     def __init__(self) -> None:
         self.url = ""
         self.ws_url = ""
+        #: Every gateway's URL (``ws_url`` is the first).
+        self.ws_urls: list[str] = []
+        #: The process serving ``ws_url`` (metered by the idle phase).
+        self.gateway_process = ""
         self.database_url: str | None = None
         self.processes: dict[str, int] = {}
         self.topology: Topology | None = None
@@ -68,11 +72,14 @@ def distributed(args: argparse.Namespace) -> Iterator[Target]:
     target.database_url, target.topology, target.workdir = database_url, topology, workdir
     try:
         services = topology.distributed(storage_workers=args.workers, apis=1)
-        gateway = topology.ws_gateway()
+        # Two gateways: the broadcast phases spread subscribers over both.
+        gateways = [topology.ws_gateway(), topology.ws_gateway("ws-gateway-2")]
         api = next(s for s in services if s.name == "api")
         target.url = api.url or ""
-        target.ws_url = (gateway.url or "").replace("http://", "ws://", 1) + "/"
-        target.processes = {s.name: s.pid for s in [*services, gateway]}
+        target.ws_urls = [(g.url or "").replace("http://", "ws://", 1) + "/" for g in gateways]
+        target.ws_url = target.ws_urls[0]
+        target.gateway_process = "ws-gateway"
+        target.processes = {s.name: s.pid for s in [*services, *gateways]}
         yield target
     finally:
         topology.stop_all()
@@ -92,6 +99,8 @@ def embedded(args: argparse.Namespace) -> Iterator[Target]:
         service = topology.embedded(ws_port=ws_port)
         target.url = service.url or ""
         target.ws_url = f"ws://127.0.0.1:{ws_port}/"
+        target.ws_urls = [target.ws_url]
+        target.gateway_process = "run"
         target.database_url = f"sqlite:///{workdir / 'embedded' / 'data' / 'herald.sqlite'}"
         target.processes = {"run": service.pid}
         yield target
@@ -104,4 +113,5 @@ def embedded(args: argparse.Namespace) -> Iterator[Target]:
 def external(args: argparse.Namespace) -> Iterator[Target]:
     target = Target()
     target.url, target.ws_url, target.database_url = args.url, args.ws_url, args.database_url
+    target.ws_urls = [args.ws_url] if args.ws_url else []
     yield target

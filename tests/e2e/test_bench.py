@@ -62,7 +62,7 @@ def test_embedded_bench_runs_every_phase_and_reports_it(tmp_path: Path) -> None:
     # the service's spans reach the bench's sink.
     document, table = run_bench(tmp_path, "--mode", "embedded", "--deep-messages", "2000",
                                 "--consume-target", "200", "--push-rate", "50",
-                                "--trace-ratio", "0.1")
+                                "--trace-ratio", "0.1", "--fanout-scale", "0.01")
     assert document["tracing"]["ratio"] == 0.1 and document["tracing"]["exports"] > 0
     assert "tracing 10% sampled" in table
     phases = document["phases"]
@@ -79,6 +79,19 @@ def test_embedded_bench_runs_every_phase_and_reports_it(tmp_path: Path) -> None:
         assert phase["notes"]["delivered"] == phase["notes"]["posted"] == phase["messages"]
         assert phase["latency"]["push"]["samples"] == phase["messages"]
     assert phases["claim_deep"]["notes"]["queued"] == 2000
+    # The broadcast phases, scaled down (10 and 100 connections): every
+    # frame of every post reached every subscriber, and was timed.
+    for name, subscribers in (("fanout_1k", 10), ("fanout_10k", 100),
+                              ("fanout_sustained", 10)):
+        phase = phases[name]
+        assert phase["notes"]["subscribers"] == subscribers
+        assert phase["messages"] > 0
+        assert phase["notes"]["delivered"] == phase["notes"]["expected"] == (
+            subscribers * phase["messages"])
+        assert phase["latency"]["push"]["samples"] == phase["notes"]["expected"]
+    assert phases["idle_10k"]["notes"]["connections"] == 100
+    assert phases["idle_10k"]["notes"]["kib_per_connection"] is not None
+    assert phases["idle_10k"]["latency"]["request_idle"]["samples"] == 400
     # The embedded mode has one storage worker: no scaling figure.
     assert "claim_delete_1_worker" not in phases
     assert document["mode"] == "embedded"
@@ -87,6 +100,8 @@ def test_embedded_bench_runs_every_phase_and_reports_it(tmp_path: Path) -> None:
                    "claim (10) + delete each", "list (10-message pages)",
                    "websocket posts (persistent)", "push latency, webhook",
                    "push latency, websocket", "claim latency, 2,000 queued vs small",
+                   "broadcast to 1,000, post/0.5 s", "sustained websocket pushes",
+                   "100 idle websockets",
                    "cores busy, ceiling"):
         assert figure in table, figure
 

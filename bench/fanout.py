@@ -1,0 +1,195 @@
+"""The broadcast phases of ``make bench`` (issue 27): many websocket subscribers on one queue.
+
+* ``fanout_1k``: 1,000 connections (on the target's first gateway) subscribe
+  to one queue, a single-message post every 0.5 s; p99 from post to frame at
+  the client (target: <= 100 ms, embedded mode).
+* ``fanout_10k``: 10,000 connections spread over the target's gateways
+  (distributed mode starts two), one post per second; p99 (<= 250 ms).
+* ``fanout_sustained``: 1,000 subscribers, posts back to back from a few
+  posters; websocket pushes delivered per second (>= 20,000/s).
+* ``idle_10k``: 10,000 idle websockets on the first gateway: its RSS growth
+  per connection (<= 20 KiB) and the p99 of requests on random connections
+  among them, against the same requests before they were opened.
+
+Every phase counts the frames it expected and those that arrived
+(``notes.delivered`` / ``notes.expected``). Latency is taken where a frame
+arrives, from the send time its body carries (``roles.body``). This module
+must not start Herald (``bench.targets``) or lay out the report
+(``bench.report``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import time
+from typing import Any
+
+import aiohttp
+
+from bench import roles
+from bench.harness import PhaseResult, latency_summary
+
+#: Connections opened (and subscribed) at once while setting a phase up.
+OPENING = 200
+
+
+def raise_open_files(wanted: int = 65536) -> int:
+    """Raise this process's open-file limit (inherited by the services the
+    bench starts) towards ``wanted``; returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Listener:
+    """One subscribed connection recording post-to-frame latencies."""
+
+    def __init__(self, client: roles.WsClient, latencies: list[float]) -> None:
+        self.client = client
+        self.latencies = latencies
+        self.frames = 0
+        self.task: asyncio.Task[None] | None = None
+
+    async def listen(self) -> None:
+        assert self.client.ws is not None
+        async for frame in self.client.ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            sent = roles.find_sent_time(json.loads(frame.data))
+            if sent is not None:
+                self.latencies.append(time.time() - sent)
+                self.frames += 1
+
+
+async def open_clients(session: aiohttp.ClientSession, urls: list[str],
+                       queue: str | None) -> list[roles.WsClient]:
+    """Connect one client per URL (subscribed to ``queue`` if given), ``OPENING`` at a time."""
+    gate = asyncio.Semaphore(OPENING)
+
+    async def one(url: str) -> roles.WsClient:
+        async with gate:
+            client = await roles.WsClient(session, url).connect()
+            if queue is not None:
+                reply = await client.call("subscription_create",
+                                          {"queue_name": queue, "ttl": 3600})
+                if reply["headers"]["status"] != 201:
+                    raise RuntimeError(f"subscription_create: {reply}")
+            return client
+
+    return list(await asyncio.gather(*(one(url) for url in urls)))
+
+
+async def close_clients(clients: list[roles.WsClient]) -> None:
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+
+def result(name: str, seconds: float, posts: int, latencies: list[float],
+           notes: dict[str, Any]) -> PhaseResult:
+    return PhaseResult(name=name, seconds=round(seconds, 2), requests=posts, messages=posts,
+                       errors=notes.get("expected", 0) - notes.get("delivered", 0), empty=0,
+                       requests_per_s=round(posts / seconds, 1) if seconds else 0,
+                       messages_per_s=round(len(latencies) / seconds, 1) if seconds else 0,
+                       latency={"push": latency_summary(latencies)}, cpu_seconds={},
+                       notes=notes)
+
+
+async def broadcast_phase(name: str, session: aiohttp.ClientSession, rest: roles.Rest,
+                          urls: list[str], queue: str, interval: float, duration: float,
+                          posters: int = 1) -> PhaseResult:
+    """Subscribe one connection per URL to ``queue``, then post: every
+    ``interval`` seconds (one poster), or back to back (``interval`` 0,
+    ``posters`` of them) for ``duration`` seconds."""
+    started = time.monotonic()
+    clients = await open_clients(session, urls, queue)
+    setup = time.monotonic() - started
+    latencies: list[float] = []
+    listeners = [Listener(client, latencies) for client in clients]
+    for listener in listeners:
+        listener.task = asyncio.create_task(listener.listen())
+    posts = 0
+    failed = 0
+
+    async def poster() -> None:
+        nonlocal posts, failed
+        deadline = time.monotonic() + duration
+        next_at = time.monotonic()
+        while time.monotonic() < deadline:
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+            status, _ = await rest.request("POST", f"/v2/queues/{queue}/messages",
+                                           {"messages": [{"body": roles.body(posts),
+                                                          "ttl": 600}]})
+            if status == 201:
+                posts += 1
+            else:
+                failed += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(poster() for _ in range(posters)))
+    posted_for = time.monotonic() - began
+    expected = posts * len(clients)
+    deadline = time.monotonic() + 10  # stragglers
+    while len(latencies) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    drained = time.monotonic() - began
+    for listener in listeners:
+        if listener.task is not None:
+            listener.task.cancel()
+    await close_clients(clients)
+    return result(name, drained if not interval else posted_for, posts, latencies, {
+        "subscribers": len(clients), "gateways": len(set(urls)),
+        "subscribe_seconds": round(setup, 2), "expected": expected,
+        "delivered": len(latencies), "failed_posts": failed,
+        "pushes_per_s": round(len(latencies) / drained, 1) if drained else 0,
+        "offered_rate": 1 / interval if interval else None})
+
+
+async def idle_phase(session: aiohttp.ClientSession, url: str, pid: int | None,
+                     count: int, requests: int = 400) -> PhaseResult:
+    """``count`` idle connections on one gateway: RSS growth per connection,
+    and request p99 on random connections among them vs before."""
+
+    async def requests_p99(clients: list[roles.WsClient]) -> list[float]:
+        took: list[float] = []
+        for _ in range(requests):
+            client = random.choice(clients)
+            started = time.perf_counter()
+            reply = await client.call("queue_list", {"limit": 1})
+            if reply["headers"]["status"] == 200:
+                took.append(time.perf_counter() - started)
+        return took
+
+    probes = await open_clients(session, [url] * 8, None)
+    before_latency = await requests_p99(probes)
+    before = rss_kib(pid) if pid else 0
+    started = time.monotonic()
+    clients = await open_clients(session, [url] * count, None)
+    opened = time.monotonic() - started
+    await asyncio.sleep(2)  # the gateway's allocator settles
+    after = rss_kib(pid) if pid else 0
+    during_latency = await requests_p99(clients)
+    await close_clients(clients + probes)
+    per_connection = (after - before) / count if pid else None
+    return PhaseResult(
+        name="idle_10k", seconds=round(opened, 2), requests=len(during_latency), messages=0,
+        errors=requests - len(during_latency), empty=0, requests_per_s=0, messages_per_s=0,
+        latency={"request_before": latency_summary(before_latency),
+                 "request_idle": latency_summary(during_latency)},
+        cpu_seconds={}, notes={"connections": count, "rss_before_kib": before,
+                               "rss_after_kib": after, "open_seconds": round(opened, 2),
+                               "kib_per_connection": (round(per_connection, 2)
+                                                      if per_connection is not None else None)})
