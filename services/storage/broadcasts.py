@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from herald.common import tracing
+from herald.common import metrics, tracing
 from herald.common.context import set_current_request_id
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from herald.storage.engine import Database
 
 LOG = logging.getLogger(__name__)
+
+#: ``herald_subscription_deliveries_total`` of websocket subscribers: a push
+#: per connection and message, handed to its gateway (or its gateway is gone).
+_DELIVERED = metrics.child(metrics.SUBSCRIPTION_DELIVERIES, "websocket", "delivered")
+_GONE = metrics.child(metrics.SUBSCRIPTION_DELIVERIES, "websocket", "gone")
 
 
 @dataclasses.dataclass
@@ -111,7 +116,10 @@ class BroadcastSender:
     def _send(self, broadcast: Broadcast) -> None:
         assert self._pusher is not None
         set_current_request_id(broadcast.request_id or "-")
+        pushes = len(broadcast.connections) * len(broadcast.payloads)
         if self._gateway_alive(broadcast.gateway_id) is False:
+            if metrics.ENABLED:
+                _GONE.inc(pushes)
             self._forget_gateway(broadcast)
             return
         span = None
@@ -125,8 +133,10 @@ class BroadcastSender:
                 "herald.ws.connections": len(broadcast.connections),
             }, links=[broadcast.traceparent])
         try:
-            self._pusher.broadcast(broadcast.gateway_id, broadcast.connections,
-                                   broadcast.payloads, broadcast.request_id)
+            reached = self._pusher.broadcast(broadcast.gateway_id, broadcast.connections,
+                                             broadcast.payloads, broadcast.request_id)
+            if metrics.ENABLED:
+                (_DELIVERED if reached else _GONE).inc(pushes)
         except Exception as exc:
             if span is not None:
                 span.fail(str(exc))
@@ -142,7 +152,7 @@ class BroadcastSender:
 
         if broadcast.db is None or self._conf is None:
             return
-        count = SubscriptionController(broadcast.db, self._conf).delete_gateway(
-            broadcast.gateway_id)
+        count = SubscriptionController(broadcast.db, self._conf).delete_connection(
+            broadcast.gateway_id, None)
         LOG.info("websocket gateway %s is gone: %d subscription(s) of its connections removed",
                  broadcast.gateway_id, count)

@@ -361,20 +361,14 @@ class SubscriptionController:
             _delete_rows(conn, sa.and_(subscriptions.c.project == project,
                                        subscriptions.c.queue == queue))
 
-    def delete_connection(self, gateway_id: str, connection_id: str) -> int:
-        """Delete the subscriptions of one websocket connection (it closed)."""
-        uri = rules.ws_subscriber_uri(gateway_id, connection_id)
+    def delete_connection(self, gateway_id: str, connection_id: str | None) -> int:
+        """Delete the subscriptions of one websocket connection (it closed), or
+        of every connection of a gateway (it died: ``connection_id`` None)."""
+        uri = rules.ws_subscriber_uri(gateway_id, connection_id or "")
+        column = subscriptions.c.subscriber
+        match = column == uri if connection_id else column.startswith(uri, autoescape=True)
         with self._db.write() as conn:
-            return _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET,
-                                              subscriptions.c.subscriber == uri))
-
-    def delete_gateway(self, gateway_id: str) -> int:
-        """Delete the subscriptions of every connection of a dead gateway."""
-        prefix = rules.ws_subscriber_uri(gateway_id, "")
-        with self._db.write() as conn:
-            return _delete_rows(conn, sa.and_(
-                subscriptions.c.kind == KIND_WEBSOCKET,
-                subscriptions.c.subscriber.startswith(prefix, autoescape=True)))
+            return _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET, match))
 
     def collect_garbage(self, project: str, queue: str) -> int:
         """Delete the queue's expired subscriptions (reads already hide them)."""
