@@ -506,9 +506,12 @@ def test_filter_policies_write_rows_only_for_matching_messages(endpoint, ctxt, d
     """Issue 23 §1: the notifier applies each subscription's ``options.filter``
     (webhook and websocket connection subscribers alike), alone and in a
     coalesced batch; a filtered-out message costs no outbox row, and each
-    stored policy is compiled once, not per message or post."""
+    stored policy is compiled once, not per message or post. A connection
+    subscriber's messages are the payloads of its broadcasts, not rows."""
     from herald.common import filter_policy
 
+    broadcasts: list[Any] = []
+    monkeypatch.setattr(database.wiring.broadcasts, "send", broadcasts.extend)
     compiles: list[Any] = []
     real = filter_policy.compile_policy
     monkeypatch.setattr(filter_policy, "compile_policy",
@@ -531,6 +534,10 @@ def test_filter_policies_write_rows_only_for_matching_messages(endpoint, ctxt, d
     by_subscriber: dict[str, list[Any]] = {}
     for kind, who, body in written:
         by_subscriber.setdefault("websocket" if kind == "websocket" else who, []).append(body)
+    assert "websocket" not in by_subscriber
+    by_subscriber["websocket"] = [payload["body"] for broadcast in broadcasts
+                                  for payload in broadcast.payloads]
+    assert all(b.connections == ["c" * 32] for b in broadcasts)
     assert by_subscriber == {
         "orders": [{"kind": "order", "amount": 150}, {"kind": "order", "amount": 100}],
         "websocket": [{"kind": "refund", "amount": 500}],
