@@ -89,13 +89,17 @@ def run(*command: str, env: dict[str, str] | None = None, timeout: float = 600,
 
 
 def ensure_engine() -> str:
-    """Install Debian's docker.io and docker-compose if missing and start
-    dockerd if it does not answer; returns which Compose is used."""
+    """Install Debian's docker.io, docker-compose and debootstrap if missing
+    and start dockerd if it does not answer; returns which Compose is used."""
     have_compose = (subprocess.run(["docker", "compose", "version"], capture_output=True)
                     .returncode == 0 if shutil.which("docker") else False)
     missing = [package for package, present in (
         ("docker.io", shutil.which("dockerd")),
-        ("docker-compose", have_compose or shutil.which("docker-compose"))) if not present]
+        ("docker-compose", have_compose or shutil.which("docker-compose")),
+        # deploy/offline-images/build.sh makes its base with it when no
+        # registry answers (a fresh CI machine has neither).
+        ("debootstrap", shutil.which("debootstrap") or os.path.exists("/usr/sbin/debootstrap")))
+        if not present]
     if missing:
         log(f"installing {' '.join(missing)} from Debian")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
