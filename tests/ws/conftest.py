@@ -24,6 +24,7 @@ import pytest
 
 from herald.testing.stack import EmbeddedStack, make_conf
 from herald.ws_gateway.service import WSGatewayService
+from tests.fake_keystone import FakeKeystone
 
 __all__ = ["SLOW_SECONDS", "GatewayHarness", "make_conf", "ws_url"]
 
@@ -59,3 +60,11 @@ def gateway(harness: GatewayHarness) -> WSGatewayService:
 def project() -> str:
     """A project of its own per test: tests never see each other's queues."""
     return f"p-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def keystone() -> Iterator[FakeKeystone]:
+    """A fake Keystone for a module's keystone-mode gateways."""
+    fake = FakeKeystone()
+    yield fake
+    fake.close()

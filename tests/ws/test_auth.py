@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import websocket
@@ -26,13 +25,6 @@ from tests.ws.client import WSClient
 from tests.ws.conftest import GatewayHarness, make_conf, ws_url
 
 KEY = "ws-secret"
-
-
-@pytest.fixture(scope="module")
-def keystone() -> Iterator[FakeKeystone]:
-    fake = FakeKeystone()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture(scope="module")

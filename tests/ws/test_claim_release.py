@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,13 +34,6 @@ from tests.ws.test_extensions import Waiting
 #: The issue's bound between a close and the messages being claimable again.
 RELEASED_WITHIN = 1.0
 FLAG = {"release_on_close": True}
-
-
-@pytest.fixture(scope="module")
-def keystone() -> Iterator[FakeKeystone]:
-    fake = FakeKeystone()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture(scope="module")

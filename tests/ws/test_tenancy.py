@@ -55,13 +55,6 @@ class Mode:
         return client
 
 
-@pytest.fixture(scope="module")
-def keystone() -> Iterator[FakeKeystone]:
-    fake = FakeKeystone()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture(scope="module", params=["keystone", "noauth"])
 def mode(request: pytest.FixtureRequest, harness: GatewayHarness,
          keystone: FakeKeystone) -> Mode:
