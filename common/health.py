@@ -32,12 +32,13 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import tornado.web
 
 from herald.common.context import RequestContext
+from herald.common.thread_listener import ThreadListener
 
 LOG = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class BlockingProbe:
                        f"{time.monotonic() - self._started_at:.1f} s without an answer")
 
 
-class HealthListener:
+class HealthListener(ThreadListener):
     """``/healthz`` and ``/readyz`` over plain HTTP on a thread (storage worker)."""
 
     def __init__(self, bind: str, port: int, ready: Callable[[], tuple[bool, str]]) -> None:
@@ -229,23 +230,11 @@ class HealthListener:
 
             do_HEAD = do_GET  # noqa: N815
 
-        self._server = ThreadingHTTPServer((bind, port), Handler)
-        self._server.daemon_threads = True
-        self.port: int = self._server.server_address[1]
-        self._thread: threading.Thread | None = None
+        super().__init__(bind, port, Handler, "health-listener")
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="health-listener", daemon=True)
-        self._thread.start()
+        super().start()
         LOG.info("health endpoints /healthz and /readyz on port %s", self.port)
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
 
 
 def sd_notify(state: str) -> bool:

@@ -14,14 +14,14 @@ query or call another service. The HTTP server runs on a thread of its own
 from __future__ import annotations
 
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from oslo_config import cfg
 from prometheus_client import REGISTRY, exposition
 
 from herald.common import metrics
+from herald.common.thread_listener import ThreadListener
 
 LOG = logging.getLogger(__name__)
 
@@ -54,29 +54,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET  # noqa: N815
 
 
-class MetricsListener:
+class MetricsListener(ThreadListener):
     """``/metrics`` over plain HTTP on a daemon thread."""
 
     def __init__(self, bind: str, port: int) -> None:
-        self._server = ThreadingHTTPServer((bind, port), _Handler)
-        self._server.daemon_threads = True
-        self.port: int = self._server.server_address[1]
-        self._thread: threading.Thread | None = None
+        super().__init__(bind, port, _Handler, "metrics-listener")
 
     def start(self) -> MetricsListener:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="metrics-listener", daemon=True)
-        self._thread.start()
-        LOG.info("Prometheus metrics on http://%s:%s/metrics",
-                 self._server.server_address[0], self.port)
+        super().start()
+        LOG.info("Prometheus metrics on http://%s:%s/metrics", self.bind, self.port)
         return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
 
 
 def start_from_conf(conf: cfg.ConfigOpts) -> MetricsListener | None:
