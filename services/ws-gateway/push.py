@@ -10,12 +10,15 @@ the connection's last successful ``subscription_create``.
 
 * ``Pushes.broadcast`` (how posts notify their websocket subscribers, one
   call per post and gateway): returns at once; on the loop, each payload is
-  serialized once per frame kind (JSON text, msgpack binary) and queued on
-  every named connection, without waiting for any of them: a connection
-  whose outbound queue is full is closed by the connection's back-pressure
-  rule (``Connection.send``: 1008), and the others are not delayed. Ids of
-  connections this gateway does not hold (closed meanwhile) get their
-  subscriptions deleted.
+  serialized and framed once per frame kind (JSON text, msgpack binary;
+  ``framing``) and the same bytes are written to every named connection
+  (``Connection.send_framed``), without waiting for any of them: a
+  connection whose outbound queue is full is closed by the connection's
+  back-pressure rule (1008), and the others are not delayed. Broadcasts
+  that arrive while the loop is busy are taken together, consecutive ones
+  to the same connections merged into one write each. Ids of connections
+  this gateway does not hold (closed meanwhile) get their subscriptions
+  deleted.
 * ``Pushes.deliver`` / ``deliver_many`` (one payload per connection: the
   outbox rows of a previous release, test-fire): waits while the
   connection's queue is full, pacing the pushing thread.
@@ -29,13 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 import oslo_messaging
 
 from herald.common.context import RequestContext, set_current_request_id
 from herald.common.rpc.ws_push import PUSH_API_VERSION
-from herald.ws_gateway import codec
+from herald.ws_gateway import codec, framing
 
 if TYPE_CHECKING:
     from herald.ws_gateway.connection import Connection
@@ -53,6 +57,10 @@ class Pushes:
         self._cleanups: set[asyncio.Task[Any]] = set()
         #: Connections whose subscriptions are being deleted now.
         self._forgetting: set[str] = set()
+        #: Broadcasts handed over by other threads, not yet on the loop.
+        self._pending: list[tuple[list[str], list[Any]]] = []
+        self._pending_lock = threading.Lock()
+        self._drain_scheduled = False
 
     def _find(self, connection_id: str) -> Connection | None:
         return self._gateway.connections_by_id.get(connection_id)
@@ -60,30 +68,53 @@ class Pushes:
     def broadcast(self, connection_ids: list[str], payloads: list[Any]) -> None:
         """Queue every payload, in order, on each connection (any thread;
         returns at once, the work is done on the loop)."""
+        with self._pending_lock:
+            self._pending.append((connection_ids, payloads))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._broadcast, connection_ids, payloads)
+            self._loop.call_soon_threadsafe(self._broadcast_pending)
         except RuntimeError:  # the loop is closed: the gateway stopped, its connections too
             LOG.debug("broadcast to %d connection(s) after the gateway stopped",
                       len(connection_ids))
 
+    def _broadcast_pending(self) -> None:
+        """On the loop: every broadcast handed over since the last run. Runs
+        of consecutive broadcasts to the same connections (posts in quick
+        succession to one queue) are merged, so each connection gets their
+        frames with one write."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+            self._drain_scheduled = False
+        merged: list[tuple[list[str], list[Any]]] = []
+        for connection_ids, payloads in pending:
+            if merged and merged[-1][0] == connection_ids:
+                merged[-1][1].extend(payloads)
+            else:
+                merged.append((connection_ids, list(payloads)))
+        for connection_ids, payloads in merged:
+            self._broadcast(connection_ids, payloads)
+
     def _broadcast(self, connection_ids: list[str], payloads: list[Any]) -> None:
-        # Frames by kind (binary or not), serialized at first use: once per format.
-        frames: dict[bool, list[str | bytes]] = {}
+        # The frames by kind (binary or not), built at first use: once per
+        # format, whatever the number of connections (``framing``).
+        wires: dict[bool, bytes] = {}
         unknown: list[str] = []
+        count = len(payloads)
         for connection_id in connection_ids:
             connection = self._find(connection_id)
             if connection is None:
                 unknown.append(connection_id)
                 continue
             binary = bool(getattr(connection, "push_binary", False))
-            encoded = frames.get(binary)
-            if encoded is None:
-                encoded = frames[binary] = [codec.encode(p, binary) for p in payloads]
-            for frame in encoded:
-                # Never waits: a full queue closes this connection (1008)
-                # and the broadcast goes on to the next one.
-                if not connection.send(frame, binary=binary):
-                    break
+            wire = wires.get(binary)
+            if wire is None:
+                wire = wires[binary] = framing.frames(
+                    [codec.encode(p, binary) for p in payloads], binary)
+            # Never waits: a full queue closes this connection (1008) and
+            # the broadcast goes on to the next one.
+            connection.send_framed(wire, count, binary)
         for connection_id in unknown:
             # Closed before its clean-up reached storage (or the clean-up
             # failed): its subscriptions go now, as a push to it would fail.
