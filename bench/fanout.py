@@ -13,7 +13,10 @@
 
 Every phase counts the frames it expected and those that arrived
 (``notes.delivered`` / ``notes.expected``). Latency is taken where a frame
-arrives, from the send time its body carries (``roles.body``). This module
+arrives, from the send time its body carries (``roles.body``). The
+subscribers are ``bench.ws_subscriber``'s lean ones, so that the bench's
+one process can take 10,000 frames a second and more without falling
+behind what it measures. This module
 must not start Herald (``bench.targets``) or lay out the report
 (``bench.report``).
 """
@@ -21,7 +24,6 @@ must not start Herald (``bench.targets``) or lay out the report
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import resource
 import time
@@ -31,6 +33,7 @@ import aiohttp
 
 from bench import roles
 from bench.harness import PhaseResult, latency_summary
+from bench.ws_subscriber import Subscriber
 
 #: Connections opened (and subscribed) at once while setting a phase up.
 OPENING = 200
@@ -54,40 +57,31 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-class Listener:
-    """One subscribed connection recording post-to-frame latencies."""
-
-    def __init__(self, client: roles.WsClient, latencies: list[float]) -> None:
-        self.client = client
-        self.latencies = latencies
-        self.frames = 0
-        self.task: asyncio.Task[None] | None = None
-
-    async def listen(self) -> None:
-        assert self.client.ws is not None
-        async for frame in self.client.ws:
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                break
-            sent = roles.find_sent_time(json.loads(frame.data))
-            if sent is not None:
-                self.latencies.append(time.time() - sent)
-                self.frames += 1
-
-
-async def open_clients(session: aiohttp.ClientSession, urls: list[str],
-                       queue: str | None) -> list[roles.WsClient]:
-    """Connect one client per URL (subscribed to ``queue`` if given), ``OPENING`` at a time."""
+async def open_clients(session: aiohttp.ClientSession,
+                       urls: list[str]) -> list[roles.WsClient]:
+    """Connect one client per URL, ``OPENING`` at a time."""
     gate = asyncio.Semaphore(OPENING)
 
     async def one(url: str) -> roles.WsClient:
         async with gate:
-            client = await roles.WsClient(session, url).connect()
-            if queue is not None:
-                reply = await client.call("subscription_create",
+            return await roles.WsClient(session, url).connect()
+
+    return list(await asyncio.gather(*(one(url) for url in urls)))
+
+
+async def open_subscribers(urls: list[str], queue: str,
+                           latencies: list[float]) -> list[Subscriber]:
+    """One subscriber per URL subscribed to ``queue``, ``OPENING`` at a time."""
+    gate = asyncio.Semaphore(OPENING)
+
+    async def one(url: str) -> Subscriber:
+        async with gate:
+            subscriber = await Subscriber.connect(url, latencies)
+            reply = await subscriber.call("subscription_create",
                                           {"queue_name": queue, "ttl": 3600})
-                if reply["headers"]["status"] != 201:
-                    raise RuntimeError(f"subscription_create: {reply}")
-            return client
+            if reply["headers"]["status"] != 201:
+                raise RuntimeError(f"subscription_create: {reply}")
+            return subscriber
 
     return list(await asyncio.gather(*(one(url) for url in urls)))
 
@@ -113,12 +107,9 @@ async def broadcast_phase(name: str, session: aiohttp.ClientSession, rest: roles
     ``interval`` seconds (one poster), or back to back (``interval`` 0,
     ``posters`` of them) for ``duration`` seconds."""
     started = time.monotonic()
-    clients = await open_clients(session, urls, queue)
-    setup = time.monotonic() - started
     latencies: list[float] = []
-    listeners = [Listener(client, latencies) for client in clients]
-    for listener in listeners:
-        listener.task = asyncio.create_task(listener.listen())
+    clients = await open_subscribers(urls, queue, latencies)
+    setup = time.monotonic() - started
     posts = 0
     failed = 0
 
@@ -146,14 +137,13 @@ async def broadcast_phase(name: str, session: aiohttp.ClientSession, rest: roles
     while len(latencies) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     drained = time.monotonic() - began
-    for listener in listeners:
-        if listener.task is not None:
-            listener.task.cancel()
-    await close_clients(clients)
+    for client in clients:
+        client.close()
     return result(name, drained if not interval else posted_for, posts, latencies, {
         "subscribers": len(clients), "gateways": len(set(urls)),
         "subscribe_seconds": round(setup, 2), "expected": expected,
         "delivered": len(latencies), "failed_posts": failed,
+        "bad_frames": sum(client.errors for client in clients),
         "pushes_per_s": round(len(latencies) / drained, 1) if drained else 0,
         "offered_rate": 1 / interval if interval else None})
 
@@ -173,11 +163,11 @@ async def idle_phase(session: aiohttp.ClientSession, url: str, pid: int | None,
                 took.append(time.perf_counter() - started)
         return took
 
-    probes = await open_clients(session, [url] * 8, None)
+    probes = await open_clients(session, [url] * 8)
     before_latency = await requests_p99(probes)
     before = rss_kib(pid) if pid else 0
     started = time.monotonic()
-    clients = await open_clients(session, [url] * count, None)
+    clients = await open_clients(session, [url] * count)
     opened = time.monotonic() - started
     await asyncio.sleep(2)  # the gateway's allocator settles
     after = rss_kib(pid) if pid else 0

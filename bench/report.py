@@ -7,6 +7,7 @@ module must not run anything: it only reads ``PhaseResult`` objects.
 
 from __future__ import annotations
 
+from bench.fanout import OPENING
 from bench.harness import PhaseResult
 
 
@@ -77,6 +78,11 @@ def summary_rows(results: dict[str, PhaseResult]) -> list[tuple[str, str, str, s
                          verdict(push.get("p99_ms", 1e9) <= target_ms
                                  and r.notes.get("delivered") == r.notes.get("expected")),
                          "-"))
+    if (r := get("fanout_1k")) is not None:
+        took = r.notes.get("subscribe_seconds", 0)
+        rows.append((f"subscribing {r.notes.get('subscribers'):,} connections",
+                     f"{took:.2f} s (connect + subscription_create, {OPENING} at a time)",
+                     "< 5 s", verdict(took < 5), "-"))
     if (r := get("fanout_sustained")) is not None:
         rate = r.notes.get("pushes_per_s", 0)
         rows.append(("sustained websocket pushes", f"{rate:,.0f} pushes/s "

@@ -89,6 +89,7 @@ def test_embedded_bench_runs_every_phase_and_reports_it(tmp_path: Path) -> None:
         assert phase["notes"]["delivered"] == phase["notes"]["expected"] == (
             subscribers * phase["messages"])
         assert phase["latency"]["push"]["samples"] == phase["notes"]["expected"]
+        assert phase["notes"]["bad_frames"] == 0
     assert phases["idle_10k"]["notes"]["connections"] == 100
     assert phases["idle_10k"]["notes"]["kib_per_connection"] is not None
     assert phases["idle_10k"]["latency"]["request_idle"]["samples"] == 400
@@ -101,6 +102,7 @@ def test_embedded_bench_runs_every_phase_and_reports_it(tmp_path: Path) -> None:
                    "websocket posts (persistent)", "push latency, webhook",
                    "push latency, websocket", "claim latency, 2,000 queued vs small",
                    "broadcast to 1,000, post/0.5 s", "sustained websocket pushes",
+                   "subscribing 10 connections",
                    "100 idle websockets",
                    "cores busy, ceiling"):
         assert figure in table, figure
