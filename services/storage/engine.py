@@ -14,8 +14,10 @@
   busy timeout, connections usable from any RPC executor thread, and write
   transactions opened with ``BEGIN IMMEDIATE``: two claimers are serialized
   by SQLite itself and never fail half-way with "database is locked" when
-  upgrading a read lock. The file path is relative to the working directory;
-  its directory is created.
+  upgrading a read lock; the writers of one process queue for the file in
+  the process (``sqlite_writer``), not in SQLite's sleeping busy handler.
+  The file path is relative to the working directory; its directory is
+  created.
 
 ``Database`` hands out short transactions: ``read()`` and ``write()``.
 ``shared_write()`` (used by the storage endpoint's ``batch``) runs several
@@ -55,6 +57,8 @@ from typing import Any
 import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy.engine import Connection, Engine, make_url
+
+from herald.storage import sqlite_writer
 
 LOG = logging.getLogger(__name__)
 
@@ -210,6 +214,11 @@ class Database:
                        if self.is_postgres else engine)
         # The shared transaction of the calling thread, if any (see shared_write).
         self._local = threading.local()
+        self._writer = sqlite_writer.writer_lock(engine.url) if self.is_sqlite else None
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """SQLite: queue for the file's write lock in the process (``sqlite_writer``)."""
+        return sqlite_writer.holding(self._writer, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -227,7 +236,7 @@ class Database:
         transaction instead (see the module docstring)."""
         shared: SharedTransaction | None = getattr(self._local, "shared", None)
         if shared is None:
-            with self.engine.connect() as conn:
+            with self._writing(), self.engine.connect() as conn:
                 conn.execution_options(**{_WRITE_OPTION: True})
                 with conn.begin():
                     outer = getattr(self._local, "own_write", None)
@@ -265,7 +274,7 @@ class Database:
         everything is rolled back and the callbacks are dropped. Not reentrant."""
         assert getattr(self._local, "shared", None) is None, "shared_write is not reentrant"
         callbacks: list[Callable[[], None]] = []
-        with self.engine.connect() as conn:
+        with self._writing(), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 shared = SharedTransaction(conn, savepoints)
