@@ -20,16 +20,19 @@ ALL_OPTS = [
         "resend_after",
         default=0.5,
         min=0.0,
-        help="Seconds an edge service (api, ws-gateway) waits for a storage "
+        help="Least seconds an edge service (api, ws-gateway) waits for a storage "
         "worker to answer a call before it sends the call again, to whichever "
         "worker takes it (at most 3 sends per call, the first answer wins). A "
         "worker that died or stopped with the call in hand then costs its client "
-        "this delay instead of call_timeout and a 503. Only calls that are safe "
-        "to run twice are re-sent: reads, deletes and updates, and posts, which "
-        "the workers recognise by their operation id; claims and pops are not. "
-        "Possible values: a number > 0, well below call_timeout and above the "
-        "slowest normal answer (a re-send costs the workers the call again); 0 "
-        "sends every call once.",
+        "this delay instead of call_timeout and a 503. While the workers answer "
+        "slowly (a burst, a saturated pool) the edge waits longer: the recent "
+        "answer time plus four deviations, as TCP times its retransmissions "
+        "(RFC 6298), doubled after each re-send until a call is answered on its "
+        "first send -- so a busy pool is not sent its work twice. Only calls that "
+        "are safe to run twice are re-sent: reads, deletes and updates, and posts, "
+        "which the workers recognise by their operation id; claims and pops are "
+        "not. Possible values: a number > 0, well below call_timeout; 0 sends "
+        "every call once.",
     ),
     cfg.FloatOpt(
         "worker_check_interval",

@@ -13,8 +13,15 @@ prefetch, so a stopped worker holds only a few) -- when either:
   seconds, and a drop (a worker's broker connection closed) re-sends every
   call in flight at once (it cannot know which were on that worker; sending
   one twice is harmless, see below);
-- or the call is still unanswered ``[rpc] resend_after`` seconds after its
-  last send (a worker that stopped but still holds its connection).
+- or the call is still unanswered a while after its last send (a worker
+  that stopped but still holds its connection): ``[rpc] resend_after``
+  seconds, or longer while the workers answer slowly. ``AnswerTimes``
+  estimates that wait as TCP estimates its retransmission timeout (RFC
+  6298: smoothed answer time plus four deviations, learned only from calls
+  answered on their first send, doubled after each re-send until the next
+  such answer). A fixed timer re-sent up to 3x the work exactly when the
+  workers were saturated: 1,000 websocket connections subscribing at once
+  made hundreds of batches be sent two and three times.
 
 At most ``MAX_SENDS`` sends per call; the first answer wins and later ones
 are dropped. Only calls the table of operations declares re-sendable
@@ -130,6 +137,42 @@ def _stopping() -> errors.ServiceUnavailable:
     return errors.ServiceUnavailable("The service is stopping. Please try again in a few seconds.")
 
 
+class AnswerTimes:
+    """How long to wait for an answer before a re-send (RFC 6298's estimator).
+
+    Not below ``floor`` (``[rpc] resend_after``): a quick worker that stops
+    is found as fast as before. On the loop only: no locks."""
+
+    #: RFC 6298's gains and deviation factor.
+    ALPHA, BETA, K = 0.125, 0.25, 4.0
+    #: The most a run of re-sends multiplies the wait by.
+    MAX_BACKOFF = 16.0
+
+    def __init__(self, floor: float) -> None:
+        self._floor = floor
+        self._smoothed: float | None = None
+        self._deviation = 0.0
+        self._backoff = 1.0
+
+    def observe(self, seconds: float) -> None:
+        """A call answered ``seconds`` after its only send."""
+        if self._smoothed is None:
+            self._smoothed, self._deviation = seconds, seconds / 2
+        else:
+            self._deviation += self.BETA * (abs(self._smoothed - seconds) - self._deviation)
+            self._smoothed += self.ALPHA * (seconds - self._smoothed)
+        self._backoff = 1.0
+
+    def resent(self) -> None:
+        """A call was sent again: wait longer until an answer says otherwise."""
+        self._backoff = min(self._backoff * 2, self.MAX_BACKOFF)
+
+    def resend_after(self) -> float:
+        estimate = (self._floor if self._smoothed is None
+                    else self._smoothed + self.K * self._deviation)
+        return max(self._floor, estimate) * self._backoff
+
+
 class Resender:
     """Sends a call, and again while it stays unanswered (module docstring)."""
 
@@ -142,6 +185,7 @@ class Resender:
         self.watch = WorkerWatch(conf, self._lost_threadsafe) if watch else None
         #: Re-sends made (for tests and logs).
         self.resent = 0
+        self.answer_times = AnswerTimes(self._resend_after)
         #: Set by ``abandon``: every call answers 503 now.
         self._abandoned = False
 
@@ -177,7 +221,8 @@ class Resender:
         self._loop = loop
         if self._abandoned:
             raise _stopping()
-        deadline = loop.time() + self._timeout
+        started = last_send = loop.time()
+        deadline = started + self._timeout
         resend = resendable and self._resend_after > 0
         pending: set[asyncio.Future[Any]] = {send(1)}
         sends = 1
@@ -193,9 +238,12 @@ class Resender:
                         "The storage service did not answer in time. "
                         "Please try again in a few seconds.")
                 can_resend = resend and sends < MAX_SENDS
-                wait = min(deadline - now, self._resend_after) if can_resend else deadline - now
+                # Read again on every turn: answers to other calls meanwhile
+                # may have taught the estimator to wait longer.
+                resend_at = last_send + self.answer_times.resend_after()
+                wait = min(deadline, resend_at) - now if can_resend else deadline - now
                 waiting = pending | {lost} if can_resend or not lost.done() else pending
-                done, _ = await asyncio.wait(waiting, timeout=wait,
+                done, _ = await asyncio.wait(waiting, timeout=max(wait, 0.0),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if self._abandoned:
                     raise _stopping()
@@ -203,18 +251,24 @@ class Resender:
                 for future in answered:
                     pending.discard(future)
                     if future.exception() is None or not pending:
+                        if sends == 1:  # unambiguous: which send answered (Karn)
+                            self.answer_times.observe(loop.time() - started)
                         return future.result()  # an answer (or the last error)
                 if answered:
                     continue  # an error while another send is still out
                 if not can_resend:
                     continue
+                if not lost.done() and loop.time() < last_send + self.answer_times.resend_after():
+                    continue  # the wait grew meanwhile
                 if lost.done():
                     self._in_flight.discard(lost)
                     lost = loop.create_future()
                     self._in_flight.add(lost)
                 sends += 1
                 self.resent += 1
+                self.answer_times.resent()
                 LOG.info("re-sending storage call %s (send %d)", what, sends)
                 pending.add(send(sends))
+                last_send = loop.time()
         finally:
             self._in_flight.discard(lost)

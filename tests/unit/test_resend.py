@@ -134,3 +134,59 @@ def test_which_operations_may_be_sent_twice() -> None:
     assert operations.REPLAYED == {"subscription_test", "message_pop", "queue_create",
                                    "subscription_create", "queue_redrive", "message_release"}
     assert operations.REPLAYED <= operations.RESENDABLE
+
+
+class AnsweringSends(Sends):
+    """Sends answered ``delay`` seconds after they are made (None: never)."""
+
+    def __init__(self, delay: float | None) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def __call__(self, attempt: int) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        if self.delay is not None:
+            asyncio.get_running_loop().call_later(self.delay, future.set_result, attempt)
+        return future
+
+
+def test_workers_that_answer_slowly_are_not_sent_their_calls_again() -> None:
+    """Calls answered in 0.12 s with a 0.05 s resend_after: a fixed timer
+    would send every one of them twice; the estimator learns the answer
+    time from the first call answered on its only send, and sends no more."""
+
+    async def scenario() -> list[int]:
+        r = resender(resend_after=0.05)
+        sends_per_call = []
+        for _ in range(10):
+            sends = AnsweringSends(0.12)
+            assert await r.send(sends, True, "batch") == 1  # the first send's answer
+            sends_per_call.append(len(sends.futures))
+        return sends_per_call
+
+    sends_per_call = asyncio.run(scenario())
+    assert sum(sends_per_call[:3]) > 3  # learning: early calls were sent again
+    assert sends_per_call[3:] == [1] * 7
+
+
+def test_a_stopped_worker_is_found_as_fast_as_before_after_quick_answers() -> None:
+    """After quick answers the wait is resend_after again: a call its worker
+    holds without answering is sent again after it, and the re-send answers."""
+
+    async def scenario() -> tuple[float, int]:
+        r = resender(resend_after=0.1)
+        for _ in range(5):
+            await r.send(AnsweringSends(0.005), True, "message_get")
+        assert r.answer_times.resend_after() == pytest.approx(0.1)
+        stuck = AnsweringSends(None)
+        started = asyncio.get_running_loop().time()
+        call = asyncio.ensure_future(r.send(stuck, True, "message_get"))
+        await _until(lambda: len(stuck.futures) == 2)
+        waited = asyncio.get_running_loop().time() - started
+        stuck.futures[1].set_result("from another worker")
+        assert await call == "from another worker"
+        return waited, r.resent
+
+    waited, resent = asyncio.run(scenario())
+    assert 0.09 <= waited < 0.5 and resent == 1
