@@ -233,14 +233,14 @@ def closed_by_peer(ws: websocket.WebSocket) -> bool:
 
 
 def test_one_stalled_reader_does_not_delay_the_others(harness, project: str) -> None:
-    """The same posts to 200 subscribers, first alone, then with one more
+    """The same posts to 1,000 subscribers, first alone, then with one more
     subscriber that never reads: the others' p99 from post to frame stays
     where it was, and the stalled one is closed (1008, its queue was full)
     and unsubscribed. A push that waited for room on the stalled connection
     would hold every connection after it for ``write_timeout`` (5 s here)."""
-    readers = 200
+    readers = 1000
     gateway = harness.gateway(outbound_queue_size=4, write_timeout=5.0)
-    pad = "x" * 30_000
+    pad = "x" * 1000
     posts_per_run = 20
 
     def run_posts(tag: str) -> None:
