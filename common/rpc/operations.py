@@ -272,9 +272,12 @@ OPERATIONS: tuple[Operation, ...] = (
                   "``destination``, else each to the queue it was dead-lettered from; at "
                   "most ``max_per_second`` a second and ``limit`` in all (None: no bound). "
                   'Returns the task ``{"id", "status": "running", "moved": 0, "total", '
-                  '"destination", "max_per_second", "limit", "created", "updated"}``; a '
-                  "storage worker runs it. Raises Conflict while another redrive of the "
-                  "queue runs."),
+                  '"skipped", "skipped_queues", "destination", "max_per_second", "limit", '
+                  '"created", "updated"}``; a storage worker runs it. With pooling, '
+                  "messages whose source queue lives in another database than the DLQ stay "
+                  "(``skipped`` counts them, ``skipped_queues`` names those queues). Raises "
+                  "Conflict while another redrive of the queue runs, or when "
+                  "``destination`` lives in another database than the DLQ."),
     Operation("queue_redrive_get", (_Q, _a("redrive_id", param="task_id")), _R, _QUEUE,
               "Redrive could not be retrieved.", _ALONE, "redrive.get",
               doc="(1.6) A redrive task as ``queue_redrive`` returns it, its ``status`` "

@@ -12,7 +12,11 @@ every operation runs on the main database and the catalog is never read.
 
 It also keeps one ``Database`` (engine) per pool and one controller per
 (database, controller class) for the worker's life; ``forget`` drops a
-pool's when its URI changes, ``dispose`` all of them at shutdown.
+pool's when its URI changes, ``dispose`` all of them at shutdown. The
+redrive controller, which moves messages between queues, gets a
+``CatalogPlacement`` of its database: which queues live elsewhere, read
+from the catalog whenever asked (never cached: a placement made a moment
+ago must count).
 
 Thread-safety: the RPC executor's threads share one ``Router``; its caches
 are guarded by one lock, held only for dictionary work (never while an
@@ -26,14 +30,16 @@ it routes by ``Route`` only.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from oslo_config import cfg
 
+from herald.common import errors
 from herald.common.rpc.operations import Route
 from herald.storage.engine import Database, make_engine, pool_size_from_conf
 from herald.storage.pool_catalog import PoolCatalog
+from herald.storage.redrive import RedriveController
 from herald.storage.subscriptions import SubscriptionController
 
 #: A controller method, unbound: ``(controller, [project,] **kwargs)``.
@@ -51,6 +57,27 @@ def merge_results(results: list[Any]) -> Any:
     if isinstance(first, int) and not isinstance(first, bool):
         return sum(results)
     return first
+
+
+class CatalogPlacement:
+    """Where queues live, seen from one of a router's databases
+    (``herald.storage.redrive.Placement``). Without pooling, everything
+    lives here."""
+
+    def __init__(self, router: Router, db: Database) -> None:
+        self._router = router
+        self._db = db
+
+    def here(self) -> str | None:
+        return self._router.pool_of(self._db) if self._router.enabled else None
+
+    def elsewhere(self, project: str, queues: Collection[str]) -> dict[str, str | None]:
+        if not queues or not self._router.enabled:
+            return {}
+        here = self._router.pool_of(self._db)
+        placed = self._router.catalog.lookup_many(project, sorted(queues))
+        return {queue: placed.get(queue) for queue in sorted(queues)
+                if placed.get(queue) != here}
 
 
 class Router:
@@ -175,6 +202,17 @@ class Router:
             found.extend(self.database(name) for name in self.catalog.pool_names())
         return found
 
+    def pool_of(self, db: Database) -> str | None:
+        """The pool whose database ``db`` is; None for the main database."""
+        if db is self.main:
+            return None
+        with self._lock:
+            for name, known in self._databases.items():
+                if known is db:
+                    return name
+        # Forgotten meanwhile (its pool changed): the caller tries again later.
+        raise errors.ServiceUnavailable("The pool of this queue was changed.")
+
     def db_for(self, project: str, queue: str) -> Database:
         if not self.enabled:
             return self.main
@@ -186,7 +224,10 @@ class Router:
         with self._lock:
             found = self._controllers.get(key)
             if found is None:
-                found = cls(db, self._conf)
+                # A redrive moves messages between queues: it must know
+                # which of them live in another database.
+                found = (cls(db, self._conf, CatalogPlacement(self, db))
+                         if cls is RedriveController else cls(db, self._conf))
                 self._controllers[key] = found
                 if db is self.main:
                     self._main_controllers[cls] = found

@@ -4,13 +4,14 @@ One thread per worker. It wakes when this process started a task
 (``StorageWiring.redrive``) and at least every ``POLL`` seconds, lists the
 running tasks that nobody runs (never adopted, or their runner's heartbeat
 older than ``[storage] redrive_stale_after``: its worker died or hangs) in
-every database of the worker, and adopts those whose queue this member
-owns in tooz's partition ring (``owns``), the same ring that spreads the
-other background work. A task orphaned for three times as long is adopted
-by any worker (the ring may still name a dead member until its tooz
-membership expires). The database arbitrates adoption (one conditional
-UPDATE wins), and every batch checks that its runner still owns the task,
-so a task never runs twice at once.
+every database of the worker (one ``RedriveController`` each, from
+``controllers``: the pool router's, which know where queues live), and
+adopts those whose queue this member owns in tooz's partition ring
+(``owns``), the same ring that spreads the other background work. A task
+orphaned for three times as long is adopted by any worker (the ring may
+still name a dead member until its tooz membership expires). The database
+arbitrates adoption (one conditional UPDATE wins), and every batch checks
+that its runner still owns the task, so a task never runs twice at once.
 
 It then moves the task's messages batch by batch (``RedriveController.
 move_batch``, one transaction each), at most ``max_per_second`` a second,
@@ -30,7 +31,6 @@ from typing import Any
 from oslo_config import cfg
 
 from herald.storage import clock
-from herald.storage.engine import Database
 from herald.storage.redrive import RedriveController
 
 LOG = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ BATCH = 100
 
 
 class RedriveRunner:
-    def __init__(self, databases: Callable[[], list[Database]], conf: cfg.ConfigOpts,
-                 member_id: str, owns: Callable[[str, str], bool],
+    def __init__(self, controllers: Callable[[], list[RedriveController]],
+                 conf: cfg.ConfigOpts, member_id: str, owns: Callable[[str, str], bool],
                  wake: threading.Event) -> None:
-        self._databases = databases
+        self._controllers = controllers
         self._conf = conf
         self._member = member_id
         self._owns = owns
@@ -77,11 +77,11 @@ class RedriveRunner:
         while not self._stopping.is_set():
             self._wake.wait(POLL)
             self._wake.clear()
-            for db in self._databases():
+            for controller in self._controllers():
                 if self._stopping.is_set():
                     return
                 try:
-                    self._adopt_and_run(RedriveController(db, self._conf))
+                    self._adopt_and_run(controller)
                 except Exception:
                     LOG.exception("redrive runner round failed")
 

@@ -249,6 +249,11 @@ redrive_tasks = sa.Table(
     sa.Column("upto_seq", sa.BigInteger, nullable=False),
     sa.Column("total", sa.Integer, nullable=False),
     sa.Column("moved", sa.Integer, nullable=False),
+    # With pooling: the messages left in the DLQ because their destination
+    # lives in another database, and those destinations (a JSON list of
+    # queue names, NULL when none; migration 0012).
+    sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped_queues", sa.Text, nullable=True),
     # "running" or "done".
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created", sa.Float(precision=53), nullable=False),

@@ -49,6 +49,7 @@ from herald.storage.endpoint import StorageEndpoint
 from herald.storage.engine import Database, engine_from_conf
 from herald.storage.health import WorkerReadiness
 from herald.storage.outbox import OutboxController
+from herald.storage.redrive import RedriveController
 from herald.storage.subscriptions import SubscriptionController
 from herald.storage.wiring import StorageWiring
 
@@ -92,7 +93,9 @@ class StorageWorker:
         self._ring_lock = threading.Lock()
         self._dispatcher: Dispatcher | None = None
         self._redrive = redrive_runner.RedriveRunner(  # redrive tasks of every database
-            lambda: self._router.databases(), conf, member_id, self.owns, self.wiring.redrive)
+            lambda: [self._router.controller(RedriveController, db)
+                     for db in self._router.databases()],
+            conf, member_id, self.owns, self.wiring.redrive)
         self._pusher = WSPushClient(conf, use_rpc=serve_rpc, local=self.local.gateways)
         self._gateways_cache: tuple[float, set[str]] = (0.0, set())
         # Shared with the endpoint (which the embedded mode's caller needs right after

@@ -55,6 +55,7 @@ POOLED = "sqlite-pooled"
 #: pooled, and why.
 UNPOOLED = {
     "test_pools": "it registers its own pools and flavors and checks where rows land",
+    "test_redrive_pools": "it registers its own pools and flavors and checks where rows land",
     "test_statement_counts": "it counts the statements of the unpooled path; routing adds "
                              "catalog reads",
     "test_batch.py::test_a_failing_operation_does_not_fail_its_neighbours":
@@ -139,7 +140,8 @@ class PlacingEndpoint:
     its first use.
 
     Tests create queues without a flavor (or not at all: a post creates
-    one); this places ``(project, queue)`` in the catalog first, creating
+    one); this places ``(project, queue)`` (and a redrive's ``destination``)
+    in the catalog first, creating
     the project's flavor on first sight, so the queue is created in the
     pool as a ``_flavor`` queue would be, without ``_flavor`` showing in
     its metadata. Batches are looked into: each operation's queue is placed.
@@ -170,6 +172,8 @@ class PlacingEndpoint:
 
         def call(ctxt: RequestContext, *args: Any, **kwargs: Any) -> Any:
             self._place(ctxt.project_id, kwargs.get("queue"))
+            # A redrive's destination is a queue too (it must share the DLQ's pool).
+            self._place(ctxt.project_id, kwargs.get("destination"))
             for op in kwargs.get("ops") or ():
                 project = (op.get("context") or {}).get("project_id") or ""
                 self._place(project, (op.get("args") or {}).get("queue"))

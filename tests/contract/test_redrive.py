@@ -37,10 +37,16 @@ def listed(endpoint, ctxt, queue):
                                  include_claimed=True, include_delayed=True)["messages"]
 
 
+def controllers(endpoint, database):
+    """The runner's controllers: the router's (with pooling, they know where
+    queues live)."""
+    return lambda: [endpoint._pools.controller(RedriveController, database)]
+
+
 @pytest.fixture
-def runner(database, conf):
-    started = RedriveRunner(lambda: [database], conf, "worker-a", lambda p, q: True,
-                            database.wiring.redrive)
+def runner(endpoint, database, conf):
+    started = RedriveRunner(controllers(endpoint, database), conf, "worker-a",
+                            lambda p, q: True, database.wiring.redrive)
     started.start()
     yield started
     started.stop()
@@ -56,6 +62,8 @@ def test_redrive_sends_each_message_back_to_its_source(endpoint, ctxt, runner):
                ["status"] == "done", timeout=20)
     done = endpoint.queue_redrive_get(ctxt, queue="dlq", redrive_id=task["id"])
     assert (done["moved"], done["total"]) == (3, 3)
+    # Every queue in one database (with pooling: one pool): nothing is skipped.
+    assert (done["skipped"], done["skipped_queues"]) == (0, [])
     assert listed(endpoint, ctxt, "dlq") == []
     back = listed(endpoint, ctxt, "q1")
     assert [(m["id"], m["body"], m["claim_count"], m["claim_id"]) for m in back] == [
@@ -116,8 +124,8 @@ def test_a_task_whose_worker_died_resumes_on_another_without_loss_or_duplicate(
 def test_a_stopping_worker_gives_its_task_up(endpoint, ctxt, database, conf):
     dead_letter(endpoint, ctxt, "q", [f"m{i}" for i in range(4)])
     task = endpoint.queue_redrive(ctxt, queue="dlq", max_per_second=1)
-    runner = RedriveRunner(lambda: [database], conf, "worker-a", lambda p, q: True,
-                           threading.Event())
+    runner = RedriveRunner(controllers(endpoint, database), conf, "worker-a",
+                           lambda p, q: True, threading.Event())
     runner.start()
     wait_until(lambda: endpoint.queue_redrive_get(ctxt, queue="dlq", redrive_id=task["id"])
                ["moved"] >= 1, timeout=20)
