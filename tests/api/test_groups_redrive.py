@@ -4,11 +4,15 @@ stack."""
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Client, assert_error
+from herald.testing.polling import wait_until
+
+from .conftest import Client, Stack, assert_error
 
 
 def _post(api: Client, queue: str, messages: list[dict[str, Any]]) -> list[str]:
@@ -66,9 +70,11 @@ def test_a_group_of_128_characters_is_accepted(api: Client) -> None:
 # -- dead-letter redrive -----------------------------------------------------------
 
 
-def _dead_letter(api: Client, queue: str, bodies: list[Any]) -> None:
+def _dead_letter(api: Client, queue: str, bodies: list[Any],
+                 metadata: dict[str, Any] | None = None) -> None:
     assert api.put(f"/v2/queues/{queue}", json_body={
-        "_max_claim_count": 1, "_dead_letter_queue": f"{queue}-dlq"}).status_code == 201
+        "_max_claim_count": 1, "_dead_letter_queue": f"{queue}-dlq",
+        **(metadata or {})}).status_code == 201
     _post(api, queue, [{"body": body} for body in bodies])
     claim = api.post(f"/v2/queues/{queue}/claims?limit=20", json_body={"ttl": 60})
     assert api.delete(claim.headers["Location"]).status_code == 204
@@ -78,8 +84,6 @@ def _dead_letter(api: Client, queue: str, bodies: list[Any]) -> None:
 
 
 def test_redrive_over_rest(api: Client) -> None:
-    from herald.testing.polling import wait_until
-
     _dead_letter(api, "orders", ["a", "b"])
     started = api.post("/v2/queues/orders-dlq/redrive", json_body={})
     assert started.status_code == 202, started.text
@@ -116,3 +120,44 @@ def test_a_bad_redrive_is_400(api: Client, body: Any, words: str) -> None:
     resp = api.post("/v2/queues/q-dlq/redrive", json_body=body)
     assert_error(resp, 400)
     assert words in resp.json()["description"]
+
+
+def test_a_redrive_across_pools_is_409_or_leaves_the_messages_reported(
+        stack: Stack, api: Client, tmp_path: Path) -> None:
+    """With pooling, messages move only between queues of the DLQ's pool
+    (docs/dead-letter-redrive.md): an explicit destination elsewhere is
+    refused, a source queue elsewhere keeps its messages in the DLQ."""
+    stack.override("admin_mode", True)
+    stack.override("pooling", True)
+    admin = {"X-Roles": "admin"}
+    pools = {side: f"{side}-{uuid.uuid4().hex[:8]}" for side in ("a", "b")}
+    for side, pool in pools.items():
+        assert api.put(f"/v2/pools/{pool}", headers=admin, json_body={
+            "uri": f"sqlite:///{tmp_path}/{pool}.sqlite", "weight": 10}).status_code == 201
+        assert api.put(f"/v2/flavors/on-{side}", headers=admin,
+                       json_body={"pool_list": [pool]}).status_code == 201
+    on_a = {"_flavor": "on-a"}
+    assert api.put("/v2/queues/orders-dlq", json_body=on_a).status_code == 201
+    _dead_letter(api, "orders", ["a", "b"], on_a)
+    assert api.put("/v2/queues/elsewhere", json_body={"_flavor": "on-b"}).status_code == 201
+
+    refused = api.post("/v2/queues/orders-dlq/redrive", json_body={"destination": "elsewhere"})
+    assert_error(refused, 409, "Resource conflict",
+                 f"Queue elsewhere lives on pool {pools['b']} and queue orders-dlq on pool "
+                 f"{pools['a']}: a redrive moves messages only between queues of the same "
+                 "pool.")
+    in_dlq = api.get("/v2/queues/orders-dlq/messages?echo=true").json()["messages"]
+    assert [m["body"] for m in in_dlq] == ["a", "b"]
+
+    # The source queue is re-created on the other pool: its messages stay, reported.
+    assert api.delete("/v2/queues/orders").status_code == 204
+    assert api.put("/v2/queues/orders", json_body={"_flavor": "on-b"}).status_code == 201
+    started = api.post("/v2/queues/orders-dlq/redrive", json_body={})
+    assert started.status_code == 202, started.text
+    task = started.json()
+    assert {key: task[key] for key in ("total", "skipped", "skipped_queues")} == {
+        "total": 0, "skipped": 2, "skipped_queues": ["orders"]}
+    wait_until(lambda: api.get(task["href"]).json()["status"] == "done", timeout=20)
+    assert api.get(task["href"]).json()["skipped"] == 2
+    in_dlq = api.get("/v2/queues/orders-dlq/messages?echo=true").json()["messages"]
+    assert [m["body"] for m in in_dlq] == ["a", "b"]

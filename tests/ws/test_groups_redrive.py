@@ -3,12 +3,15 @@ features 2 and 3) through the gateway, over JSON frames."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from herald.common.context import RequestContext
 from tests.ws.client import WSClient
-from tests.ws.conftest import ws_url
+from tests.ws.conftest import GatewayHarness, ws_url
 
 
 @pytest.fixture
@@ -74,3 +77,41 @@ def test_queue_redrive_over_the_websocket(client: WSClient) -> None:
 
     wait_until(done, timeout=20)
     assert [m["body"] for m in _claim(client, "jobs", 5)] == ["x"]
+
+
+def test_a_redrive_to_a_queue_on_another_pool_is_409_over_the_websocket(
+        harness: GatewayHarness, client: WSClient, project: str, tmp_path: Path) -> None:
+    harness.override("pooling", True)
+    try:
+        admin = RequestContext(project_id=project, roles=("admin",))
+        pools = {side: f"{side}-{uuid.uuid4().hex[:8]}" for side in ("a", "b")}
+        for side, pool in pools.items():
+            harness.run(harness.storage.pool_put(admin, pool, f"sqlite:///{tmp_path}/{pool}.db",
+                                                 10, None, {}))
+            harness.run(harness.storage.flavor_put(admin, f"on-{side}", [pool], {}))
+        for queue, metadata in (("jobs-dlq", {"_flavor": "on-a"}),
+                                ("jobs", {"_flavor": "on-a", "_max_claim_count": 1,
+                                          "_dead_letter_queue": "jobs-dlq"}),
+                                ("elsewhere", {"_flavor": "on-b"})):
+            status, _ = client.status_body("queue_create", {"queue_name": queue,
+                                                            "metadata": metadata})
+            assert status == 201
+        client.status_body("message_post", {"queue_name": "jobs", "messages": [{"body": "x"}]})
+        claimed = _claim(client, "jobs", 5)
+        client.status_body("claim_delete", {"queue_name": "jobs",
+                                            "claim_id": claimed[0]["claim_id"]})
+        assert _claim(client, "jobs", 5) == []  # dead-lettered
+
+        status, body = client.status_body("queue_redrive", {"queue_name": "jobs-dlq",
+                                                            "destination": "elsewhere"})
+        # Zaqar's websocket error body: the description as "exception".
+        assert (status, body) == (409, {
+            "exception": f"Queue elsewhere lives on pool {pools['b']} and queue jobs-dlq on "
+                         f"pool {pools['a']}: a redrive moves messages only between queues "
+                         "of the same pool.",
+            "error": None})
+        status, listed = client.status_body("message_list", {"queue_name": "jobs-dlq",
+                                                             "echo": True})
+        assert (status, [m["body"] for m in listed["messages"]]) == (200, ["x"])
+    finally:
+        harness.reset_overrides()
