@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from herald.common import errors
 from herald.common.context import RequestContext
 from herald.storage.endpoint import StorageEndpoint
+from herald.storage.pool_catalog import catalog
 from herald.storage.redrive import RedriveController
 from herald.storage.redrive_runner import RedriveRunner
 from herald.testing.polling import wait_until
@@ -230,3 +231,18 @@ def test_each_batch_reads_the_catalog_once(pooled: StorageEndpoint, conf: Any,
     finally:
         sa.event.remove(router.main.engine, "before_cursor_execute", seen)
     assert len(reads) == 1, reads
+
+
+def test_without_pooling_placements_are_not_consulted(endpoint: StorageEndpoint, conf: Any,
+                                                      ctxt: RequestContext) -> None:
+    """Pooling off (after it was on): every queue lives in the one database,
+    whatever the catalog still says."""
+    ids = dead_letter(endpoint, ctxt, "q", ["a", "b"])
+    with endpoint._pools.main.write() as conn:
+        conn.execute(sa.insert(catalog), [{"project": "p1", "queue": queue, "pool": "pb"}
+                                          for queue in ("retry", "q")])
+    task = endpoint.queue_redrive(ctxt, queue="dlq", destination="retry")
+    assert (task["total"], task["skipped"]) == (2, 0)
+    done = run_to_end(endpoint, conf, task)
+    assert (done["moved"], done["skipped"], done["skipped_queues"]) == (2, 0, [])
+    assert [m["id"] for m in listed(endpoint, ctxt, "retry")] == ids
