@@ -131,6 +131,19 @@ subscriptions = sa.Table(
     sa.Index("ix_subscriptions_expires", "expires"),
 )
 
+subscription_versions = sa.Table(
+    "subscription_versions",
+    metadata_obj,
+    # Bumped by every change to the (project, queue)'s subscriptions, in the
+    # change's transaction (herald.storage.subscription_versions): a worker's
+    # cache of the queue's recipients is good while the number is the one it
+    # read them with. Rows are never deleted (a number must never repeat);
+    # no row reads as 0.
+    sa.Column("project", sa.String(256), primary_key=True),
+    sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 outbox = sa.Table(
     "outbox",
     metadata_obj,

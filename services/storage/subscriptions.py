@@ -8,6 +8,12 @@ an outbox row written in the same transaction as the change that causes it,
 so it is delivered by the dispatchers like any notification. Deleting a
 subscription deletes its pending outbox rows with it.
 
+Every write to the subscription rows bumps their (project, queue)'s
+version as its transaction's last statement (``subscription_versions``):
+the storage workers' caches of a queue's recipients rely on it, so a new
+write here must bump too (deleting goes through ``_delete_rows``, which
+returns the keys to bump).
+
 Validation of the request fields is the edge's job (``herald.common.
 subscriptions``); this module enforces only what needs the stored rows
 (uniqueness, existence). Must not deliver anything itself.
@@ -38,7 +44,7 @@ from sqlalchemy.engine import Connection, Row
 
 from herald.common import errors, ids, signing, timeutils, webhook_signing
 from herald.common import subscriptions as rules
-from herald.storage import base, clock, outbox
+from herald.storage import base, clock, outbox, subscription_versions
 from herald.storage.engine import Database
 from herald.storage.schema import outbox as outbox_table
 from herald.storage.schema import subscriptions
@@ -245,6 +251,7 @@ class SubscriptionController:
             conn.execute(sa.insert(subscriptions).values(**row))
             if send_confirmation:
                 self._queue_confirmation(conn, row, True, now, request_id)
+            subscription_versions.bump(self._db, conn, [(project, queue)])
         if send_confirmation and self._confirmation_enabled():
             self._db.after_commit(lambda: self._db.wiring.outbox.set(project, queue))
         return {"subscription_id": row["id"], "created": True, "confirmed": False,
@@ -329,12 +336,14 @@ class SubscriptionController:
                 conn.execute(sa.update(subscriptions)
                              .where(_addressed(project, queue, subscription_id))
                              .values(**values))
+                subscription_versions.bump(self._db, conn, [(project, queue)])
 
     def delete(self, project: str, queue: str, subscription_id: str) -> None:
         if not ids.is_valid_id(subscription_id):
             return
         with self._db.write() as conn:
-            _delete_rows(conn, _addressed(project, queue, subscription_id))
+            gone = _delete_rows(conn, _addressed(project, queue, subscription_id))
+            subscription_versions.bump(self._db, conn, gone)
 
     def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool,
                 request_id: str) -> None:
@@ -353,13 +362,15 @@ class SubscriptionController:
                          .values(confirmed=bool(confirmed)))
             if not confirmed:
                 self._queue_confirmation(conn, dict(row._mapping), False, now, request_id)
+            subscription_versions.bump(self._db, conn, [(project, queue)])
         if not confirmed and self._confirmation_enabled():
             self._db.wiring.outbox.set(project, row.queue)
 
     def purge(self, project: str, queue: str) -> None:
         with self._db.write() as conn:
-            _delete_rows(conn, sa.and_(subscriptions.c.project == project,
-                                       subscriptions.c.queue == queue))
+            gone = _delete_rows(conn, sa.and_(subscriptions.c.project == project,
+                                              subscriptions.c.queue == queue))
+            subscription_versions.bump(self._db, conn, gone)
 
     def delete_connection(self, gateway_id: str, connection_id: str | None) -> int:
         """Delete the subscriptions of one websocket connection (it closed), or
@@ -368,14 +379,18 @@ class SubscriptionController:
         column = subscriptions.c.subscriber
         match = column == uri if connection_id else column.startswith(uri, autoescape=True)
         with self._db.write() as conn:
-            return _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET, match))
+            gone = _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET, match))
+            subscription_versions.bump(self._db, conn, gone)
+        return len(gone)
 
     def collect_garbage(self, project: str, queue: str) -> int:
         """Delete the queue's expired subscriptions (reads already hide them)."""
         with self._db.write() as conn:
-            return _delete_rows(conn, sa.and_(subscriptions.c.project == project,
+            gone = _delete_rows(conn, sa.and_(subscriptions.c.project == project,
                                               subscriptions.c.queue == queue,
                                               subscriptions.c.expires <= clock.now()))
+            subscription_versions.bump(self._db, conn, gone)
+        return len(gone)
 
     def expired_queues(self) -> list[tuple[str, str]]:
         with self._db.read() as conn:
@@ -384,14 +399,18 @@ class SubscriptionController:
                 .where(subscriptions.c.expires <= clock.now()).distinct())]
 
 
-def _delete_rows(conn: Connection, where: sa.ColumnElement[bool]) -> int:
-    """Delete the matching subscriptions and their pending outbox rows."""
-    doomed = [r.id for r in conn.execute(sa.select(subscriptions.c.id).where(where))]
+def _delete_rows(conn: Connection, where: sa.ColumnElement[bool]) -> list[tuple[str, str]]:
+    """Delete the matching subscriptions and their pending outbox rows; the
+    (project, queue) of each deleted subscription, for the caller's
+    ``subscription_versions.bump`` (the last statement of its write)."""
+    doomed = conn.execute(sa.select(subscriptions.c.id, subscriptions.c.project,
+                                    subscriptions.c.queue).where(where)).all()
     if not doomed:
-        return 0
-    conn.execute(sa.delete(outbox_table).where(outbox_table.c.subscription_id.in_(doomed),
+        return []
+    ids_ = [r.id for r in doomed]
+    conn.execute(sa.delete(outbox_table).where(outbox_table.c.subscription_id.in_(ids_),
                                                outbox_table.c.state == outbox.STATE_PENDING))
-    conn.execute(sa.delete(subscriptions).where(subscriptions.c.id.in_(doomed)))
-    return len(doomed)
+    conn.execute(sa.delete(subscriptions).where(subscriptions.c.id.in_(ids_)))
+    return [(r.project, r.queue) for r in doomed]
 
 
