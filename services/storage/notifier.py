@@ -7,7 +7,10 @@ subscriptions always count as confirmed, websocket.md §6). A subscription
 with a filter policy (``options.filter``, ``herald.common.filter_policy``)
 is notified only of the messages whose body matches it: a filtered-out
 message costs nothing. Each stored policy is compiled once per worker, not
-per message.
+per message. Who the recipients are comes from ``herald.storage.recipients``,
+which remembers them per worker while the queue's subscription version
+says they did not change: a post to a broadcast queue reads one small row,
+not its thousands of subscriptions.
 
 Webhook and mail subscribers get one durable outbox row per message and
 subscriber (at-least-once). All rows of a post go in with one INSERT,
@@ -29,22 +32,18 @@ job; nothing here touches the network.
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
-import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy.engine import Connection
 
 from herald.common import filter_policy
 from herald.common import subscriptions as rules
 from herald.common.rpc import serializer
-from herald.storage import base, outbox
+from herald.storage import base, outbox, recipients
 from herald.storage.broadcasts import Broadcast
 from herald.storage.pipeline import PostedBatch
-from herald.storage.schema import subscriptions
-from herald.storage.subscriptions import KIND_WEBSOCKET
 from herald.storage.wiring import StorageWiring
 
 
@@ -67,26 +66,11 @@ def notification_payload(message: dict[str, Any], queue: str,
     return json.dumps(serializer.encode(notification(message, queue, queue_metadata)))
 
 
-@functools.cache
-def _recipients_statement(one_key: bool, confirmed_only: bool) -> sa.Select[Any]:
-    """The subscriptions of the posted queues that get notifications, built
-    once (``base.one_of_params`` and ``b_now`` bound at execution)."""
-    stmt = (sa.select(subscriptions.c.project, subscriptions.c.queue, subscriptions.c.id,
-                      subscriptions.c.subscriber, subscriptions.c.kind, subscriptions.c.options,
-                      subscriptions.c.signing)
-            .where(base.bound_one_of(subscriptions.c.project, subscriptions.c.queue, one_key),
-                   subscriptions.c.expires > sa.bindparam("b_now"))
-            .order_by(subscriptions.c.id))
-    if confirmed_only:
-        stmt = stmt.where(sa.or_(subscriptions.c.confirmed.is_(True),
-                                 subscriptions.c.kind == KIND_WEBSOCKET))
-    return stmt
-
-
 class NotifierStage:
     def __init__(self, conf: cfg.ConfigOpts, wiring: StorageWiring) -> None:
         self._conf = conf
         self._signal = wiring.outbox
+        self._recipients = wiring.recipients
 
     def __call__(self, conn: Connection, batch: PostedBatch) -> None:
         self.run_many(conn, [batch])
@@ -94,39 +78,34 @@ class NotifierStage:
     def nothing_to_write_sql(self) -> str:
         """No subscription of the posted queues exists (``pipeline``'s
         guard). Any row counts, expired or unconfirmed: restating who gets
-        notified would be a second copy of ``_recipients_statement`` to keep
-        true; a queue with only those runs this stage, which decides."""
+        notified would be a second copy of the recipient read to keep
+        true (``recipients.statement``); a queue with only those runs this
+        stage, which decides."""
         return ("NOT EXISTS (SELECT 1 FROM subscriptions JOIN assumed"
                 " ON subscriptions.project = assumed.project"
                 " AND subscriptions.queue = assumed.name)")
 
     def run_many(self, conn: Connection, batches: list[PostedBatch]) -> None:
         """The batches of one statement set (a coalesced batch's posts to
-        several queues): one subscriber read and one INSERT for all."""
+        several queues): one recipient read (``recipients.read``: most often
+        just the queues' subscription versions) and one INSERT for all."""
         if not batches:
             return
-        one_key, params = base.one_of_params((batch.project, batch.queue) for batch in batches)
-        params["b_now"] = min(batch.now for batch in batches)
-        statement = _recipients_statement(one_key,
-                                          self._conf.notification.require_confirmation)
-        recipients: dict[tuple[str, str], list[Any]] = {}
-        for sub in conn.execute(statement, params):
-            recipients.setdefault((sub.project, sub.queue), []).append(sub)
-        if not recipients:
+        found = recipients.read(conn, self._recipients.of(conn.engine),
+                                [(batch.project, batch.queue) for batch in batches],
+                                min(batch.now for batch in batches),
+                                self._conf.notification.require_confirmation)
+        if not any(found.values()):
             return
         lessee = self._signal.lessee(conn.engine)
         rows: list[dict[str, Any]] = []
         written: list[tuple[PostedBatch, int]] = []
         for batch in batches:
-            subs = recipients.get((batch.project, batch.queue))
-            if not subs:
-                continue
-            durable = [sub for sub in subs if sub.kind != KIND_WEBSOCKET]
-            if len(durable) < len(subs):
-                batch.broadcasts.extend(self._broadcasts(batch, [
-                    sub for sub in subs if sub.kind == KIND_WEBSOCKET]))
-            if durable:
-                batch_rows = self._rows(batch, durable, lessee)
+            entry = found[(batch.project, batch.queue)]
+            if entry.websocket:
+                batch.broadcasts.extend(self._broadcasts(batch, entry.websocket))
+            if entry.durable:
+                batch_rows = self._rows(batch, entry.durable, lessee)
                 rows.extend(batch_rows)
                 written.append((batch, len(batch_rows)))
                 batch.outbox_rows += len(batch_rows)
@@ -136,7 +115,7 @@ class NotifierStage:
             outbox.insert_rows(conn, rows)
             return
         leased = outbox.insert_leased_rows(conn, rows)
-        signing = {sub.id: sub.signing for subs in recipients.values() for sub in subs}
+        signing = {sub.id: sub.signing for entry in found.values() for sub in entry.durable}
         for row in leased:  # as a lease statement would return it
             row.signing = signing[row.subscription_id]
         start = 0
@@ -144,26 +123,32 @@ class NotifierStage:
             batch.handed.extend(leased[start:start + count])
             start += count
 
-    def _broadcasts(self, batch: PostedBatch, recipients: list[Any]) -> list[Broadcast]:
+    def _broadcasts(self, batch: PostedBatch,
+                    groups: tuple[recipients.WsGroup, ...]) -> list[Broadcast]:
         """One ``Broadcast`` per gateway holding subscribed connections (and
         per set of matching messages, where filter policies differ), in the
         order of their first subscription; a connection subscribed twice to
         the queue gets each notification once per subscription, as a webhook
-        subscribed twice does."""
-        groups: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+        subscribed twice does. Unfiltered (the usual case), a gateway's
+        broadcast carries its group's own connection list."""
         everything = tuple(range(len(batch.messages)))
-        for sub in recipients:
-            target = rules.parse_ws_subscriber(sub.subscriber)
-            if target is None:
-                continue
-            policy = filter_policy.of_options(sub.options)
+        wanted_by: dict[tuple[str, tuple[int, ...]], list[recipients.WsGroup]] = {}
+        for group in groups:
+            policy = group.policy
             wanted = everything if policy is None else tuple(
                 i for i, m in enumerate(batch.messages) if policy.matches(m["body"]))
             if wanted:
-                groups.setdefault((target[0], wanted), []).append(target[1])
+                wanted_by.setdefault((group.gateway_id, wanted), []).append(group)
         payloads = [notification(m, batch.queue, batch.metadata) for m in batch.messages]
         broadcasts = []
-        for (gateway_id, wanted), connections in groups.items():
+        for (gateway_id, wanted), parts in wanted_by.items():
+            if len(parts) == 1:
+                connections = parts[0].connections
+            else:  # policies that select the same messages: subscription order
+                connections = [connection for _, connection in sorted(
+                    (position, connection) for part in parts
+                    for position, connection in zip(part.positions, part.connections,
+                                                    strict=True))]
             first = batch.messages[wanted[0]]
             broadcasts.append(Broadcast(
                 gateway_id=gateway_id, project=batch.project, queue=batch.queue,
@@ -172,14 +157,14 @@ class NotifierStage:
                 traceparent=first.get("traceparent") or batch.traceparent))
         return broadcasts
 
-    def _rows(self, batch: PostedBatch, recipients: list[Any],
+    def _rows(self, batch: PostedBatch, durable: tuple[Any, ...],
               lessee: str | None) -> list[dict[str, Any]]:
         payloads = [(m["id"], m.get("request_id") or batch.request_id,
                      notification_payload(m, batch.queue, batch.metadata),
                      m.get("traceparent") or batch.traceparent, m["body"])
                     for m in batch.messages]
         rows = []
-        for sub in recipients:
+        for sub in durable:
             policy = filter_policy.of_options(sub.options)
             wanted = (payloads if policy is None
                       else [p for p in payloads if policy.matches(p[4])])

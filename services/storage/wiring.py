@@ -13,6 +13,9 @@ them instead, and ``Database.wiring`` carries it to every controller:
 - ``broadcasts``: the ``BroadcastSender`` that pushes committed posts to
   their websocket subscribers' gateways (``herald.storage.broadcasts``;
   started by the worker);
+- ``recipients``: the ``RecipientCache`` of each database's queues'
+  notification recipients, which the notifier stage of every controller of
+  the process uses (``herald.storage.recipients``);
 - ``redrive``: set when this process starts a redrive task, so its
   ``RedriveRunner`` looks for work at once;
 - ``stages``: pipeline stage factories by name, in addition to the built-in
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 from herald.common.rpc.wakeups import WakeupSender
 from herald.storage.broadcasts import BroadcastSender
 from herald.storage.outbox_signal import DispatchSignal
+from herald.storage.recipients import RecipientCache
 
 if TYPE_CHECKING:
     from herald.storage.pipeline import StageFactory
@@ -47,4 +51,5 @@ class StorageWiring:
     wakeups: WakeupSender = dataclasses.field(default_factory=WakeupSender)
     broadcasts: BroadcastSender = dataclasses.field(default_factory=BroadcastSender)
     stages: dict[str, StageFactory] = dataclasses.field(default_factory=dict)
+    recipients: RecipientCache = dataclasses.field(default_factory=RecipientCache)
     redrive: threading.Event = dataclasses.field(default_factory=threading.Event)
