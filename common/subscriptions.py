@@ -13,6 +13,7 @@ Pure functions of their arguments and the options passed in: no I/O.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import urllib.parse
@@ -197,8 +198,12 @@ def ws_subscriber_uri(gateway_id: str, connection_id: str) -> str:
             f"{connection_id}")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_ws_subscriber(uri: str) -> tuple[str, str] | None:
-    """``(gateway_id, connection_id)`` of a websocket subscriber URI, else None."""
+    """``(gateway_id, connection_id)`` of a websocket subscriber URI, else None.
+
+    Memoized (bounded): a worker reading a broadcast queue's thousands of
+    subscriptions again after a change parses only the new ones."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.netloc != WS_SUBSCRIBER_HOST:
         return None
