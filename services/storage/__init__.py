@@ -28,6 +28,8 @@ Controllers (one instance per database; each operation one short transaction)
     ``claim_connections`` claims registered with a websocket connection: released on close.
     ``claim_groups``     claims of queues with message groups: what a claim may take.
     ``subscriptions``    subscriptions: create, list, get, update, delete, confirm.
+    ``confirmations``    (un)subscribe confirmation messages: signed outbox rows.
+    ``subscription_versions`` a version per queue's subscriptions, bumped by each change.
     ``history``          the delivery history: claims and push attempts, append-only.
     ``testfire``         test-firing a subscription: one notification, sent now.
     ``redrive``          dead-letter redrive tasks: start, progress, batches moved in transactions.
@@ -46,6 +48,7 @@ Routing and pools
 Pipeline, notifier, outbox, delivery
     ``pipeline``         the stages run in every post's transaction (``message_pipeline``).
     ``notifier``         the notifier stage: outbox rows (webhook, mail), broadcasts (websocket).
+    ``recipients``       who a post notifies: read, or remembered per worker while unchanged.
     ``broadcasts``       websocket pushes, one per gateway and post, sent once it commits.
     ``outbox``           the outbox rows, in SQL: write, lease, record attempts, collect.
     ``outbox_signal``    the in-process wake-up of dispatchers when outbox rows commit.

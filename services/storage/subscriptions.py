@@ -4,15 +4,13 @@
 Expired subscriptions behave as deleted at once: every read filters on
 ``expires`` in SQL, and a create over an expired duplicate replaces it. A
 confirmation message (SubscriptionConfirmation / UnsubscribeConfirmation) is
-an outbox row written in the same transaction as the change that causes it,
-so it is delivered by the dispatchers like any notification. Deleting a
-subscription deletes its pending outbox rows with it.
+an outbox row written in the same transaction as the change that causes it
+(``confirmations``), so it is delivered by the dispatchers like any
+notification. Deleting a subscription deletes its pending outbox rows with it.
 
-Every write to the subscription rows bumps their (project, queue)'s
-version as its transaction's last statement (``subscription_versions``):
-the storage workers' caches of a queue's recipients rely on it, so a new
-write here must bump too (deleting goes through ``_delete_rows``, which
-returns the keys to bump).
+Every write to subscription rows bumps their queue's version as its last
+statement (``subscription_versions``): the workers' caches of recipients
+rely on it, so a new write here must bump too.
 
 Validation of the request fields is the edge's job (``herald.common.
 subscriptions``); this module enforces only what needs the stored rows
@@ -29,7 +27,6 @@ makes (``KIND_WEBSOCKET``).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -42,9 +39,9 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
 
-from herald.common import errors, ids, signing, timeutils, webhook_signing
+from herald.common import errors, ids, timeutils, webhook_signing
 from herald.common import subscriptions as rules
-from herald.storage import base, clock, outbox, subscription_versions
+from herald.storage import base, clock, confirmations, outbox, subscription_versions
 from herald.storage.engine import Database
 from herald.storage.schema import outbox as outbox_table
 from herald.storage.schema import subscriptions
@@ -139,49 +136,13 @@ class SubscriptionController:
     # -- confirmation messages ------------------------------------------------
 
     def _confirmation_enabled(self) -> bool:
-        return bool(self._conf.notification.require_confirmation
-                    and self._conf.signed_url.secret_key)
+        return confirmations.enabled(self._conf)
 
     def _queue_confirmation(self, conn: Connection, row: dict[str, Any], subscribe: bool,
                             now: float, request_id: str) -> None:
         """Write the (un)subscribe confirmation of ``row`` to the outbox."""
-        if row["kind"] != KIND_URI or not self._confirmation_enabled():
-            return
-        if rules.scheme(row["subscriber"]) == "mailto":
-            # Mail confirmations need [notification] external_confirmation_url
-            # (a page that issues the PUT); not offered yet: nothing is sent.
-            return
-        queue, project, sid = row["queue"], row["project"], row["id"]
-        path = f"/v2/queues/{queue}/subscriptions/{sid}/confirm"
-        lifetime = row["ttl"] if subscribe else self._conf.limits.default_subscription_ttl
-        expires = timeutils.from_epoch(now) + dt.timedelta(seconds=int(lifetime))
-        expires_text = signing.format_expires(expires)
-        payload: dict[str, Any] = {
-            "Message_Type": ("SubscriptionConfirmation" if subscribe
-                             else "UnsubscribeConfirmation"),
-            "Message": (f"You have chosen to subscribe to the queue: {queue}" if subscribe
-                        else f"You have unsubscribed successfully to the queue: {queue}, "
-                        "you can resubscribe it by using confirmed=True."),
-            "URL-Signature": signing.signature(self._conf.signed_url.secret_key, [path],
-                                               ["PUT"], project, expires_text),
-            "URL-Methods": "PUT",
-            "URL-Paths": path,
-            "X-Project-ID": project,
-            "URL-Expires": expires_text,
-            "SubscribeBody": {"confirmed": True},
-            "UnsubscribeBody": {"confirmed": False},
-            "queue_name": queue,
-        }
-        rest = self._conf.notification.public_endpoint
-        if rest:
-            payload["WSGISubscribeURL"] = rest.rstrip("/") + path
-        websocket = self._conf.notification.websocket_public_endpoint
-        if websocket:
-            payload["WebSocketSubscribeURL"] = websocket.rstrip("/") + path
-        outbox.insert_rows(conn, [outbox.row_for(
-            project=project, queue=queue, subscription=row, kind=outbox.KIND_CONFIRMATION,
-            payload=json.dumps(payload), options=base.load_metadata(row["options"]),
-            request_id=request_id, now=now)])
+        if row["kind"] == KIND_URI:
+            confirmations.write(self._conf, conn, row, subscribe, now, request_id)
 
     # -- create ---------------------------------------------------------------
 
@@ -342,8 +303,7 @@ class SubscriptionController:
         if not ids.is_valid_id(subscription_id):
             return
         with self._db.write() as conn:
-            gone = _delete_rows(conn, _addressed(project, queue, subscription_id))
-            subscription_versions.bump(self._db, conn, gone)
+            _delete_rows(conn, _addressed(project, queue, subscription_id), self._db)
 
     def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool,
                 request_id: str) -> None:
@@ -368,9 +328,8 @@ class SubscriptionController:
 
     def purge(self, project: str, queue: str) -> None:
         with self._db.write() as conn:
-            gone = _delete_rows(conn, sa.and_(subscriptions.c.project == project,
-                                              subscriptions.c.queue == queue))
-            subscription_versions.bump(self._db, conn, gone)
+            _delete_rows(conn, sa.and_(subscriptions.c.project == project,
+                                       subscriptions.c.queue == queue), self._db)
 
     def delete_connection(self, gateway_id: str, connection_id: str | None) -> int:
         """Delete the subscriptions of one websocket connection (it closed), or
@@ -379,18 +338,16 @@ class SubscriptionController:
         column = subscriptions.c.subscriber
         match = column == uri if connection_id else column.startswith(uri, autoescape=True)
         with self._db.write() as conn:
-            gone = _delete_rows(conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET, match))
-            subscription_versions.bump(self._db, conn, gone)
-        return len(gone)
+            return len(_delete_rows(
+                conn, sa.and_(subscriptions.c.kind == KIND_WEBSOCKET, match), self._db))
 
     def collect_garbage(self, project: str, queue: str) -> int:
         """Delete the queue's expired subscriptions (reads already hide them)."""
         with self._db.write() as conn:
-            gone = _delete_rows(conn, sa.and_(subscriptions.c.project == project,
-                                              subscriptions.c.queue == queue,
-                                              subscriptions.c.expires <= clock.now()))
-            subscription_versions.bump(self._db, conn, gone)
-        return len(gone)
+            return len(_delete_rows(conn, sa.and_(subscriptions.c.project == project,
+                                                  subscriptions.c.queue == queue,
+                                                  subscriptions.c.expires <= clock.now()),
+                                    self._db))
 
     def expired_queues(self) -> list[tuple[str, str]]:
         with self._db.read() as conn:
@@ -399,10 +356,11 @@ class SubscriptionController:
                 .where(subscriptions.c.expires <= clock.now()).distinct())]
 
 
-def _delete_rows(conn: Connection, where: sa.ColumnElement[bool]) -> list[tuple[str, str]]:
+def _delete_rows(conn: Connection, where: sa.ColumnElement[bool],
+                 bump: Database | None = None) -> list[tuple[str, str]]:
     """Delete the matching subscriptions and their pending outbox rows; the
-    (project, queue) of each deleted subscription, for the caller's
-    ``subscription_versions.bump`` (the last statement of its write)."""
+    (project, queue) of each. Their versions are bumped, as the write's
+    last statement, when it is ``bump``'s (else the caller bumps later)."""
     doomed = conn.execute(sa.select(subscriptions.c.id, subscriptions.c.project,
                                     subscriptions.c.queue).where(where)).all()
     if not doomed:
@@ -411,6 +369,9 @@ def _delete_rows(conn: Connection, where: sa.ColumnElement[bool]) -> list[tuple[
     conn.execute(sa.delete(outbox_table).where(outbox_table.c.subscription_id.in_(ids_),
                                                outbox_table.c.state == outbox.STATE_PENDING))
     conn.execute(sa.delete(subscriptions).where(subscriptions.c.id.in_(ids_)))
-    return [(r.project, r.queue) for r in doomed]
+    keys = [(r.project, r.queue) for r in doomed]
+    if bump is not None:
+        subscription_versions.bump(bump, conn, keys)
+    return keys
 
 
