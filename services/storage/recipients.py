@@ -185,8 +185,9 @@ class RecipientCache:
 
 
 def _version(slot: int) -> sa.ColumnElement[Any]:
-    """The slot's queue's subscription version (0 without a row)."""
-    found = (sa.select(subscription_versions.c.version)
+    """The slot's queue's subscription version: the sum of its shards' (0
+    without a row)."""
+    found = (sa.select(sa.func.sum(subscription_versions.c.version))
              .where(subscription_versions.c.project == sa.bindparam(f"b_project_{slot}"),
                     subscription_versions.c.queue == sa.bindparam(f"b_queue_{slot}"))
              .scalar_subquery())

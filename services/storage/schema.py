@@ -134,13 +134,16 @@ subscriptions = sa.Table(
 subscription_versions = sa.Table(
     "subscription_versions",
     metadata_obj,
-    # Bumped by every change to the (project, queue)'s subscriptions, in the
-    # change's transaction (herald.storage.subscription_versions): a worker's
-    # cache of the queue's recipients is good while the number is the one it
-    # read them with. Rows are never deleted (a number must never repeat);
-    # no row reads as 0.
+    # The (project, queue)'s subscription version is the sum of its rows'
+    # (no row: 0). Every change to its subscriptions adds 1 to one row, a
+    # random shard, in the change's transaction
+    # (herald.storage.subscription_versions): a worker's cache of the
+    # queue's recipients is good while the sum is the one it read them with.
+    # Shards, so that writers of one queue rarely wait on one row's lock;
+    # rows are never deleted (a sum must never repeat).
     sa.Column("project", sa.String(256), primary_key=True),
     sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("version", sa.BigInteger, nullable=False),
 )
 

@@ -268,7 +268,7 @@ def test_every_subscription_write_bumps_its_queue_version(endpoint, ctxt, databa
                                                          clock):
     def version(queue: str = "q") -> int:
         with database.engine.connect() as conn:
-            return conn.execute(sa.select(subscription_versions.c.version).where(
+            return conn.execute(sa.select(sa.func.sum(subscription_versions.c.version)).where(
                 subscription_versions.c.project == ctxt.project_id,
                 subscription_versions.c.queue == queue)).scalar_one_or_none() or 0
 

@@ -1,11 +1,12 @@
-"""Subscription versions: ``subscription_versions(project, queue, version)``.
+"""Subscription versions: ``subscription_versions(project, queue, shard, version)``.
 
-Every write to a (project, queue)'s subscriptions bumps its number in the
-same transaction (``herald.storage.subscription_versions``), so a storage
-worker may keep the queue's notification recipients in memory and, on a
-post, read this one row instead of every subscription
+Every write to a (project, queue)'s subscriptions adds 1 to one of its
+shard rows in the same transaction (``herald.storage.
+subscription_versions``); the queue's version is the sum. A storage worker
+may then keep the queue's notification recipients in memory and, on a
+post, read these few rows instead of every subscription
 (``herald.storage.recipients``). No rows are created here: a queue without
-a row reads as version 0, and its first bump writes 1, which no cache
+rows reads as version 0, and its first change makes it 1, which no cache
 holds for it yet.
 
 Revision ID: 0013
@@ -29,6 +30,7 @@ def upgrade() -> None:
         "subscription_versions",
         sa.Column("project", sa.String(256), primary_key=True),
         sa.Column("queue", sa.String(64), primary_key=True),
+        sa.Column("shard", sa.SmallInteger, primary_key=True, autoincrement=False),
         sa.Column("version", sa.BigInteger, nullable=False),
     )
 
