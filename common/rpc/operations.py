@@ -268,16 +268,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("queue_redrive", (_Q, _a("destination", None), _a("max_per_second", None),
                                 _a("limit", None)), _W, _QUEUE,
               "Redrive could not be started.", _ALONE, "redrive.start",
-              doc="(1.6) Start moving the dead-letter queue's messages back: to "
-                  "``destination``, else each to the queue it was dead-lettered from; at "
-                  "most ``max_per_second`` a second and ``limit`` in all (None: no bound). "
-                  'Returns the task ``{"id", "status": "running", "moved": 0, "total", '
+              doc="(1.6) Move the DLQ's messages back (to ``destination``, else each to its "
+                  "source; ``max_per_second``, ``limit``: None for no bound). Returns the "
+                  'task ``{"id", "status": "running", "moved": 0, "total", '
                   '"skipped", "skipped_queues", "destination", "max_per_second", "limit", '
-                  '"created", "updated"}``; a storage worker runs it. With pooling, '
-                  "messages whose source queue lives in another database than the DLQ stay "
-                  "(``skipped`` counts them, ``skipped_queues`` names those queues). Raises "
-                  "Conflict while another redrive of the queue runs, or when "
-                  "``destination`` lives in another database than the DLQ."),
+                  '"created", "updated"}``; a worker runs it. Messages whose source is in '
+                  "another database (pooling) stay, counted in ``skipped``. Conflict while "
+                  "another redrive runs, or for a destination elsewhere."),
     Operation("queue_redrive_get", (_Q, _a("redrive_id", param="task_id")), _R, _QUEUE,
               "Redrive could not be retrieved.", _ALONE, "redrive.get",
               doc="(1.6) A redrive task as ``queue_redrive`` returns it, its ``status`` "

@@ -68,6 +68,7 @@ Schema, engine and migrations
     ``schema``           SQLAlchemy Core tables: the current schema.
     ``migrations/``      Alembic migrations of that schema (``herald db upgrade``).
     ``engine``           engines, transactions, shared batch transactions, after-commit callbacks.
+    ``sqlite_engine``    SQLite's side: pragmas, BEGIN IMMEDIATE, one writer per file in-process.
     ``base``             row codecs and SQL predicates the controllers share.
     ``clock``            the workers' single source of "now" (tests replace it).
 """

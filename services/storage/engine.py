@@ -15,7 +15,7 @@
   transactions opened with ``BEGIN IMMEDIATE``: two claimers are serialized
   by SQLite itself and never fail half-way with "database is locked" when
   upgrading a read lock; the writers of one process queue for the file in
-  the process (``sqlite_writer``), not in SQLite's sleeping busy handler.
+  the process (``sqlite_engine``), not in SQLite's sleeping busy handler.
   The file path is relative to the working directory; its directory is
   created.
 
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +57,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from herald.storage import sqlite_writer
+from herald.storage import sqlite_engine
 
 LOG = logging.getLogger(__name__)
 
@@ -71,26 +70,17 @@ _IDLE_SINCE = "herald_idle_since"
 CHECK_FAILED_SQLSTATE = "HR001"
 
 
-def _prepare_sqlite_path(url: sa.URL) -> None:
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    directory = os.path.dirname(database)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-
-
 def make_engine(url: str, pool_size: int = 16) -> Engine:
     """An engine for ``url`` configured as described in the module docstring."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        _prepare_sqlite_path(parsed)
+        sqlite_engine.prepare_path(parsed)
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size, max_overflow=8, hide_parameters=True,  # see below
         )
-        _install_sqlite_transactions(engine)
+        sqlite_engine.install_transactions(engine, _WRITE_OPTION, SQLITE_BUSY_TIMEOUT_MS)
         return engine
     engine = sa.create_engine(
         parsed,
@@ -139,30 +129,6 @@ def _install_idle_ping(engine: Engine) -> None:
         except Exception as exc:
             # The pool discards this connection and checks out another one.
             raise sa.exc.DisconnectionError(f"stale pooled connection: {exc}") from exc
-
-
-def _install_sqlite_transactions(engine: Engine) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module (it would
-        # issue its own deferred BEGIN) so the "begin" hook below decides.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # WAL + NORMAL is durable against process crashes, which is the
-            # embedded mode's failure model, at a fraction of FULL's fsyncs.
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(_WRITE_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
 
 
 class SharedTransactionFailed(Exception):
@@ -214,11 +180,11 @@ class Database:
                        if self.is_postgres else engine)
         # The shared transaction of the calling thread, if any (see shared_write).
         self._local = threading.local()
-        self._writer = sqlite_writer.writer_lock(engine.url) if self.is_sqlite else None
+        self._writer = sqlite_engine.writer_lock(engine.url) if self.is_sqlite else None
 
     def _writing(self) -> contextlib.AbstractContextManager[None]:
-        """SQLite: queue for the file's write lock in the process (``sqlite_writer``)."""
-        return sqlite_writer.holding(self._writer, SQLITE_BUSY_TIMEOUT_MS / 1000)
+        """SQLite: queue for the file's write lock in the process (``sqlite_engine``)."""
+        return sqlite_engine.holding(self._writer, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

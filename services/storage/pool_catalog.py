@@ -38,11 +38,9 @@ Tenancy (the decision; docs/security.md keeps the same table):
   separator (``tenant_of``).
 
 ``PoolCatalog``: the admin CRUD of pools and flavors (StorageAPI 1.4) and
-placement (``place``, ``lookup``, ``lookup_many``, ``unplace``); which
-database an operation runs on is ``herald.storage.pools.Router``'s job.
-Thread-safety: it keeps no state but its ``Database``, each method runs its
-own transaction, so any thread may call it; a changed pool is reported
-through ``forget``.
+placement (``place``, ``lookup[_many]``, ``unplace``); which database an
+operation runs on is ``pools.Router``'s job. Thread-safe: no state but its
+``Database``, a transaction per method; a changed pool is told by ``forget``.
 
 Not here: the admin API's HTTP shapes (``herald.api.handlers.pools``) and
 policy (the edge checks the admin role): this module must never decide by
@@ -376,10 +374,7 @@ class PoolCatalog:
             return chosen
 
     def lookup(self, project: str, queue: str) -> str | None:
-        with self._db.read() as conn:
-            row = conn.execute(sa.select(catalog.c.pool).where(
-                catalog.c.project == project, catalog.c.queue == queue)).first()
-        return None if row is None else row.pool
+        return self.lookup_many(project, [queue]).get(queue)
 
     def lookup_many(self, project: str, queues: list[str]) -> dict[str, str]:
         """The pool of each placed queue of ``queues`` (unplaced ones absent)."""

@@ -1,5 +1,5 @@
 """The writers of one process queue for a SQLite file in the process
-(``herald.storage.sqlite_writer``), never in SQLite's sleeping busy handler.
+(``herald.storage.sqlite_engine``), never in SQLite's sleeping busy handler.
 
 The engines here have SQLite's busy timeout set to 0: a thread that met
 SQLite's write lock taken would fail at once with "database is locked".
