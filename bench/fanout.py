@@ -70,13 +70,14 @@ async def open_clients(session: aiohttp.ClientSession,
 
 
 async def open_subscribers(urls: list[str], queue: str,
-                           latencies: list[float]) -> list[Subscriber]:
-    """One subscriber per URL subscribed to ``queue``, ``OPENING`` at a time."""
+                           latencies: dict[str, list[float]]) -> list[Subscriber]:
+    """One subscriber per URL subscribed to ``queue``, ``OPENING`` at a time;
+    each records its frames' latencies in ``latencies[url]``."""
     gate = asyncio.Semaphore(OPENING)
 
     async def one(url: str) -> Subscriber:
         async with gate:
-            subscriber = await Subscriber.connect(url, latencies)
+            subscriber = await Subscriber.connect(url, latencies.setdefault(url, []))
             reply = await subscriber.call("subscription_create",
                                           {"queue_name": queue, "ttl": 3600})
             if reply["headers"]["status"] != 201:
@@ -107,8 +108,9 @@ async def broadcast_phase(name: str, session: aiohttp.ClientSession, rest: roles
     ``interval`` seconds (one poster), or back to back (``interval`` 0,
     ``posters`` of them) for ``duration`` seconds."""
     started = time.monotonic()
-    latencies: list[float] = []
-    clients = await open_subscribers(urls, queue, latencies)
+    by_gateway: dict[str, list[float]] = {}
+    Subscriber.slowest.clear()
+    clients = await open_subscribers(urls, queue, by_gateway)
     setup = time.monotonic() - started
     posts = 0
     failed = 0
@@ -134,18 +136,26 @@ async def broadcast_phase(name: str, session: aiohttp.ClientSession, rest: roles
     posted_for = time.monotonic() - began
     expected = posts * len(clients)
     deadline = time.monotonic() + 10  # stragglers
-    while len(latencies) < expected and time.monotonic() < deadline:
+    while sum(map(len, by_gateway.values())) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     drained = time.monotonic() - began
     for client in clients:
         client.close()
+    latencies = [latency for values in by_gateway.values() for latency in values]
     return result(name, drained if not interval else posted_for, posts, latencies, {
         "subscribers": len(clients), "gateways": len(set(urls)),
         "subscribe_seconds": round(setup, 2), "expected": expected,
         "delivered": len(latencies), "failed_posts": failed,
         "bad_frames": sum(client.errors for client in clients),
         "pushes_per_s": round(len(latencies) / drained, 1) if drained else 0,
-        "offered_rate": 1 / interval if interval else None})
+        "offered_rate": 1 / interval if interval else None,
+        # Which gateway the slowest frames came through.
+        "p99_ms_by_gateway": {url: latency_summary(values).get("p99_ms")
+                              for url, values in sorted(by_gateway.items())},
+        # ... and in which posts (the first post after subscribing reads the
+        # subscriptions the later ones find remembered).
+        "slowest_frame_ms_by_post": [round(Subscriber.slowest[sent] * 1000, 1)
+                                     for sent in sorted(Subscriber.slowest)][:50]})
 
 
 async def idle_phase(session: aiohttp.ClientSession, url: str, pid: int | None,

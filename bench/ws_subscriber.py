@@ -52,6 +52,9 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
 class Subscriber(asyncio.Protocol):
     """One connection; every pushed text frame's latency goes to ``latencies``."""
 
+    #: The slowest frame of each post (by its send time), over every subscriber.
+    slowest: dict[float, float] = {}
+
     def __init__(self, url: str, latencies: list[float]) -> None:
         self._url = urllib.parse.urlsplit(url)
         self._key = base64.b64encode(os.urandom(16)).decode()
@@ -162,8 +165,11 @@ class Subscriber(asyncio.Protocol):
                 return
             sent = roles.find_sent_time(document)
             if sent is not None:
-                self._latencies.append(now - sent)
+                latency = now - sent
+                self._latencies.append(latency)
                 self.frames += 1
+                if latency > self.slowest.get(sent, 0.0):
+                    self.slowest[sent] = latency
         elif opcode == _PING:
             self._transport.write(masked_frame(_PONG, payload))
         elif opcode == _CLOSE:
