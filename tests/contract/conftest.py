@@ -190,6 +190,40 @@ def endpoint(backend: str, database: Database, conf: Any, clock: FakeClock,
     return StorageEndpoint(database, conf)
 
 
+#: The pools of ``pooled``.
+TWO_POOLS = ("pa", "pb")
+
+
+@pytest.fixture
+def pool_urls(database_url: str, tmp_path: Any, request: pytest.FixtureRequest
+              ) -> dict[str, str]:
+    """A database of its own for each of ``TWO_POOLS``, on the backend's kind."""
+    if database_url.startswith("sqlite"):
+        return {name: f"sqlite:///{tmp_path}/{name}/herald.sqlite" for name in TWO_POOLS}
+    make = request.getfixturevalue("make_postgres_url")
+    return {name: make() for name in TWO_POOLS}
+
+
+@pytest.fixture
+def pooled(endpoint: StorageEndpoint, conf: Any, pool_urls: dict[str, str]
+           ) -> Iterator[StorageEndpoint]:
+    """For the tests of placements across pools (modules of ``UNPOOLED``):
+    ``endpoint`` (its database, ``database_url``, is the main one) with
+    pooling on, pools ``pa`` and ``pb`` registered on ``pool_urls``, each the
+    one pool of a flavor of project p1, ``on-a`` and ``on-b``."""
+    admin = RequestContext(project_id="p1", roles=("admin",))
+    conf.set_override("pooling", True)
+    for name, url in pool_urls.items():
+        endpoint.pool_put(admin, name=name, uri=url, weight=100, flavor=None, options={})
+    endpoint.flavor_put(admin, name="on-a", pool_list=["pa"], capabilities={})
+    endpoint.flavor_put(admin, name="on-b", pool_list=["pb"], capabilities={})
+    try:
+        yield endpoint
+    finally:
+        endpoint._pools.dispose()
+        conf.clear_override("pooling")
+
+
 def make_ctxt(project: str = "p1", client_id: str | None = None) -> RequestContext:
     return RequestContext(project_id=project, client_id=client_id or str(uuid.uuid4()))
 

@@ -2,16 +2,16 @@
 does not live (docs/dead-letter-redrive.md), on SQLite and PostgreSQL.
 
 Two pools, ``pa`` and ``pb``, each the one pool of a flavor (``on-a``,
-``on-b``); the dead-letter queue and its sources start on ``pa``. A queue's
-readers look only in its pool's database (the main one when unplaced), so a
-message inserted into ``pa``'s database under a queue living elsewhere is
-lost to every client. The checks read through the endpoint (what clients
-see) and count rows in the pools' databases (where nothing may land).
+``on-b``: conftest's ``pooled``); the dead-letter queue and its sources start
+on ``pa``. A queue's readers look only in its pool's database (the main one
+when unplaced), so a message inserted into ``pa``'s database under a queue
+living elsewhere is lost to every client. The checks read through the
+endpoint (what clients see) and count rows in the pools' databases (where
+nothing may land).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,33 +27,6 @@ from herald.testing.polling import wait_until
 from tests.contract.conftest import make_ctxt
 from tests.contract.test_pools import count
 from tests.contract.test_redrive import dead_letter, listed
-
-ADMIN = RequestContext(project_id="p1", roles=("admin",))
-POOLS = ("pa", "pb")
-
-
-@pytest.fixture
-def pool_urls(database_url: str, tmp_path: Any, request: pytest.FixtureRequest
-              ) -> dict[str, str]:
-    if database_url.startswith("sqlite"):
-        return {name: f"sqlite:///{tmp_path}/{name}/herald.sqlite" for name in POOLS}
-    make = request.getfixturevalue("make_postgres_url")
-    return {name: make() for name in POOLS}
-
-
-@pytest.fixture
-def pooled(endpoint: StorageEndpoint, conf: Any, pool_urls: dict[str, str]
-           ) -> Iterator[StorageEndpoint]:
-    conf.set_override("pooling", True)
-    for name, url in pool_urls.items():
-        endpoint.pool_put(ADMIN, name=name, uri=url, weight=100, flavor=None, options={})
-    endpoint.flavor_put(ADMIN, name="on-a", pool_list=["pa"], capabilities={})
-    endpoint.flavor_put(ADMIN, name="on-b", pool_list=["pb"], capabilities={})
-    try:
-        yield endpoint
-    finally:
-        endpoint._pools.dispose()
-        conf.clear_override("pooling")
 
 
 @pytest.fixture
