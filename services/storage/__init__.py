@@ -27,6 +27,7 @@ Controllers (one instance per database; each operation one short transaction)
     ``claims``           claims: create, read, renew, release; dead-letter moves.
     ``claim_connections`` claims registered with a websocket connection: released on close.
     ``claim_groups``     claims of queues with message groups: what a claim may take.
+    ``dead_letters``     dead-letter moves: in the claim's transaction, or held across pools.
     ``subscriptions``    subscriptions: create, list, get, update, delete, confirm.
     ``confirmations``    (un)subscribe confirmation messages: signed outbox rows.
     ``subscription_versions`` a version per queue's subscriptions, bumped by each change.

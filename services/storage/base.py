@@ -140,14 +140,15 @@ def mark_grouped(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
                  .values(grouped=True))
 
 
-def _insert_for(conn: Connection) -> Any:
+def insert_for(conn: Connection) -> Any:
+    """The dialect's INSERT construct (it has ``on_conflict_do_nothing``)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def ensure_queue(conn: Connection, project: str, name: str, metadata: dict[str, Any] | None,
                  now: float) -> bool:
     """Create the queue unless it exists (race-free); True if this call created it."""
-    stmt = _insert_for(conn)(queues).values(
+    stmt = insert_for(conn)(queues).values(
         project=project, name=name, metadata=dump_metadata(metadata), created=now,
     ).on_conflict_do_nothing(index_elements=["project", "name"]).returning(queues.c.name)
     # RETURNING, not rowcount: INSERT rowcounts are not reliable across drivers.

@@ -5,9 +5,10 @@ claimable rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL: two
 claimers lock disjoint rows, neither waits) and updates them in the same
 transaction; on SQLite the write transaction is ``BEGIN IMMEDIATE``, so
 claimers run one after the other. A message is thus never in two live
-claims. Dead-letter moves happen during that selection, in that transaction,
-and so does the claim's record in the delivery history (``history``).
-Must not rely on tooz for any of this.
+claims. Dead-letter moves (``dead_letters``) happen during that selection,
+in that transaction (a DLQ in another database: the transaction holds the
+messages, the move follows its commit), and so does the claim's record in
+the delivery history (``history``). Must not rely on tooz for any of this.
 
 Tenancy: a claim is looked up, renewed and released by (project, queue, id),
 and every statement that touches a claim's rows says so; another project's
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from oslo_config import cfg
 
 from herald.common import errors, ids
-from herald.storage import base, claim_groups, clock, counters, history
+from herald.storage import base, claim_groups, clock, counters, dead_letters, history
 from herald.storage.claim_connections import registration
 from herald.storage.engine import Database
 from herald.storage.schema import claims, messages, queues
@@ -90,6 +91,7 @@ def _plain_claim_with_records(grouped: bool = False) -> sa.Select[Any]:
 
 _MAX_CLAIMS = "_max_claim_count"
 _DLQ = "_dead_letter_queue"
+_DLQ_TTL = "_dead_letter_queue_messages_ttl"
 
 
 def _int_setting(metadata: dict[str, Any], key: str) -> int | None:
@@ -113,9 +115,11 @@ def _dlq_enabled(metadata: dict[str, Any]) -> bool:
 
 
 class ClaimController:
-    def __init__(self, db: Database, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, db: Database, conf: cfg.ConfigOpts,
+                 placement: dead_letters.Placement | None = None) -> None:
         self._db = db
         self._conf = conf
+        self._placement = placement  # None: every DLQ lives in this database
 
     @counters.claims
     def create(self, project: str, queue: str, ttl: int, grace: int, limit: int,
@@ -126,6 +130,7 @@ class ClaimController:
         now = clock.now()
         claim_id = claim_id or ids.new_id()
         owner = registration(connection)
+        moves: list[dead_letters.CrossMove] = []
         with self._db.write() as conn:
             # Fast path, queues without a DLQ or groups (nearly all): one conditional
             # UPDATE ... RETURNING claims the rows (PostgreSQL: with the
@@ -147,7 +152,12 @@ class ClaimController:
                                          limit, client_id, owner, grouped=True)
             else:
                 rows = self._claim_with_dlq(conn, project, queue, claim_id, metadata, now,
-                                            ttl, grace, limit, client_id, owner, grouped)
+                                            ttl, grace, limit, client_id, owner, grouped,
+                                            moves)
+        for move in moves:
+            # Dead letters held for a DLQ in another database move once the
+            # claim committed (a coalesced batch's: once the batch did).
+            self._db.after_commit(move.finish)
         return {"claim_id": claim_id if rows else None,
                 "messages": [base.stored_message(r, now) for r in rows]}
 
@@ -189,9 +199,11 @@ class ClaimController:
     def _claim_with_dlq(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
                         metadata: dict[str, Any], now: float, ttl: int, grace: int,
                         limit: int, client_id: str, owner: dict[str, str | None],
-                        grouped: bool = False) -> list[Any]:
+                        grouped: bool, moves: list[dead_letters.CrossMove]) -> list[Any]:
         """The exact path (semantics.md §7): select (grouped: ``claim_groups``),
-        dead-letter over-claimed messages, claim the rest; several statements."""
+        dead-letter over-claimed messages, claim the rest; several statements.
+        Dead letters for a DLQ in another database are held and added to
+        ``moves``, which the caller finishes after the commit."""
         claim_expires = now + ttl
         max_claims = _int_setting(metadata, _MAX_CLAIMS)
         dlq = metadata.get(_DLQ)
@@ -212,8 +224,8 @@ class ClaimController:
             to_move = [row for row in candidates if row.claim_count >= max_claims]
             to_claim = [row.seq for row in candidates if row.claim_count < max_claims]
             if to_move:
-                self._move_to_dlq(conn, project, dlq, to_move, metadata, now)
-                counters.dead_lettered(self._db, len(to_move))
+                moves.extend(self._dead_letter(conn, project, queue, dlq, to_move,
+                                               metadata, now))
         else:
             to_claim = [row.seq for row in candidates]
         if not to_claim:
@@ -252,34 +264,20 @@ class ClaimController:
             .values(expires=now + ttl + grace, ttl=ttl + grace)
         )
 
-    @staticmethod
-    def _move_to_dlq(conn: sa.Connection, project: str, dlq: str, rows: list[Any],
-                     metadata: dict[str, Any], now: float) -> None:
-        """Move over-claimed messages to the dead-letter queue (semantics.md §7).
-
-        They keep id, body, poster and creation time, and get a new position
-        at the DLQ's end (re-inserted, so a reader paging the DLQ with a
-        marker sees them). They arrive unclaimed with a fresh counter; with
-        ``_dead_letter_queue_messages_ttl`` their expiry restarts from now.
-        """
-        base.ensure_queue(conn, project, dlq, None, now)
-        # Same ordering lock as posters take (see base.queue_metadata).
-        base.queue_metadata(conn, project, dlq, lock=conn.dialect.name == "postgresql")
-        dlq_ttl = _int_setting(metadata, "_dead_letter_queue_messages_ttl")
-        conn.execute(sa.delete(messages).where(messages.c.seq.in_([row.seq for row in rows])))
-        moved = []
-        for row in rows:
-            ttl, expires = (dlq_ttl, now + dlq_ttl) if dlq_ttl else (row.ttl, row.expires)
-            moved.append({
-                "id": row.id, "project": project, "queue": dlq, "body": row.body,
-                "ttl": ttl, "created": row.created, "expires": expires,
-                "visible_at": row.visible_at, "client_id": row.client_id,
-                "claim_id": None, "claim_expires": None, "claim_count": 0,
-                "checksum": row.checksum, "group_id": row.group_id,
-                "source_queue": row.queue,  # where redrive sends it back
-            })
-        base.mark_grouped(conn, moved)
-        conn.execute(sa.insert(messages), moved)
+    def _dead_letter(self, conn: sa.Connection, project: str, queue: str, dlq: str,
+                     rows: list[Any], metadata: dict[str, Any],
+                     now: float) -> list[dead_letters.CrossMove]:
+        """Move over-claimed ``rows`` to the DLQ here, or hold them for a move
+        to its database (returned). The placement is asked only here, when a
+        claim dead-letters: without pooling it reads nothing."""
+        dlq_ttl = _int_setting(metadata, _DLQ_TTL)
+        target = None if self._placement is None else self._placement.database_of(project, dlq)
+        if target is None:
+            dead_letters.move(conn, project, dlq, rows, dlq_ttl, now)
+            counters.dead_lettered(self._db, len(rows))
+            return []
+        return [dead_letters.hold(conn, self._db, target, project, queue, dlq, rows,
+                                  dlq_ttl, now)]
 
     def _live_claim(self, conn: sa.Connection, project: str, queue: str, claim_id: str,
                     now: float, lock: bool = False) -> Any:

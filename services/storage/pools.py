@@ -13,10 +13,10 @@ every operation runs on the main database and the catalog is never read.
 It also keeps one ``Database`` (engine) per pool and one controller per
 (database, controller class) for the worker's life; ``forget`` drops a
 pool's when its URI changes, ``dispose`` all of them at shutdown. The
-redrive controller, which moves messages between queues, gets a
-``CatalogPlacement`` of its database: which queues live elsewhere, read
-from the catalog whenever asked (never cached: a placement made a moment
-ago must count).
+controllers that move messages between queues (redrive, and claims, which
+dead-letter) get a ``CatalogPlacement`` of their database: which queues
+live elsewhere, read from the catalog whenever asked (never cached: a
+placement made a moment ago must count), and nothing read with pooling off.
 
 Thread-safety: the RPC executor's threads share one ``Router``; its caches
 are guarded by one lock, held only for dictionary work (never while an
@@ -37,6 +37,7 @@ from oslo_config import cfg
 
 from herald.common import errors
 from herald.common.rpc.operations import Route
+from herald.storage.claims import ClaimController
 from herald.storage.engine import Database, make_engine, pool_size_from_conf
 from herald.storage.pool_catalog import PoolCatalog
 from herald.storage.redrive import RedriveController
@@ -59,10 +60,14 @@ def merge_results(results: list[Any]) -> Any:
     return first
 
 
+#: The controllers that are told where queues live (``CatalogPlacement``).
+_PLACED = (ClaimController, RedriveController)
+
+
 class CatalogPlacement:
     """Where queues live, seen from one of a router's databases
-    (``herald.storage.redrive.Placement``). Without pooling, everything
-    lives here."""
+    (``herald.storage.redrive.Placement``, ``herald.storage.dead_letters.
+    Placement``). Without pooling, everything lives here."""
 
     def __init__(self, router: Router, db: Database) -> None:
         self._router = router
@@ -78,6 +83,14 @@ class CatalogPlacement:
         placed = self._router.catalog.lookup_many(project, sorted(queues))
         return {queue: placed.get(queue) for queue in sorted(queues)
                 if placed.get(queue) != here}
+
+    def database_of(self, project: str, queue: str) -> Database | None:
+        if not self._router.enabled:
+            return None
+        pool = self._router.catalog.lookup(project, queue)
+        if pool == self._router.pool_of(self._db):
+            return None
+        return self._router.main if pool is None else self._router.database(pool)
 
 
 class Router:
@@ -224,10 +237,10 @@ class Router:
         with self._lock:
             found = self._controllers.get(key)
             if found is None:
-                # A redrive moves messages between queues: it must know
-                # which of them live in another database.
+                # A redrive and a dead-lettering claim move messages between
+                # queues: they must know which of them live in another database.
                 found = (cls(db, self._conf, CatalogPlacement(self, db))
-                         if cls is RedriveController else cls(db, self._conf))
+                         if cls in _PLACED else cls(db, self._conf))
                 self._controllers[key] = found
                 if db is self.main:
                     self._main_controllers[cls] = found

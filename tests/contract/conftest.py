@@ -56,6 +56,8 @@ POOLED = "sqlite-pooled"
 UNPOOLED = {
     "test_pools": "it registers its own pools and flavors and checks where rows land",
     "test_redrive_pools": "it registers its own pools and flavors and checks where rows land",
+    "test_dead_letter_pools": "it registers its own pools and flavors and checks where rows "
+                              "land",
     "test_statement_counts": "it counts the statements of the unpooled path; routing adds "
                              "catalog reads",
     "test_batch.py::test_a_failing_operation_does_not_fail_its_neighbours":
@@ -172,8 +174,12 @@ class PlacingEndpoint:
 
         def call(ctxt: RequestContext, *args: Any, **kwargs: Any) -> Any:
             self._place(ctxt.project_id, kwargs.get("queue"))
-            # A redrive's destination is a queue too (it must share the DLQ's pool).
+            # A redrive's destination is a queue too (it must share the DLQ's pool),
+            # and so is a dead-letter queue named in metadata (dead letters go there).
             self._place(ctxt.project_id, kwargs.get("destination"))
+            metadata = kwargs.get("metadata")
+            if isinstance(metadata, dict):
+                self._place(ctxt.project_id, metadata.get("_dead_letter_queue"))
             for op in kwargs.get("ops") or ():
                 project = (op.get("context") or {}).get("project_id") or ""
                 self._place(project, (op.get("args") or {}).get("queue"))
