@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import Client, FakeClock, assert_error
+from tests.api.conftest import Client, FakeClock, Stack, assert_error
 
 CLAIM_TTL = ("The TTL for a claim may not exceed 43200 seconds, and must be at least 60 "
              "seconds long.")
@@ -217,3 +218,40 @@ def test_dead_letter_queue(api: Client) -> None:
     resp = api.get("/v2/queues/dlq/messages?echo=true&include_claimed=true")
     assert resp.status_code == 200
     assert [m["id"] for m in resp.json()["messages"]] == [mid]
+
+
+@pytest.mark.parametrize("dlq_flavor", ["on-b", None])
+def test_a_dead_letter_reaches_its_dlq_on_another_pool(stack: Stack, api: Client,
+                                                       tmp_path: Path,
+                                                       dlq_flavor: str | None) -> None:
+    """With pooling, the DLQ may live elsewhere than its source queue: on
+    another pool, or (not created yet, here) in the main database. The dead
+    letter is read and claimed where the DLQ lives (docs/dead-letter-redrive.md)."""
+    stack.override("admin_mode", True)
+    stack.override("pooling", True)
+    admin = {"X-Roles": "admin"}
+    for side in ("a", "b"):
+        pool = f"{side}-{uuid.uuid4().hex[:8]}"
+        assert api.put(f"/v2/pools/{pool}", headers=admin, json_body={
+            "uri": f"sqlite:///{tmp_path}/{pool}.sqlite", "weight": 10}).status_code == 201
+        assert api.put(f"/v2/flavors/on-{side}", headers=admin,
+                       json_body={"pool_list": [pool]}).status_code == 201
+    if dlq_flavor is not None:
+        assert api.put("/v2/queues/q-dlq", json_body={"_flavor": dlq_flavor}).status_code == 201
+    assert api.put("/v2/queues/q", json_body={
+        "_flavor": "on-a", "_max_claim_count": 1, "_dead_letter_queue": "q-dlq"}
+    ).status_code == 201
+    (mid,) = api.post_messages("q", 1)
+    first = api.post("/v2/queues/q/claims", json_body={"ttl": 60, "grace": 60})
+    assert first.status_code == 201, first.text
+    assert api.delete(first.headers["Location"]).status_code == 204
+    assert api.post("/v2/queues/q/claims").status_code == 204  # dead-lettered instead
+
+    listed = api.get("/v2/queues/q-dlq/messages?echo=true")
+    assert listed.status_code == 200, listed.text
+    assert [m["id"] for m in listed.json()["messages"]] == [mid]
+    assert api.get(f"/v2/queues/q-dlq/messages/{mid}").json()["body"] == {"n": 0}
+    claimed = api.post("/v2/queues/q-dlq/claims", json_body={"ttl": 60, "grace": 60})
+    assert claimed.status_code == 201, claimed.text
+    assert [m["id"] for m in claimed.json()["messages"]] == [mid]
+    assert api.get("/v2/queues/q/stats").json()["messages"]["total"] == 0
