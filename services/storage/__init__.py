@@ -50,6 +50,7 @@ Pipeline, notifier, outbox, delivery
     ``pipeline``         the stages run in every post's transaction (``message_pipeline``).
     ``notifier``         the notifier stage: outbox rows (webhook, mail), broadcasts (websocket).
     ``recipients``       who a post notifies: read, or remembered per worker while unchanged.
+    ``recipient_warmer`` reads a queue's recipients again soon after its subscriptions changed.
     ``broadcasts``       websocket pushes, one per gateway and post, sent once it commits.
     ``outbox``           the outbox rows, in SQL: write, lease, record attempts, collect.
     ``outbox_signal``    the in-process wake-up of dispatchers when outbox rows commit.

@@ -28,8 +28,9 @@ The bump is one UPSERT for all keys (a missing row is created at 1), in
 cannot deadlock; it is the write's last statement, sent with
 ``Database.execute_last`` (on PostgreSQL the COMMIT travels with it: the
 lock is held for one round trip). Rows are never deleted: a sum must never
-repeat for a key a worker may still hold. Must not read or change the
-subscriptions themselves.
+repeat for a key a worker may still hold. Once committed, the process's
+``recipient_warmer`` is told which queues changed. Must not read or change
+the subscriptions themselves.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def bump(db: Database, conn: Connection, keys: Iterable[Key]) -> None:
     wanted = sorted(set(keys))
     if not wanted:
         return
+    # Once committed, this process reads those queues' recipients again
+    # before their next post needs them (``recipient_warmer``).
+    db.after_commit(lambda: db.wiring.warmer.changed(db, wanted))
     shard = random.randrange(SHARDS)  # noqa: S311 -- spreads locks, no secret
     placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     chunks = [wanted[i:i + _CHUNK] for i in range(0, len(wanted), _CHUNK)]

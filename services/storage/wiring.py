@@ -16,6 +16,8 @@ them instead, and ``Database.wiring`` carries it to every controller:
 - ``recipients``: the ``RecipientCache`` of each database's queues'
   notification recipients, which the notifier stage of every controller of
   the process uses (``herald.storage.recipients``);
+- ``warmer``: reads a queue's recipients into that cache again soon after
+  this process changed its subscriptions (``herald.storage.recipient_warmer``);
 - ``redrive``: set when this process starts a redrive task, so its
   ``RedriveRunner`` looks for work at once;
 - ``stages``: pipeline stage factories by name, in addition to the built-in
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING
 from herald.common.rpc.wakeups import WakeupSender
 from herald.storage.broadcasts import BroadcastSender
 from herald.storage.outbox_signal import DispatchSignal
+from herald.storage.recipient_warmer import RecipientWarmer
 from herald.storage.recipients import RecipientCache
 
 if TYPE_CHECKING:
@@ -52,4 +55,5 @@ class StorageWiring:
     broadcasts: BroadcastSender = dataclasses.field(default_factory=BroadcastSender)
     stages: dict[str, StageFactory] = dataclasses.field(default_factory=dict)
     recipients: RecipientCache = dataclasses.field(default_factory=RecipientCache)
+    warmer: RecipientWarmer = dataclasses.field(default_factory=RecipientWarmer)
     redrive: threading.Event = dataclasses.field(default_factory=threading.Event)

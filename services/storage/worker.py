@@ -9,10 +9,9 @@ dispatcher, long-poll wake-up publisher and RPC server when serving RPC);
 callers re-send them). The three are coroutines (``herald.common.lifecycle``),
 their blocking work runs on a thread of its own (at once without a running loop).
 
-The worker creates and passes in its ``StorageWiring`` (outbox signal, the
-websocket broadcast sender it starts, wake-ups, extra pipeline stages), which
-its ``Database`` carries to every controller, and a ``LocalBus`` (``local=``,
-shared with the edges of one process) whose hub it wakes and gateways it pushes to.
+Its ``StorageWiring`` (outbox signal, websocket broadcast sender, recipient
+warmer, wake-ups, stages) goes with its ``Database`` to every controller; its
+``LocalBus`` (``local=``, shared with one process's edges) it wakes and pushes to.
 
 The background thread runs tooz watchers so the partition ring follows
 workers joining and leaving, garbage-collects expired rows (messages, claims,
@@ -140,6 +139,7 @@ class StorageWorker:
                                       self._pusher, self.gateway_alive)
         self._dispatcher.start()
         self.wiring.broadcasts.start(self._conf, self._pusher, self.gateway_alive)
+        self.wiring.warmer.start(self._conf)  # after the sender: both serve posts
         self._redrive.start()
         _quietly("pool dispatchers", self._sync_pool_dispatchers)
         if self._serve_rpc:
@@ -176,6 +176,7 @@ class StorageWorker:
             _quietly("outbox dispatcher stop", dispatcher.stop)
         _quietly("redrive runner stop", self._redrive.stop if drain else self._redrive.abandon)
         _quietly("ws broadcast sender stop", self.wiring.broadcasts.stop)
+        _quietly("recipient warmer stop", self.wiring.warmer.stop)
         _quietly("ws push client stop", self._pusher.stop)
         self._stopping.set()
         if self._thread is not None:
