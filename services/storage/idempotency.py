@@ -88,11 +88,13 @@ def remember_reply(conn: Connection, project: str, queue: str, operation_id: str
                    reply: Any, now: float) -> None:
     """Record ``reply`` under the operation key (raises IntegrityError when
     another send of the operation recorded its own first)."""
-    conn.execute(sa.insert(idempotency_keys).values(
-        project=project, queue=queue, key=operation_key(operation_id),
-        fingerprint=REPLY_FINGERPRINT, message_ids="[]",
-        reply=json.dumps(serializer.encode(reply)), created=now,
-        expires=now + OPERATION_WINDOW))
+    # Values as parameters of the table's one INSERT, not ``.values()``
+    # coerced into a new statement per call.
+    conn.execute(idempotency_keys.insert(), {
+        "project": project, "queue": queue, "key": operation_key(operation_id),
+        "fingerprint": REPLY_FINGERPRINT, "message_ids": "[]",
+        "reply": json.dumps(serializer.encode(reply)), "created": now,
+        "expires": now + OPERATION_WINDOW})
 
 
 def recorded_reply(conn: Connection, project: str, queue: str, operation_id: str,

@@ -51,6 +51,16 @@ LOG = logging.getLogger(__name__)
 KIND_URI = "uri"
 KIND_WEBSOCKET = "websocket"
 
+# A create's statements, built once with their values bound at execution:
+# building them per call (values coerced, cache keys computed) was most of
+# a websocket subscription_create's CPU, and SQLite writes one at a time.
+_SAME_SUBSCRIBER = (sa.select(subscriptions)
+                    .where(subscriptions.c.project == sa.bindparam("b_project"),
+                           subscriptions.c.queue == sa.bindparam("b_queue"),
+                           subscriptions.c.subscriber == sa.bindparam("b_subscriber"))
+                    .with_for_update())
+_INSERT = subscriptions.insert()
+
 _id_lock = threading.Lock()
 _last_stamp = 0
 
@@ -177,12 +187,9 @@ class SubscriptionController:
         now = clock.now()
         with self._db.write() as conn:
             base.ensure_queue(conn, project, queue, None, now)
-            existing = conn.execute(
-                sa.select(subscriptions)
-                .where(subscriptions.c.project == project, subscriptions.c.queue == queue,
-                       subscriptions.c.subscriber == subscriber)
-                .with_for_update()
-            ).mappings().one_or_none()
+            existing = conn.execute(_SAME_SUBSCRIBER, {
+                "b_project": project, "b_queue": queue, "b_subscriber": subscriber,
+            }).mappings().one_or_none()
             if existing is not None and existing["expires"] > now:
                 if send_confirmation and not existing["confirmed"]:
                     self._queue_confirmation(conn, dict(existing), True, now, request_id)
@@ -209,7 +216,7 @@ class SubscriptionController:
                 "delivery_failures": 0,
                 "signing": (webhook_signing.new_record(secret) if kind == KIND_URI else None),
             }
-            conn.execute(sa.insert(subscriptions).values(**row))
+            conn.execute(_INSERT, row)
             if send_confirmation:
                 self._queue_confirmation(conn, row, True, now, request_id)
             subscription_versions.bump(self._db, conn, [(project, queue)])
