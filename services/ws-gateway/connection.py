@@ -216,7 +216,10 @@ class Connection(tornado.websocket.WebSocketHandler):
         if self._closing:
             return False
         if self._outbox or self._busy:
-            return self._enqueue(wire, None, count)
+            queued = self._enqueue(wire, None, count)
+            if queued:
+                self._count_out(count, binary)
+            return queued
         stream = self.ws_connection.stream if self.ws_connection is not None else None
         if stream is None or stream.closed():
             return False
@@ -267,7 +270,7 @@ class Connection(tornado.websocket.WebSocketHandler):
         return True
 
     @staticmethod
-    def _count_out(count: int, binary: bool | None) -> None:
+    def _count_out(count: int, binary: bool) -> None:
         if metrics.ENABLED:
             (_FRAMES_OUT_MSGPACK if binary else _FRAMES_OUT_JSON).inc(count)
 

@@ -76,6 +76,9 @@ class Pushes:
         try:
             self._loop.call_soon_threadsafe(self._broadcast_pending)
         except RuntimeError:  # the loop is closed: the gateway stopped, its connections too
+            with self._pending_lock:
+                self._pending.clear()
+                self._drain_scheduled = False
             LOG.debug("broadcast to %d connection(s) after the gateway stopped",
                       len(connection_ids))
 

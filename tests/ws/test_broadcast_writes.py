@@ -49,6 +49,8 @@ def test_a_reader_that_pauses_gets_every_frame_in_order(harness, project: str) -
     gateway = harness.gateway(outbound_queue_size=64, write_timeout=30.0)
     reader = stalled_subscriber(ws_url(gateway), project, ["pause"])
     connection = next(c for c in list(gateway.connections))
+    counted: list[int] = []  # what herald_ws_frames_total is told, queued or not
+    connection._count_out = lambda count, binary: counted.append(count)
     pad = "p" * 200_000
     posts = 40
     backlog = []
@@ -65,6 +67,7 @@ def test_a_reader_that_pauses_gets_every_frame_in_order(harness, project: str) -
         seen.append(json.loads(data)["body"]["n"])
     assert seen == list(range(posts))
     assert connection.pending == (0, 0)
+    assert sum(counted) == posts
     reader.close()
 
 
