@@ -52,17 +52,23 @@ def test_a_bad_group_is_400_over_the_websocket(client: WSClient) -> None:
     assert "1 to 128" in body["exception"]
 
 
+def _dead_letter_one(client: WSClient, queue: str) -> None:
+    """Post "x" to ``queue`` (``_max_claim_count`` 1) and claim it twice: the
+    second claim dead-letters it."""
+    client.status_body("message_post", {"queue_name": queue, "messages": [{"body": "x"}]})
+    claimed = _claim(client, queue, 5)
+    client.status_body("claim_delete", {"queue_name": queue,
+                                        "claim_id": claimed[0]["claim_id"]})
+    assert _claim(client, queue, 5) == []  # dead-lettered
+
+
 def test_queue_redrive_over_the_websocket(client: WSClient) -> None:
     from herald.testing.polling import wait_until
 
     status, _ = client.status_body("queue_create", {"queue_name": "jobs", "metadata": {
         "_max_claim_count": 1, "_dead_letter_queue": "jobs-dlq"}})
     assert status == 201
-    client.status_body("message_post", {"queue_name": "jobs", "messages": [{"body": "x"}]})
-    claimed = _claim(client, "jobs", 5)
-    client.status_body("claim_delete", {"queue_name": "jobs",
-                                        "claim_id": claimed[0]["claim_id"]})
-    assert _claim(client, "jobs", 5) == []  # dead-lettered
+    _dead_letter_one(client, "jobs")
     status, task = client.status_body("queue_redrive", {"queue_name": "jobs-dlq"})
     assert status == 202, task
     assert (task["status"], task["moved"], task["total"]) == ("running", 0, 1)
@@ -96,11 +102,7 @@ def test_a_redrive_to_a_queue_on_another_pool_is_409_over_the_websocket(
             status, _ = client.status_body("queue_create", {"queue_name": queue,
                                                             "metadata": metadata})
             assert status == 201
-        client.status_body("message_post", {"queue_name": "jobs", "messages": [{"body": "x"}]})
-        claimed = _claim(client, "jobs", 5)
-        client.status_body("claim_delete", {"queue_name": "jobs",
-                                            "claim_id": claimed[0]["claim_id"]})
-        assert _claim(client, "jobs", 5) == []  # dead-lettered
+        _dead_letter_one(client, "jobs")
 
         status, body = client.status_body("queue_redrive", {"queue_name": "jobs-dlq",
                                                             "destination": "elsewhere"})
