@@ -217,6 +217,13 @@ def parse_ws_subscriber(uri: str) -> tuple[str, str] | None:
         gateway, _, connection = uri[len(_WS_PREFIX):].partition("/")
         if gateway and connection and not _NOT_PLAIN.search(connection):
             return (urllib.parse.unquote(gateway) if "%" in gateway else gateway), connection
+    return parse_ws_subscriber_uri(uri)
+
+
+def parse_ws_subscriber_uri(uri: str) -> tuple[str, str] | None:
+    """``parse_ws_subscriber``'s rule, by a URI parser: host
+    ``herald-ws.invalid``, a path of exactly two non-empty segments, the first
+    one unquoted (its fast path must agree with this)."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.netloc != WS_SUBSCRIBER_HOST:
         return None

@@ -5,23 +5,13 @@ nothing)."""
 
 from __future__ import annotations
 
-import urllib.parse
-
 import pytest
 
-from herald.common.subscriptions import WS_SUBSCRIBER_HOST, parse_ws_subscriber, ws_subscriber_uri
-
-
-def by_urlparse(uri: str) -> tuple[str, str] | None:
-    """The general rule: host ``herald-ws.invalid``, a path of exactly two
-    non-empty segments, the first one unquoted."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.netloc != WS_SUBSCRIBER_HOST:
-        return None
-    parts = parsed.path.strip("/").split("/")
-    if len(parts) != 2 or not all(parts):
-        return None
-    return urllib.parse.unquote(parts[0]), parts[1]
+from herald.common.subscriptions import (
+    parse_ws_subscriber,
+    parse_ws_subscriber_uri,
+    ws_subscriber_uri,
+)
 
 
 @pytest.mark.parametrize(("gateway", "connection"), [
@@ -42,4 +32,15 @@ def test_what_is_made_is_read_back(gateway: str, connection: str) -> None:
     "mailto:someone@example.com", "http://herald-ws.invalid/%/c"])
 def test_anything_else_is_read_as_a_uri_parser_reads_it(uri: str) -> None:
     parse_ws_subscriber.cache_clear()
-    assert parse_ws_subscriber(uri) == by_urlparse(uri)
+    assert parse_ws_subscriber(uri) == parse_ws_subscriber_uri(uri)
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("http://herald-ws.invalid/g%2Fh/c", ("g/h", "c")), ("http://herald-ws.invalid/g/c?x=1",
+                                                          ("g", "c")),
+    ("http://herald-ws.invalid/g//c", None), ("http://herald-ws.invalid/g/c/d", None),
+    ("http://other.example/g/c", None), ("http://herald-ws.invalid:80/g/c", None)])
+def test_the_general_rule(uri: str, expected: tuple[str, str] | None) -> None:
+    """Host ``herald-ws.invalid``, exactly two non-empty path segments, the
+    first unquoted."""
+    assert parse_ws_subscriber_uri(uri) == expected
