@@ -230,11 +230,16 @@ class Dispatcher:
     def _serve_rows(self, rows: list[Any]) -> None:
         """Serve rows leased to us: one task per (subscription, post), a
         post's rows in order, the rest concurrently. Rows come sorted by
-        seq, so dict order is posting order."""
-        by_post: dict[tuple[str, str], list[Any]] = collections.defaultdict(list)
+        seq, so dict order is posting order.
+
+        A post is its request id and its time: the rows of one post share
+        both, and a request id alone is not one post (two posts of one
+        RPC context, or a client's reused id, would queue behind each
+        other's round trips when one lease takes them together)."""
+        by_post: dict[tuple[str, str, float], list[Any]] = collections.defaultdict(list)
         for row in rows:
             self._held[row.seq] = row
-            by_post[(row.subscription_id, row.request_id)].append(row)
+            by_post[(row.subscription_id, row.request_id, row.created)].append(row)
         for post_rows in by_post.values():
             task = asyncio.create_task(self._serve(post_rows))
             self._tasks.add(task)
