@@ -233,9 +233,10 @@ class Dispatcher:
         seq, so dict order is posting order.
 
         A post is its request id and its time: the rows of one post share
-        both, and a request id alone is not one post (two posts of one
-        RPC context, or a client's reused id, would queue behind each
-        other's round trips when one lease takes them together)."""
+        both. The edges give every request its own id, but a request id
+        alone is not a post: two posts made with one in-process context
+        share it, and keyed by it alone they queued behind each other's
+        round trips whenever one lease took them together."""
         by_post: dict[tuple[str, str, float], list[Any]] = collections.defaultdict(list)
         for row in rows:
             self._held[row.seq] = row
