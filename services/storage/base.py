@@ -142,7 +142,11 @@ def mark_grouped(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
 
 def insert_for(conn: Connection) -> Any:
     """The dialect's INSERT construct (it has ``on_conflict_do_nothing``)."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    return _insert_of(conn.dialect.name)
+
+
+def _insert_of(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 @functools.cache
@@ -150,8 +154,7 @@ def _ensure_queue_statement(dialect: str) -> Any:
     # Built once per dialect, values bound at execution: building it per
     # call (values coerced, cache key computed) was a fifth of a websocket
     # subscription_create's CPU.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(queues).values(
+    return _insert_of(dialect)(queues).values(
         project=sa.bindparam("b_project"), name=sa.bindparam("b_name"),
         metadata=sa.bindparam("b_metadata"), created=sa.bindparam("b_created"),
     ).on_conflict_do_nothing(index_elements=["project", "name"]).returning(queues.c.name)
