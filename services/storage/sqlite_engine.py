@@ -44,13 +44,20 @@ _LOCKS: dict[str, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
+def _file_path(url: URL) -> str | None:
+    """The path of ``url``'s database file; None for an in-memory database
+    or a ``file:`` URI (SQLite opens those itself)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
 def prepare_path(url: URL) -> None:
     """Create the database file's directory (the path is relative to the
     working directory)."""
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    directory = os.path.dirname(database)
+    database = _file_path(url)
+    directory = os.path.dirname(database) if database else None
     if directory:
         os.makedirs(directory, exist_ok=True)
 
@@ -85,8 +92,8 @@ def install_transactions(engine: Engine, write_option: str, busy_timeout_ms: int
 def writer_lock(url: URL) -> threading.RLock | None:
     """The lock of ``url``'s file (None for an in-memory database, which is
     one per connection and has no other writer to queue behind)."""
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = _file_path(url)
+    if database is None:
         return None
     key = os.path.realpath(database)
     with _LOCKS_GUARD:
